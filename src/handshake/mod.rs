@@ -1,0 +1,1 @@
+//! The WebSocket opening handshake, sans-I/O. (Filled in by the handshake work.)
