@@ -1,0 +1,153 @@
+//! Response writing into a caller-owned output buffer.
+
+use super::{status_text, HttpError};
+
+/// Writes a complete response: status line, `extra_headers`, `Content-Type` (omitted
+/// when `content_type` is empty), `Content-Length`, `Connection: close` when `close` is
+/// true, and the body.
+///
+/// CR and LF bytes in header names and values are written as spaces, so a header
+/// built from request data cannot split the response.
+///
+/// ```
+/// let mut out = Vec::new();
+/// ringws::http::write_response(&mut out, 200, &[("X-A", "1")], "text/plain", b"hi", false);
+/// assert_eq!(
+///     out,
+///     b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+/// );
+/// ```
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) {
+    write_status_line(out, status);
+    write_headers(out, extra_headers);
+    if !content_type.is_empty() {
+        write_header(out, "Content-Type", content_type);
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    write_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Writes `err` as a `text/plain` response whose body is the reason followed by `"\n"`,
+/// with `Connection: close`.
+pub fn write_error(out: &mut Vec<u8>, err: &HttpError, extra_headers: &[(&str, &str)]) {
+    write_status_line(out, err.status);
+    write_headers(out, extra_headers);
+    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    write_decimal(out, err.reason.len() as u64 + 1);
+    out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    out.extend_from_slice(err.reason.as_bytes());
+    out.push(b'\n');
+}
+
+/// Writes `HTTP/1.1 <status> <reason phrase>\r\n`.
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(status_text(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes each `(name, value)` as a header line.
+pub(crate) fn write_headers(out: &mut Vec<u8>, headers: &[(&str, &str)]) {
+    for (name, value) in headers {
+        write_header(out, name, value);
+    }
+}
+
+/// Writes one `name: value\r\n` line, CR and LF replaced by spaces.
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    write_sanitized(out, name.as_bytes());
+    out.extend_from_slice(b": ");
+    write_sanitized(out, value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_sanitized(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            bytes
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(bytes);
+    }
+}
+
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_with_close_and_no_type() {
+        let mut out = Vec::new();
+        write_response(&mut out, 204, &[], "", b"", true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_response() {
+        let mut out = Vec::new();
+        let err = HttpError::new(426, "nope");
+        write_error(&mut out, &err, &[("Sec-WebSocket-Version", "13")]);
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n"[..]
+        );
+    }
+
+    #[test]
+    fn header_injection_is_neutralised() {
+        let mut out = Vec::new();
+        write_header(&mut out, "X", "a\r\nSet-Cookie: b");
+        assert_eq!(out, b"X: a  Set-Cookie: b\r\n");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 431, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn unknown_status_line() {
+        let mut out = Vec::new();
+        write_status_line(&mut out, 599);
+        assert_eq!(out, b"HTTP/1.1 599 \r\n");
+    }
+}
