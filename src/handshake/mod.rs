@@ -1,1 +1,71 @@
-//! The WebSocket opening handshake, sans-I/O. (Filled in by the handshake work.)
+//! The WebSocket opening handshake, sans-I/O.
+//!
+//! Given a parsed [`Request`](crate::http::Request): [`is_websocket_request`] tells an
+//! upgrade from plain HTTP, [`validate_upgrade`] checks it into an [`Upgrade`] (RFC
+//! 6455 version 13 and the hybi-07/08 drafts, versions 7 and 8), and [`write_accept`]
+//! or [`write_rejection`] append the answer to an output buffer. The accept key is
+//! computed on the stack ([`accept_key`]). Hixie-75/76 requests are refused with 426
+//! for now.
+//!
+//! ```
+//! use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
+//! use ringws::http::{parse_request, Parse, MAX_HEADERS};
+//!
+//! let buf = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+//! Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//! Sec-WebSocket-Version: 13\r\n\r\n";
+//! let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+//! let mut out = Vec::new();
+//! if let Ok(Parse::Complete { request, .. }) = parse_request(buf, &mut headers, 8192) {
+//!     assert!(is_websocket_request(&request));
+//!     match validate_upgrade(&request) {
+//!         Ok(upgrade) => write_accept(&mut out, &upgrade, None, &[]),
+//!         Err(err) => write_rejection(&mut out, &err),
+//!     }
+//! }
+//! assert_eq!(
+//!     out,
+//!     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+//! Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+//! );
+//! ```
+
+mod accept;
+mod response;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use accept::{accept_key, AcceptKey, WEBSOCKET_GUID};
+pub use response::{write_accept, write_rejection};
+pub use validate::{
+    is_websocket_request, validate_upgrade, Upgrade, ERR_BAD_KEY, ERR_BAD_VERSION, ERR_HIXIE75,
+    ERR_HIXIE76, ERR_NOT_GET, ERR_NOT_HTTP11, ERR_NO_CONNECTION_UPGRADE, ERR_NO_HOST,
+    ERR_NO_UPGRADE, ERR_NO_VERSION,
+};
+
+/// The header a 426 answer carries: the versions this server speaks, preferred first.
+pub const SUPPORTED_VERSIONS_HEADER: (&str, &str) = ("Sec-WebSocket-Version", "13, 8, 7");
+
+/// WebSocket protocol versions this server speaks in the RFC-style handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// RFC 6455, `Sec-WebSocket-Version: 13`.
+    V13,
+    /// The hybi-08 .. hybi-12 drafts (`Sec-WebSocket-Version: 8`).
+    V8,
+    /// The hybi-07 draft (`Sec-WebSocket-Version: 7`).
+    V7,
+}
+
+impl Version {
+    /// The `Sec-WebSocket-Version` number for this version.
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V13 => 13,
+            Version::V8 => 8,
+            Version::V7 => 7,
+        }
+    }
+}

@@ -26,6 +26,7 @@ mod response;
 
 pub use request::{parse_request, Parse, Request};
 pub use response::{write_error, write_response};
+pub(crate) use response::{write_header, write_headers, write_status_line};
 
 /// Max header entries parsed into the stack array.
 pub const MAX_HEADERS: usize = 64;

@@ -1,0 +1,162 @@
+//! Validation of an upgrade request into an [`Upgrade`].
+
+use super::accept::is_valid_key;
+use super::Version;
+use crate::http::{HttpError, Request};
+
+/// 400: the upgrade request's method is not `GET`.
+///
+/// RFC 6455 4.2.1 asks for `GET` and 4.2.2 for a 400 on any invalid handshake, so this
+/// is a 400 rather than a 405 (which would need an `Allow` header).
+pub const ERR_NOT_GET: HttpError = HttpError::new(400, "websocket upgrade requires GET");
+/// 400: the upgrade request is not HTTP/1.1.
+pub const ERR_NOT_HTTP11: HttpError = HttpError::new(400, "websocket upgrade requires HTTP/1.1");
+/// 400: the request has no `Host` header (RFC 6455 4.2.1 item 2).
+pub const ERR_NO_HOST: HttpError = HttpError::new(400, "missing Host header");
+/// 400: the `Upgrade` header lacks the `websocket` token.
+pub const ERR_NO_UPGRADE: HttpError = HttpError::new(400, "Upgrade header lacks websocket");
+/// 400: the `Connection` header lacks the `upgrade` token.
+pub const ERR_NO_CONNECTION_UPGRADE: HttpError =
+    HttpError::new(400, "Connection header lacks upgrade");
+/// 400: `Sec-WebSocket-Key` is absent or does not base64-decode to 16 bytes.
+pub const ERR_BAD_KEY: HttpError = HttpError::new(400, "missing or invalid Sec-WebSocket-Key");
+/// 426: `Sec-WebSocket-Version` is absent (and the request is not a hixie one).
+pub const ERR_NO_VERSION: HttpError = HttpError::new(426, "missing Sec-WebSocket-Version");
+/// 426: `Sec-WebSocket-Version` names a version this server does not speak.
+pub const ERR_BAD_VERSION: HttpError = HttpError::new(426, "unsupported Sec-WebSocket-Version");
+/// 426: a hixie-76 / hybi-00 request (`Sec-WebSocket-Key1`/`Key2`), not supported yet.
+pub const ERR_HIXIE76: HttpError = HttpError::new(426, "unsupported WebSocket version (hixie-76)");
+/// 426: a hixie-75 request (no key, no version), not supported yet.
+pub const ERR_HIXIE75: HttpError = HttpError::new(426, "unsupported WebSocket version (hixie-75)");
+
+/// A validated upgrade request, borrowing the request.
+///
+/// ```
+/// use ringws::handshake::{validate_upgrade, Version};
+/// use ringws::http::{parse_request, Parse, MAX_HEADERS};
+///
+/// let buf = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+/// Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+/// Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, , superchat\r\n\r\n";
+/// let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+/// let Ok(Parse::Complete { request, .. }) = parse_request(buf, &mut headers, 8192) else {
+///     panic!("incomplete");
+/// };
+/// let upgrade = validate_upgrade(&request).unwrap();
+/// assert_eq!(upgrade.version, Version::V13);
+/// assert_eq!(upgrade.origin(), Some("http://example.com"));
+/// assert_eq!(upgrade.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade<'b> {
+    /// The protocol version the client asked for.
+    pub version: Version,
+    /// The `Sec-WebSocket-Key` value, trimmed (validated: base64 of 16 bytes).
+    pub key: &'b str,
+    origin: Option<&'b str>,
+    protocols: Option<&'b str>,
+    extensions: Option<&'b str>,
+}
+
+impl<'b> Upgrade<'b> {
+    /// The client's origin: `Origin` for V13, `Sec-WebSocket-Origin` for V7/V8 (falling
+    /// back to `Origin`). `None` when absent or not UTF-8.
+    pub fn origin(&self) -> Option<&'b str> {
+        self.origin
+    }
+
+    /// The subprotocols offered in the first `Sec-WebSocket-Protocol` header, in order:
+    /// comma-split, trimmed, empty entries dropped.
+    pub fn protocols(&self) -> impl Iterator<Item = &'b str> {
+        split_list(self.protocols)
+    }
+
+    /// The first `Sec-WebSocket-Protocol` header as sent, if any.
+    pub fn protocols_raw(&self) -> Option<&'b str> {
+        self.protocols
+    }
+
+    /// The first `Sec-WebSocket-Extensions` header as sent, if any (not negotiated yet).
+    pub fn extensions_raw(&self) -> Option<&'b str> {
+        self.extensions
+    }
+}
+
+fn split_list(raw: Option<&str>) -> impl Iterator<Item = &str> {
+    raw.unwrap_or("")
+        .split(',')
+        .map(str::trim_ascii)
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether the request asks for a WebSocket upgrade at all (an `Upgrade` header with
+/// the `websocket` token, case-insensitive). Plain HTTP requests return false and are
+/// served by other routes.
+pub fn is_websocket_request(req: &Request<'_>) -> bool {
+    req.header_has_token("Upgrade", "websocket")
+}
+
+/// Validates an upgrade request (RFC 6455 4.2.1, and the hybi-07/08 drafts).
+///
+/// Checks, in order, each failure with its [`HttpError`]: method `GET`
+/// ([`ERR_NOT_GET`], 400), HTTP/1.1 ([`ERR_NOT_HTTP11`], 400), `Host`
+/// ([`ERR_NO_HOST`], 400), `Upgrade: websocket` ([`ERR_NO_UPGRADE`], 400), a
+/// `Connection` with the `upgrade` token ([`ERR_NO_CONNECTION_UPGRADE`], 400), the
+/// version (426: [`ERR_HIXIE76`], [`ERR_HIXIE75`], [`ERR_NO_VERSION`],
+/// [`ERR_BAD_VERSION`]; answer them with [`write_rejection`](super::write_rejection),
+/// which adds `Sec-WebSocket-Version: 13, 8, 7`), then the key ([`ERR_BAD_KEY`], 400).
+pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError> {
+    if req.method() != "GET" {
+        return Err(ERR_NOT_GET);
+    }
+    if req.version_minor() < 1 {
+        return Err(ERR_NOT_HTTP11);
+    }
+    if req.header("Host").is_none() {
+        return Err(ERR_NO_HOST);
+    }
+    if !is_websocket_request(req) {
+        return Err(ERR_NO_UPGRADE);
+    }
+    if !req.header_has_token("Connection", "upgrade") {
+        return Err(ERR_NO_CONNECTION_UPGRADE);
+    }
+    let version = version_of(req)?;
+    let key = req
+        .header_str("Sec-WebSocket-Key")
+        .map(str::trim_ascii)
+        .filter(|k| is_valid_key(k))
+        .ok_or(ERR_BAD_KEY)?;
+    let origin = match version {
+        Version::V13 => req.header_str("Origin"),
+        Version::V8 | Version::V7 => req
+            .header_str("Sec-WebSocket-Origin")
+            .or_else(|| req.header_str("Origin")),
+    };
+    Ok(Upgrade {
+        version,
+        key,
+        origin: origin.map(str::trim_ascii),
+        protocols: req.header_str("Sec-WebSocket-Protocol"),
+        extensions: req.header_str("Sec-WebSocket-Extensions"),
+    })
+}
+
+fn version_of(req: &Request<'_>) -> Result<Version, HttpError> {
+    let Some(raw) = req.header("Sec-WebSocket-Version") else {
+        if req.header("Sec-WebSocket-Key1").is_some() && req.header("Sec-WebSocket-Key2").is_some()
+        {
+            return Err(ERR_HIXIE76);
+        }
+        if req.header("Sec-WebSocket-Key").is_none() {
+            return Err(ERR_HIXIE75);
+        }
+        return Err(ERR_NO_VERSION);
+    };
+    match raw.trim_ascii() {
+        b"13" => Ok(Version::V13),
+        b"8" => Ok(Version::V8),
+        b"7" => Ok(Version::V7),
+        _ => Err(ERR_BAD_VERSION),
+    }
+}
