@@ -6,10 +6,10 @@
 //! output buffer. Nothing here does I/O or reads a clock.
 //!
 //! ```
-//! use ringws::http::{parse_request, Parse, MAX_HEADERS};
+//! use ringws::http::{header_storage, parse_request, Parse};
 //!
 //! let buf = b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
-//! let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+//! let mut headers = header_storage();
 //! match parse_request(buf, &mut headers, 8192) {
 //!     Ok(Parse::Complete { request, head_len }) => {
 //!         assert_eq!(request.path(), "/chat");
@@ -30,6 +30,17 @@ pub(crate) use response::{write_header, write_headers, write_status_line};
 
 /// Max header entries parsed into the stack array.
 pub const MAX_HEADERS: usize = 64;
+
+pub use httparse::Header;
+
+/// The caller's header storage for [`parse_request`], meant to live on the stack.
+pub type HeaderStorage<'b> = [Header<'b>; MAX_HEADERS];
+
+/// Empty header storage for [`parse_request`] (same as
+/// `[httparse::EMPTY_HEADER; MAX_HEADERS]`, without naming `httparse`).
+pub const fn header_storage<'b>() -> HeaderStorage<'b> {
+    [httparse::EMPTY_HEADER; MAX_HEADERS]
+}
 
 /// An HTTP error answer: a status code and a human reason sent as the text/plain body.
 ///

@@ -1,6 +1,6 @@
 //! Request head parsing on top of `httparse`, borrowing the read buffer.
 
-use super::{HttpError, MAX_HEADERS};
+use super::{HeaderStorage, HttpError};
 
 /// A parsed request head borrowing the read buffer (zero copy).
 ///
@@ -111,12 +111,13 @@ pub enum Parse<'b> {
 /// HTTP/1.0 and HTTP/1.1 are accepted (the WebSocket handshake rejects upgrades that
 /// are not HTTP/1.1). Only the first `max_head_bytes` bytes are looked at.
 ///
-/// Errors: a malformed head gives 400 `malformed request: <httparse error>`; more than
-/// [`MAX_HEADERS`] headers gives 431 `too many request headers`; a head that has not
-/// completed within `max_head_bytes` gives 431 `request header too large`.
+/// Errors: a malformed head gives 400 `malformed request: <httparse error>`; more
+/// than [`MAX_HEADERS`](super::MAX_HEADERS) headers gives 431 `too many request
+/// headers`; a head that has not completed within `max_head_bytes` gives 431
+/// `request header too large`.
 pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderStorage<'b>,
     max_head_bytes: usize,
 ) -> Result<Parse<'h>, HttpError> {
     let window = &buf[..buf.len().min(max_head_bytes)];
@@ -177,6 +178,7 @@ fn map_error(e: httparse::Error) -> HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_HEADERS;
 
     const CHROME: &[u8] = b"GET /chat?room=lobby&x=1 HTTP/1.1\r\n\
 Host: server.example.com:8080\r\n\
