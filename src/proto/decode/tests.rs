@@ -1,0 +1,429 @@
+use super::*;
+use crate::proto::encode::{encode_close, encode_frame};
+
+/// An owned copy of an [`Event`].
+#[derive(Debug, PartialEq, Eq, Clone)]
+enum Ev {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+fn own(ev: Event<'_>) -> Ev {
+    match ev {
+        Event::Text(t) => Ev::Text(t.to_owned()),
+        Event::Binary(b) => Ev::Binary(b.to_vec()),
+        Event::Ping(b) => Ev::Ping(b.to_vec()),
+        Event::Pong(b) => Ev::Pong(b.to_vec()),
+        Event::Close(c) => Ev::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+    }
+}
+
+/// The caller's loop over one input; events are pushed to `out`.
+fn feed(dec: &mut Decoder, data: &mut [u8], out: &mut Vec<Ev>) -> Result<(), ProtocolError> {
+    let len = data.len();
+    let mut pos = 0;
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(
+            calls <= 2 * data.len() + 2,
+            "decode loop does not terminate"
+        );
+        let (n, ev) = dec.decode(&mut data[pos..])?;
+        pos += n;
+        assert!(pos <= len);
+        match ev {
+            Some(ev) => out.push(own(ev)),
+            None if n == 0 || pos == len => break,
+            None => {}
+        }
+    }
+    assert_eq!(pos, data.len(), "every byte consumed");
+    Ok(())
+}
+
+/// Feeds `wire` in chunks of `step` bytes (0 = one piece).
+fn run(
+    role: Role,
+    limits: Limits,
+    wire: &[u8],
+    step: usize,
+) -> (Vec<Ev>, Result<(), ProtocolError>) {
+    let mut dec = Decoder::new(role, limits);
+    let mut out = Vec::new();
+    let step = if step == 0 { wire.len().max(1) } else { step };
+    for chunk in wire.chunks(step) {
+        let mut chunk = chunk.to_vec();
+        if let Err(e) = feed(&mut dec, &mut chunk, &mut out) {
+            assert_eq!(
+                dec.decode(&mut [0x81, 0x00]),
+                Ok((0, None)),
+                "finished after error"
+            );
+            return (out, Err(e));
+        }
+    }
+    (out, Ok(()))
+}
+
+fn key(i: usize) -> Option<[u8; 4]> {
+    Some([i as u8 ^ 0x5A, 0x13, 0xC7, i as u8])
+}
+
+/// Frames as `sender` sends them (a client masks).
+fn frame(sender: Role, op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mask = if sender == Role::Client {
+        key(payload.len())
+    } else {
+        None
+    };
+    encode_frame(&mut out, op, fin, payload, mask);
+    out
+}
+
+fn other(r: Role) -> Role {
+    match r {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    }
+}
+
+fn text_of(len: usize) -> String {
+    let mut s = String::new();
+    for c in "aé€😀".chars().cycle() {
+        if s.len() + c.len_utf8() > len {
+            break;
+        }
+        s.push(c);
+    }
+    while s.len() < len {
+        s.push('z');
+    }
+    s
+}
+
+#[test]
+fn round_trip_sizes_both_roles() {
+    for receiver in [Role::Server, Role::Client] {
+        for len in [0, 1, 125, 126, 65535, 65536, 1 << 20] {
+            let bin: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let txt = text_of(len);
+            assert_eq!(txt.len(), len);
+            let mut wire = frame(other(receiver), OpCode::Binary, true, &bin);
+            wire.extend(frame(other(receiver), OpCode::Text, true, txt.as_bytes()));
+            let want = vec![Ev::Binary(bin.clone()), Ev::Text(txt.clone())];
+            let steps: &[usize] = if len <= 300 {
+                &[
+                    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+                ]
+            } else {
+                &[0, 1000, 65537]
+            };
+            for &step in steps {
+                let (got, r) = run(receiver, Limits::default(), &wire, step);
+                assert_eq!(r, Ok(()), "{receiver:?} {len} {step}");
+                assert!(got == want, "{receiver:?} len {len} step {step}");
+            }
+        }
+    }
+}
+
+#[test]
+fn single_frame_is_zero_copy() {
+    let mut wire = frame(Role::Client, OpCode::Binary, true, b"zero copy please");
+    let range = wire.as_ptr_range();
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let (n, ev) = dec.decode(&mut wire).unwrap();
+    assert_eq!(n, 2 + 4 + 16);
+    match ev {
+        Some(Event::Binary(b)) => {
+            assert_eq!(b, b"zero copy please");
+            assert!(range.contains(&b.as_ptr()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dec.buffer_capacity(), 0);
+}
+
+#[test]
+fn fragmented_text_with_ping_in_the_middle() {
+    for receiver in [Role::Server, Role::Client] {
+        let s = other(receiver);
+        let mut wire = frame(s, OpCode::Text, false, "hé".as_bytes()[..2].as_ref());
+        wire.extend(frame(s, OpCode::Continuation, false, &"hé".as_bytes()[2..]));
+        wire.extend(frame(s, OpCode::Ping, true, b"p1"));
+        wire.extend(frame(s, OpCode::Continuation, false, b""));
+        wire.extend(frame(s, OpCode::Pong, true, b""));
+        wire.extend(frame(s, OpCode::Continuation, true, "llo😀".as_bytes()));
+        wire.extend(frame(s, OpCode::Text, false, b""));
+        wire.extend(frame(s, OpCode::Continuation, true, b""));
+        let mut close = Vec::new();
+        let mask = if s == Role::Client { key(9) } else { None };
+        encode_close(&mut close, Some(CloseCode::NORMAL), "done", mask);
+        wire.extend(close);
+        let want = vec![
+            Ev::Ping(b"p1".to_vec()),
+            Ev::Pong(vec![]),
+            Ev::Text("héllo😀".into()),
+            Ev::Text(String::new()),
+            Ev::Close(Some((1000, "done".into()))),
+        ];
+        for step in 0..=wire.len() {
+            let (got, r) = run(receiver, Limits::default(), &wire, step);
+            assert_eq!(r, Ok(()));
+            assert_eq!(got, want, "step {step}");
+        }
+    }
+}
+
+#[test]
+fn in_message_tracks_fragments() {
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut a = frame(Role::Client, OpCode::Binary, false, b"ab");
+    assert_eq!(dec.decode(&mut a), Ok((8, None)));
+    assert!(dec.in_message());
+    let mut b = frame(Role::Client, OpCode::Continuation, true, b"c");
+    let (_, ev) = dec.decode(&mut b).unwrap();
+    assert_eq!(ev, Some(Event::Binary(b"abc")));
+    assert!(!dec.in_message());
+}
+
+#[test]
+fn close_finishes_decoder() {
+    let mut wire = Vec::new();
+    encode_close(&mut wire, None, "", key(0));
+    wire.extend(frame(Role::Client, OpCode::Text, true, b"after"));
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let (n, ev) = dec.decode(&mut wire).unwrap();
+    assert_eq!((n, ev), (6, Some(Event::Close(None))));
+    assert!(dec.is_finished());
+    assert_eq!(dec.decode(&mut wire[6..]), Ok((0, None)));
+}
+
+fn expect_err(receiver: Role, wire: &[u8], code: CloseCode) {
+    for step in [0, 1, 3, 7] {
+        let (_, r) = run(receiver, Limits::default(), wire, step);
+        assert_eq!(
+            r.map_err(|e| e.code),
+            Err(code),
+            "step {step} wire {:x?}",
+            &wire[..wire.len().min(16)]
+        );
+    }
+}
+
+#[test]
+fn protocol_errors() {
+    let c = Role::Client;
+    let p = CloseCode::PROTOCOL_ERROR;
+    // RSV bits
+    for rsv in 1..8u8 {
+        let mut w = frame(c, OpCode::Text, true, b"x");
+        w[0] |= rsv << 4;
+        expect_err(Role::Server, &w, p);
+    }
+    // reserved opcodes
+    for op in (3..=7).chain(11..=15) {
+        let mut w = frame(c, OpCode::Binary, true, b"x");
+        w[0] = 0x80 | op;
+        expect_err(Role::Server, &w, p);
+    }
+    // control frames: too long, fragmented
+    expect_err(Role::Server, &frame(c, OpCode::Ping, true, &[0; 126]), p);
+    expect_err(Role::Server, &frame(c, OpCode::Pong, false, b""), p);
+    expect_err(Role::Server, &frame(c, OpCode::Close, false, b""), p);
+    // continuation without a message; new message inside one
+    expect_err(Role::Server, &frame(c, OpCode::Continuation, true, b"x"), p);
+    let mut w = frame(c, OpCode::Text, false, b"a");
+    w.extend(frame(c, OpCode::Binary, true, b"b"));
+    expect_err(Role::Server, &w, p);
+    let mut w = frame(c, OpCode::Binary, false, b"a");
+    w.extend(frame(c, OpCode::Ping, true, b""));
+    w.extend(frame(c, OpCode::Text, false, b"b"));
+    expect_err(Role::Server, &w, p);
+    // masking by role
+    expect_err(
+        Role::Server,
+        &frame(Role::Server, OpCode::Text, true, b"x"),
+        p,
+    );
+    expect_err(
+        Role::Client,
+        &frame(Role::Client, OpCode::Text, true, b"x"),
+        p,
+    );
+    // 64-bit length with MSB set
+    expect_err(
+        Role::Server,
+        &[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+        p,
+    );
+    // close payloads
+    expect_err(Role::Server, &frame(c, OpCode::Close, true, &[3]), p);
+    expect_err(
+        Role::Server,
+        &frame(c, OpCode::Close, true, &[0x03, 0xED]),
+        p,
+    );
+    expect_err(
+        Role::Server,
+        &frame(c, OpCode::Close, true, &[0x03, 0xE8, 0xFF]),
+        CloseCode::INVALID_PAYLOAD,
+    );
+    // invalid text
+    expect_err(
+        Role::Server,
+        &frame(c, OpCode::Text, true, b"ok\xC0\xAF"),
+        CloseCode::INVALID_PAYLOAD,
+    );
+    let mut w = frame(c, OpCode::Text, false, b"ok\xCE");
+    w.extend(frame(c, OpCode::Continuation, true, b""));
+    expect_err(Role::Server, &w, CloseCode::INVALID_PAYLOAD);
+}
+
+#[test]
+fn size_limits() {
+    let limits = Limits {
+        max_frame_size: 100,
+        max_message_size: 250,
+    };
+    let c = Role::Client;
+    let (_, r) = run(
+        Role::Server,
+        limits,
+        &frame(c, OpCode::Binary, true, &[0; 101]),
+        0,
+    );
+    assert_eq!(r.unwrap_err().code, CloseCode::TOO_BIG);
+    let (_, r) = run(
+        Role::Server,
+        limits,
+        &frame(c, OpCode::Binary, true, &[0; 100]),
+        0,
+    );
+    assert_eq!(r, Ok(()));
+    let mut w = Vec::new();
+    for op in [OpCode::Text, OpCode::Continuation, OpCode::Continuation] {
+        w.extend(frame(c, op, false, &[b'a'; 90]));
+    }
+    let (got, r) = run(Role::Server, limits, &w, 0);
+    assert_eq!(r.unwrap_err().code, CloseCode::TOO_BIG);
+    assert!(got.is_empty());
+    // control frames are not data: a ping between fragments does not count
+    let mut w = frame(c, OpCode::Text, false, &[b'a'; 100]);
+    w.extend(frame(c, OpCode::Ping, true, &[1; 125]));
+    w.extend(frame(c, OpCode::Continuation, true, &[b'b'; 100]));
+    let (got, r) = run(Role::Server, limits, &w, 0);
+    assert_eq!(r, Ok(()));
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn huge_claim_never_allocates() {
+    let claim = 1u64 << 62;
+    let mut hdr = vec![0x82, 0xFF];
+    hdr.extend_from_slice(&claim.to_be_bytes());
+    hdr.extend_from_slice(&[1, 2, 3, 4]);
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let e = dec.decode(&mut hdr.clone()).unwrap_err();
+    assert_eq!(e.code, CloseCode::TOO_BIG);
+    assert_eq!(dec.buffer_capacity(), 0);
+
+    // Even with no limits, only what arrives is buffered.
+    let unlimited = Limits {
+        max_frame_size: usize::MAX,
+        max_message_size: usize::MAX,
+    };
+    let mut dec = Decoder::new(Role::Server, unlimited);
+    let mut data = hdr;
+    data.extend_from_slice(&[0u8; 1000]);
+    assert_eq!(dec.decode(&mut data), Ok((1014, None)));
+    assert!(dec.in_message());
+    assert!(
+        dec.buffer_capacity() < 64 * 1024,
+        "{}",
+        dec.buffer_capacity()
+    );
+}
+
+#[test]
+fn utf8_fails_fast() {
+    let c = Role::Client;
+    // a non-final fragment ending in F4 90 fails at once
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut w = frame(c, OpCode::Text, false, b"abc\xF4\x90");
+    assert_eq!(
+        dec.decode(&mut w).unwrap_err().code,
+        CloseCode::INVALID_PAYLOAD
+    );
+    // ...and so does the first part of a single frame split across calls
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut w = frame(c, OpCode::Text, true, b"abc\xED\xA0\x80 and more");
+    assert_eq!(
+        dec.decode(&mut w[..11]).unwrap_err().code,
+        CloseCode::INVALID_PAYLOAD
+    );
+    // 0xCE alone is fine until the message ends
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut w = frame(c, OpCode::Text, false, b"ab\xCE");
+    let l = w.len();
+    assert_eq!(dec.decode(&mut w), Ok((l, None)));
+    let mut w = frame(c, OpCode::Continuation, false, b"");
+    let l = w.len();
+    assert_eq!(dec.decode(&mut w), Ok((l, None)));
+    let mut w = frame(c, OpCode::Continuation, true, b"\xBB!");
+    assert_eq!(dec.decode(&mut w).unwrap().1, Some(Event::Text("abλ!")));
+    let mut w = frame(c, OpCode::Text, false, b"ab\xCE");
+    let l = w.len();
+    assert_eq!(dec.decode(&mut w), Ok((l, None)));
+    let mut w = frame(c, OpCode::Continuation, true, b"");
+    assert_eq!(
+        dec.decode(&mut w).unwrap_err().code,
+        CloseCode::INVALID_PAYLOAD
+    );
+}
+
+#[test]
+fn large_buffer_is_released() {
+    let c = Role::Client;
+    let mut w = frame(c, OpCode::Binary, false, &[7; 100_000]);
+    w.extend(frame(c, OpCode::Continuation, true, &[8; 100_000]));
+    w.extend(frame(c, OpCode::Ping, true, b""));
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut out = Vec::new();
+    feed(&mut dec, &mut w, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(dec.buffer_capacity(), 0);
+}
+
+#[test]
+fn pseudo_random_garbage_never_panics() {
+    let mut s = 0xDEAD_BEEF_u64;
+    for _ in 0..2000 {
+        let len = (s % 64) as usize;
+        let mut data: Vec<u8> = (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s as u8
+            })
+            .collect();
+        for role in [Role::Server, Role::Client] {
+            let mut dec = Decoder::new(
+                role,
+                Limits {
+                    max_frame_size: 64,
+                    max_message_size: 128,
+                },
+            );
+            let mut out = Vec::new();
+            let _ = feed(&mut dec, &mut data.clone(), &mut out);
+        }
+        data.clear();
+    }
+}
