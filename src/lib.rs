@@ -2,14 +2,51 @@
 //!
 //! The crate is layered (see `DESIGN.md` at the repository root):
 //!
-//! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O;
+//! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O, both roles;
 //! - [`http`] and [`handshake`]: request parsing and the WebSocket upgrade, sans-I/O;
-//! - `runtime`: shard threads that own sockets and drive the state machines (the only
-//!   layer that does I/O);
-//! - [`Server`], [`Handler`] and [`Conn`]: what an embedding application uses.
+//! - the connection state machine (HTTP head → upgrade → frames → handler), sans-I/O;
+//! - the runtime: shard threads that own sockets and drive the state machines on
+//!   io_uring or epoll (the only layer that does I/O);
+//! - [`Server`], [`Handler`], [`Conn`] and [`ConnHandle`]: what an application uses.
+//!
+//! ```no_run
+//! use ringws::{Conn, Handler, Message, Server};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+//!         match message {
+//!             Message::Text(text) => conn.send_text(text),
+//!             Message::Binary(bytes) => conn.send_binary(bytes),
+//!         };
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Server::builder()
+//!         .bind("127.0.0.1:8080")
+//!         .websocket("/echo", || Echo)
+//!         .build()?
+//!         .run()
+//! }
+//! ```
 #![warn(missing_docs)]
 
 pub mod handshake;
 pub mod http;
 pub mod proto;
+
+mod conn;
+mod connection;
+mod handle;
+mod handler;
+mod route;
 pub(crate) mod runtime;
+mod server;
+
+pub use conn::{Conn, ConnId, SendStatus};
+pub use handle::{ConnHandle, SendError};
+pub use handler::{CloseInitiator, CloseReason, Handler, Message};
+pub use route::{Accept, HttpResponse, Reject, UpgradeRequest};
+pub use server::{Backend, Builder, RunningServer, Server, ServerHandle};

@@ -1,1 +1,155 @@
-fn main(){}
+//! The `ringws` command: `ringws serve` runs an echo server on `/echo` with a short page
+//! at `/` that tells a person how to connect.
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ringws::{Backend, Conn, Handler, HttpResponse, Message, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringws",
+    version,
+    about = "WebSocket server engine on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a WebSocket echo endpoint at /echo (and a help page at /).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Shard threads (default: available cores).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// I/O backend; RINGWS_BACKEND overrides it.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Pin shard i to core i.
+    #[arg(long)]
+    pin_cores: bool,
+    /// Largest message accepted, in bytes (default 64 MiB).
+    #[arg(long)]
+    max_message_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+/// Sends every message back as it came.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match message {
+            Message::Text(text) => conn.send_text(text),
+            Message::Binary(bytes) => conn.send_binary(bytes),
+        };
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let Cli {
+        command: Command::Serve(args),
+    } = Cli::parse();
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringws: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> io::Result<()> {
+    let backend = match args.backend {
+        BackendArg::Auto => Backend::Auto,
+        BackendArg::Uring => Backend::Uring,
+        BackendArg::Epoll => Backend::Epoll,
+    };
+    // Block SIGINT/SIGTERM before any shard thread starts, so they all inherit the mask
+    // and this thread alone receives the signals, with sigwait below.
+    let signals = shutdown_signals();
+    let mut builder = Server::builder()
+        .bind(args.bind.as_str())
+        .backend(backend)
+        .pin_cores(args.pin_cores);
+    if let Some(shards) = args.shards {
+        builder = builder.shards(shards);
+    }
+    if let Some(bytes) = args.max_message_size {
+        builder = builder.max_message_size(bytes);
+    }
+    let server = builder
+        .websocket("/echo", || Echo)
+        .http("/", |_| {
+            HttpResponse::text(
+                200,
+                "ringws: a WebSocket echo server.\n\
+                 Connect a WebSocket client to /echo on this host and port, for example:\n\
+                 \n    websocat ws://HOST:PORT/echo\n\n\
+                 Every text or binary message is sent back unchanged.\n",
+            )
+        })
+        .build()?;
+    let backend = server.backend();
+    let running = server.start()?;
+    eprintln!(
+        "ringws: serving ws://{}/echo ({backend:?} backend); Ctrl-C stops",
+        running.local_addr()
+    );
+    let handle = running.handle();
+    std::thread::spawn(move || {
+        wait_for_signal(&signals);
+        tracing::info!("signal received, shutting down");
+        handle.shutdown();
+    });
+    running.join()
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it spawns later).
+fn shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it, and
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits until one of the blocked signals arrives.
+fn wait_for_signal(set: &libc::sigset_t) {
+    let mut signal = 0;
+    // SAFETY: `set` was initialised by shutdown_signals; `signal` is a live c_int.
+    unsafe {
+        libc::sigwait(set, &mut signal);
+    }
+}

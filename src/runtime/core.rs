@@ -23,7 +23,7 @@ use std::time::Instant;
 
 /// Identifies one connection on one shard. Tokens are reused after `on_closed`, with a new
 /// generation, so a stale token never reaches a newer connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Token(pub(crate) u64);
 
 impl Token {

@@ -1,4 +1,145 @@
 //! Shard threads and the I/O backends that drive them. The only layer that does I/O.
+//!
+//! Each shard is a thread with its own SO_REUSEPORT listener, its own connections
+//! ([`shard::Shard`]) and its own backend loop (io_uring or epoll); shards share nothing
+//! on the hot path. Other threads reach a shard only through its mailbox.
 
 pub(crate) mod core;
+pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod mailbox;
+pub(crate) mod shard;
+pub(crate) mod uring;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::connection::{Config, ShardContext};
+use crate::route::Routes;
+use crate::server::Backend;
+use mailbox::Registry;
+
+/// The environment variable that overrides the backend choice: `uring`, `epoll` or `auto`.
+pub(crate) const BACKEND_ENV: &str = "RINGWS_BACKEND";
+
+/// Picks the backend: the environment override first, then the builder's choice; `Auto`
+/// probes io_uring and falls back to epoll with the reason logged. Asking for io_uring
+/// where it is refused is an error rather than a silent fallback.
+pub(crate) fn choose_backend(requested: Backend) -> io::Result<Backend> {
+    let requested = match std::env::var(BACKEND_ENV) {
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" | "io-uring" => Backend::Uring,
+            "epoll" => Backend::Epoll,
+            "auto" | "" => requested,
+            other => {
+                let message = format!("{BACKEND_ENV}={other}: expected uring, epoll or auto");
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+            }
+        },
+        Err(_) => requested,
+    };
+    match requested {
+        Backend::Epoll => {
+            tracing::info!("backend: epoll (chosen)");
+            Ok(Backend::Epoll)
+        }
+        Backend::Uring => match uring::probe() {
+            Ok(features) => {
+                tracing::info!("backend: io_uring (chosen; {features})");
+                Ok(Backend::Uring)
+            }
+            Err(reason) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring unavailable: {reason}"),
+            )),
+        },
+        Backend::Auto => match uring::probe() {
+            Ok(features) => {
+                tracing::info!("backend: io_uring ({features})");
+                Ok(Backend::Uring)
+            }
+            Err(reason) => {
+                tracing::info!("backend: epoll (io_uring unavailable: {reason})");
+                Ok(Backend::Epoll)
+            }
+        },
+    }
+}
+
+/// Binds `shards` listeners to one address with SO_REUSEPORT, so the kernel spreads
+/// incoming connections over the shards. Port 0 is resolved by the first bind and reused.
+pub(crate) fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(shards);
+    let mut addr = addr;
+    for _ in 0..shards {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Everything a shard thread needs.
+pub(crate) struct ShardSpec {
+    pub(crate) index: usize,
+    pub(crate) listener: TcpListener,
+    pub(crate) backend: Backend,
+    pub(crate) core_id: Option<core_affinity::CoreId>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) config: Arc<Config>,
+}
+
+/// Starts a shard thread.
+pub(crate) fn spawn_shard(spec: ShardSpec) -> io::Result<JoinHandle<io::Result<()>>> {
+    std::thread::Builder::new()
+        .name(format!("ringws-shard-{}", spec.index))
+        .spawn(move || run_shard(spec))
+}
+
+fn run_shard(spec: ShardSpec) -> io::Result<()> {
+    if let Some(core_id) = spec.core_id {
+        if !core_affinity::set_for_current(core_id) {
+            tracing::warn!(
+                shard = spec.index,
+                core = core_id.id,
+                "could not pin shard to core"
+            );
+        }
+    }
+    let ctx = ShardContext {
+        shard: spec.index as u32,
+        registry: Arc::clone(&spec.registry),
+        routes: spec.routes,
+        config: spec.config,
+    };
+    let shard = shard::Shard::new(ctx);
+    let wake = &spec.registry.mailbox(spec.index).wake;
+    let result = match spec.backend {
+        Backend::Uring => {
+            let mut shard = shard;
+            uring::run(
+                &mut shard,
+                spec.listener,
+                wake,
+                &uring::UringOptions::default(),
+            )
+        }
+        _ => epoll::run(shard, spec.listener, wake),
+    };
+    if let Err(error) = &result {
+        tracing::error!(shard = spec.index, %error, "shard stopped with an error");
+    }
+    spec.registry.mailbox(spec.index).stop();
+    result
+}

@@ -1,0 +1,495 @@
+//! One connection's state machine: HTTP request head → route → WebSocket upgrade (or an
+//! HTTP answer) → frames → handler callbacks, and the close handshake.
+//!
+//! It does no I/O: the shard feeds it received bytes and the current time, and reads
+//! back what to send ([`Connection::out`]), whether the socket should be closed
+//! ([`Connection::wants_close`]) and when it next needs the time
+//! ([`Connection::deadline`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, ConnId, OutLimits, Outbox};
+use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
+use crate::handshake;
+use crate::http::{self, HttpError, Parse, Request};
+use crate::proto::{CloseCode, Decoder, Event, Limits, OpCode, ProtocolError, Role};
+use crate::route::{Route, Routes, UpgradeRequest};
+use crate::runtime::mailbox::Registry;
+
+/// Server-wide settings every connection reads.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) out_limits: OutLimits,
+    pub(crate) max_head_bytes: usize,
+    /// How long a client may take to send its complete request head.
+    pub(crate) handshake_timeout: Duration,
+    /// How long we wait for the peer's close frame after sending ours.
+    pub(crate) close_timeout: Duration,
+}
+
+/// What every connection of a shard shares.
+pub(crate) struct ShardContext {
+    pub(crate) shard: u32,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) config: Arc<Config>,
+}
+
+// Open is the steady state and by far the largest; boxing it would add an indirection
+// to every read to save memory only during the short HTTP phase.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    /// Waiting for the request head; holds the bytes of a head split across reads.
+    Http { head: Vec<u8> },
+    /// Upgraded: frames go through the decoder to the handler.
+    Open {
+        decoder: Decoder,
+        handler: Box<dyn Handler>,
+    },
+    /// The handler has been told the connection closed; input is ignored.
+    Ended,
+}
+
+pub(crate) struct Connection {
+    id: ConnId,
+    peer: Option<SocketAddr>,
+    phase: Phase,
+    pub(crate) out: Outbox,
+    /// Our close frame (code, reason) if we started the close handshake.
+    local_close: Option<(CloseCode, String)>,
+    wants_close: bool,
+    deadline: Option<Instant>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: ConnId,
+        peer: Option<SocketAddr>,
+        config: &Config,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            id,
+            peer,
+            phase: Phase::Http { head: Vec::new() },
+            out: Outbox::new(config.out_limits),
+            local_close: None,
+            wants_close: false,
+            deadline: Some(now + config.handshake_timeout),
+        }
+    }
+
+    /// True when the socket should be closed once the queued bytes are written.
+    pub(crate) fn wants_close(&self) -> bool {
+        self.wants_close
+    }
+
+    /// When [`Connection::on_timer`] next has something to do.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Bytes arrived from the peer.
+    pub(crate) fn receive(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        match &mut self.phase {
+            Phase::Http { .. } => self.receive_http(data, ctx, now),
+            Phase::Open { .. } => self.receive_frames(data, ctx, now),
+            Phase::Ended => {}
+        }
+    }
+
+    fn receive_http(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        let Phase::Http { head } = &mut self.phase else {
+            return;
+        };
+        if head.is_empty() {
+            // The common case, a whole head in one read: parse it where it lies.
+            match self.answer_request(data, ctx, now) {
+                Some(head_len) => self.after_head(data, head_len, ctx, now),
+                None => {
+                    if let Phase::Http { head } = &mut self.phase {
+                        head.extend_from_slice(data);
+                    }
+                }
+            }
+        } else {
+            let mut buffered = std::mem::take(head);
+            buffered.extend_from_slice(data);
+            match self.answer_request(&buffered, ctx, now) {
+                Some(head_len) => self.after_head(&mut buffered, head_len, ctx, now),
+                None => {
+                    if let Phase::Http { head } = &mut self.phase {
+                        *head = buffered;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frames a client sent right behind its handshake belong to the new connection.
+    fn after_head(&mut self, input: &mut [u8], head_len: usize, ctx: &ShardContext, now: Instant) {
+        if matches!(self.phase, Phase::Open { .. }) && head_len < input.len() {
+            self.receive_frames(&mut input[head_len..], ctx, now);
+        }
+    }
+
+    /// Parses and answers the request head in `input`. Returns the head's length once it
+    /// is complete (answered), `None` while more bytes are needed.
+    fn answer_request(&mut self, input: &[u8], ctx: &ShardContext, now: Instant) -> Option<usize> {
+        let mut headers = http::header_storage();
+        let (request, head_len) =
+            match http::parse_request(input, &mut headers, ctx.config.max_head_bytes) {
+                Ok(Parse::Partial) => return None,
+                Ok(Parse::Complete { request, head_len }) => (request, head_len),
+                Err(error) => {
+                    self.reject_http(&error);
+                    return Some(input.len());
+                }
+            };
+        match ctx.routes.find(request.path()) {
+            Some(Route::WebSocket(upgrade_fn)) => self.upgrade(&request, upgrade_fn, ctx, now),
+            Some(Route::Http(respond)) => {
+                let response = respond(&request);
+                let headers: Vec<(&str, &str)> = response
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let body: &[u8] = if request.method() == "HEAD" {
+                    &[]
+                } else {
+                    &response.body
+                };
+                http::write_response(
+                    &mut self.out.queued,
+                    response.status,
+                    &headers,
+                    &response.content_type,
+                    body,
+                    true,
+                );
+                self.finish_http();
+            }
+            None => {
+                let body = format!("no route for {}\n", request.path());
+                http::write_response(
+                    &mut self.out.queued,
+                    404,
+                    &[],
+                    "text/plain; charset=utf-8",
+                    body.as_bytes(),
+                    true,
+                );
+                self.finish_http();
+            }
+        }
+        Some(head_len)
+    }
+
+    fn upgrade(
+        &mut self,
+        request: &Request<'_>,
+        upgrade_fn: &crate::route::UpgradeFn,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        if !handshake::is_websocket_request(request) {
+            let error = HttpError {
+                status: 426,
+                reason: "this path serves WebSocket connections only",
+            };
+            handshake::write_rejection(&mut self.out.queued, &error);
+            self.finish_http();
+            return;
+        }
+        let upgrade = match handshake::validate_upgrade(request) {
+            Ok(upgrade) => upgrade,
+            Err(error) => {
+                tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "upgrade refused");
+                handshake::write_rejection(&mut self.out.queued, &error);
+                self.finish_http();
+                return;
+            }
+        };
+        let hook_input = UpgradeRequest {
+            request,
+            upgrade: &upgrade,
+            peer: self.peer,
+        };
+        let accept = match upgrade_fn(&hook_input) {
+            Ok(accept) => accept,
+            Err(reject) => {
+                let body = format!("{}\n", reject.reason);
+                http::write_response(
+                    &mut self.out.queued,
+                    reject.status,
+                    &[],
+                    "text/plain; charset=utf-8",
+                    body.as_bytes(),
+                    true,
+                );
+                self.finish_http();
+                return;
+            }
+        };
+        let headers: Vec<(&str, &str)> = accept
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        handshake::write_accept(
+            &mut self.out.queued,
+            &upgrade,
+            accept.protocol.as_deref(),
+            &headers,
+        );
+        self.deadline = None;
+        self.phase = Phase::Open {
+            decoder: Decoder::new(Role::Server, ctx.config.limits),
+            handler: accept.handler,
+        };
+        self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
+    }
+
+    fn reject_http(&mut self, error: &HttpError) {
+        tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "bad request");
+        http::write_error(&mut self.out.queued, error, &[]);
+        self.finish_http();
+    }
+
+    /// An HTTP answer was queued: nothing more is read, the socket closes after it.
+    fn finish_http(&mut self) {
+        self.phase = Phase::Ended;
+        self.out.closed = true;
+        self.wants_close = true;
+        self.deadline = None;
+    }
+
+    fn receive_frames(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        let Phase::Open { decoder, handler } = &mut self.phase else {
+            return;
+        };
+        let mut conn = Conn {
+            id: self.id,
+            out: &mut self.out,
+            registry: &ctx.registry,
+        };
+        let len = data.len();
+        let mut pos = 0;
+        let mut ended: Option<Result<Option<(CloseCode, String)>, ProtocolError>> = None;
+        while ended.is_none() {
+            let (consumed, event) = match decoder.decode(&mut data[pos..]) {
+                Ok(step) => step,
+                Err(error) => {
+                    ended = Some(Err(error));
+                    break;
+                }
+            };
+            pos += consumed;
+            match event {
+                // After our close frame, the peer's data is discarded (RFC 6455 5.5.1).
+                Some(Event::Text(text)) if !conn.out.closed => {
+                    handler.on_message(&mut conn, Message::Text(text))
+                }
+                Some(Event::Binary(bytes)) if !conn.out.closed => {
+                    handler.on_message(&mut conn, Message::Binary(bytes))
+                }
+                Some(Event::Ping(payload)) if !conn.out.closed => {
+                    conn.out.send_frame(OpCode::Pong, payload);
+                }
+                Some(Event::Pong(payload)) => handler.on_pong(&mut conn, payload),
+                Some(Event::Close(frame)) => {
+                    ended = Some(Ok(frame.map(|f| (f.code, f.reason.to_owned()))));
+                }
+                Some(_) => {}
+                None if consumed == 0 || pos == len => break,
+                None => {}
+            }
+        }
+        match ended {
+            Some(Ok(peer_close)) => self.on_peer_close(peer_close, ctx),
+            Some(Err(error)) => self.fail(error, ctx),
+            None => self.after_callback(ctx, now),
+        }
+    }
+
+    /// The peer's close frame arrived: answer it (unless we started), end the connection
+    /// and close the socket first, as RFC 6455 asks of servers.
+    fn on_peer_close(&mut self, peer_close: Option<(CloseCode, String)>, ctx: &ShardContext) {
+        let reason = match self.local_close.take() {
+            Some((code, reason)) => CloseReason {
+                code,
+                reason,
+                initiator: CloseInitiator::Local,
+            },
+            None => {
+                self.out
+                    .queue_close(peer_close.as_ref().map(|(code, _)| *code), "");
+                let (code, reason) = peer_close.unwrap_or((CloseCode::NO_STATUS, String::new()));
+                CloseReason {
+                    code,
+                    reason,
+                    initiator: CloseInitiator::Peer,
+                }
+            }
+        };
+        self.end(reason, ctx);
+    }
+
+    /// The peer broke the protocol: send the close code and reason, then close.
+    fn fail(&mut self, error: ProtocolError, ctx: &ShardContext) {
+        tracing::debug!(conn = %self.id, code = error.code.0, reason = error.reason, "failing connection");
+        self.out.queue_close(Some(error.code), error.reason);
+        let reason = CloseReason {
+            code: error.code,
+            reason: error.reason.to_owned(),
+            initiator: CloseInitiator::Local,
+        };
+        self.end(reason, ctx);
+    }
+
+    /// Tells the handler the connection ended and asks for the socket to be closed.
+    fn end(&mut self, reason: CloseReason, ctx: &ShardContext) {
+        self.wants_close = true;
+        self.deadline = None;
+        if let Phase::Open { mut handler, .. } = std::mem::replace(&mut self.phase, Phase::Ended) {
+            self.out.closed = true;
+            let mut conn = Conn {
+                id: self.id,
+                out: &mut self.out,
+                registry: &ctx.registry,
+            };
+            handler.on_close(&mut conn, reason);
+        }
+    }
+
+    /// Runs `f` with the handler, then applies what it asked for (a close, say).
+    fn with_handler(
+        &mut self,
+        ctx: &ShardContext,
+        now: Instant,
+        f: impl FnOnce(&mut dyn Handler, &mut Conn<'_>),
+    ) {
+        if let Phase::Open { handler, .. } = &mut self.phase {
+            let mut conn = Conn {
+                id: self.id,
+                out: &mut self.out,
+                registry: &ctx.registry,
+            };
+            f(handler.as_mut(), &mut conn);
+            self.after_callback(ctx, now);
+        }
+    }
+
+    /// A handler call may have started the close handshake: remember our close frame and
+    /// arm the close timer.
+    fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
+        if let Some(close) = self.out.close_started.take() {
+            self.local_close = Some(close);
+            self.deadline = Some(now + ctx.config.close_timeout);
+        }
+    }
+
+    /// A frame encoded elsewhere (a `ConnHandle`) arrived for this connection.
+    pub(crate) fn send_encoded(&mut self, frame: &[u8]) {
+        if matches!(self.phase, Phase::Open { .. }) {
+            self.out.send_encoded(frame);
+        }
+    }
+
+    /// A close requested from elsewhere (a `ConnHandle`).
+    pub(crate) fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
+    }
+
+    /// The server is shutting down: say so to the peer and close without waiting.
+    pub(crate) fn shutdown(&mut self, ctx: &ShardContext) {
+        match self.phase {
+            Phase::Open { .. } => {
+                let reason = "server shutting down";
+                self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
+                let reason = CloseReason {
+                    code: CloseCode::GOING_AWAY,
+                    reason: reason.to_owned(),
+                    initiator: CloseInitiator::Local,
+                };
+                self.end(reason, ctx);
+            }
+            _ => self.finish_http(),
+        }
+    }
+
+    /// Bytes were written: owe the handler `on_drain` once the queue has fallen back.
+    pub(crate) fn on_written(&mut self, ctx: &ShardContext, now: Instant) {
+        let out = &self.out;
+        if out.drain_owed && out.buffered() <= out.limits.backpressure_threshold {
+            self.out.drain_owed = false;
+            self.with_handler(ctx, now, |handler, conn| handler.on_drain(conn));
+        }
+    }
+
+    /// The peer stopped sending (EOF) or the socket failed.
+    pub(crate) fn on_eof(&mut self, ctx: &ShardContext) {
+        self.transport_ended(ctx);
+    }
+
+    /// A deadline passed: a handshake that never completed, or a close never answered.
+    pub(crate) fn on_timer(&mut self, ctx: &ShardContext, now: Instant) {
+        match self.deadline {
+            Some(deadline) if deadline <= now => {}
+            _ => return,
+        }
+        self.deadline = None;
+        match self.local_close.take() {
+            Some((code, reason)) => self.end(
+                CloseReason {
+                    code,
+                    reason,
+                    initiator: CloseInitiator::Local,
+                },
+                ctx,
+            ),
+            None => self.finish_http_timeout(),
+        }
+    }
+
+    fn finish_http_timeout(&mut self) {
+        if let Phase::Http { .. } = self.phase {
+            tracing::debug!(conn = %self.id, "request head not received in time");
+            let error = HttpError {
+                status: 408,
+                reason: "request head not received in time",
+            };
+            http::write_error(&mut self.out.queued, &error, &[]);
+            self.finish_http();
+        }
+    }
+
+    /// The socket is gone (closed by the backend, or it failed): make sure the handler
+    /// heard about it.
+    pub(crate) fn transport_ended(&mut self, ctx: &ShardContext) {
+        let reason = match self.local_close.take() {
+            Some((code, reason)) => CloseReason {
+                code,
+                reason,
+                initiator: CloseInitiator::Local,
+            },
+            None => CloseReason {
+                code: CloseCode::ABNORMAL,
+                reason: String::from("connection ended without a close frame"),
+                initiator: CloseInitiator::Transport,
+            },
+        };
+        self.end(reason, ctx);
+        self.wants_close = true;
+    }
+}

@@ -1,0 +1,96 @@
+//! [`ConnHandle`]: reach a connection from any thread.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::conn::ConnId;
+use crate::proto::encode::encode_frame;
+use crate::proto::{CloseCode, OpCode};
+use crate::runtime::mailbox::{Command, Registry};
+
+/// A cloneable, `Send` reference to a connection. Messages posted through one handle
+/// reach the connection in the order they were posted, whichever thread posts them and
+/// whichever shard owns the connection. Frames are encoded on the calling thread, so the
+/// owning shard only copies them into the connection's queue.
+///
+/// ```no_run
+/// # fn example(handle: ringws::ConnHandle) {
+/// std::thread::spawn(move || {
+///     handle.send_text("tick").ok();
+/// });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ConnHandle {
+    id: ConnId,
+    registry: Arc<Registry>,
+}
+
+/// The connection's shard has stopped; nothing was sent. (A connection that already
+/// closed on a running shard drops the message silently, like a send after close.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendError;
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the connection's shard has stopped")
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnHandle").field("id", &self.id).finish()
+    }
+}
+
+impl ConnHandle {
+    pub(crate) fn new(id: ConnId, registry: Arc<Registry>) -> ConnHandle {
+        ConnHandle { id, registry }
+    }
+
+    /// The connection this handle points to.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send_frame(OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_frame(OpCode::Binary, bytes)
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_frame(OpCode::Ping, &payload[..payload.len().min(125)])
+    }
+
+    /// Starts the close handshake with `code` and `reason`.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        let command = Command::Close {
+            token: self.id.token,
+            code: CloseCode(code),
+            reason: reason.to_owned(),
+        };
+        self.registry
+            .post(self.id.shard(), command)
+            .map_err(|_| SendError)
+    }
+
+    fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        let mut frame = Vec::with_capacity(payload.len() + 10);
+        encode_frame(&mut frame, opcode, true, payload, None);
+        let command = Command::Frame {
+            token: self.id.token,
+            frame,
+        };
+        self.registry
+            .post(self.id.shard(), command)
+            .map_err(|_| SendError)
+    }
+}

@@ -1,0 +1,200 @@
+//! Routes: which path is served by which WebSocket handler or HTTP responder, and the
+//! types an upgrade hook sees and returns.
+
+use std::net::SocketAddr;
+
+use crate::handler::Handler;
+use crate::handshake::{Upgrade, Version};
+use crate::http::Request;
+
+/// A WebSocket upgrade request as the route's upgrade hook sees it: the path, query,
+/// headers, origin and offered subprotocols, before anything is answered.
+pub struct UpgradeRequest<'r, 'b> {
+    pub(crate) request: &'r Request<'b>,
+    pub(crate) upgrade: &'r Upgrade<'b>,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl<'b> UpgradeRequest<'_, 'b> {
+    /// The request path, without the query.
+    pub fn path(&self) -> &'b str {
+        self.request.path()
+    }
+
+    /// The query string after `?`, if any.
+    pub fn query(&self) -> Option<&'b str> {
+        self.request.query()
+    }
+
+    /// The first header with this name (case-insensitive), if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'b str> {
+        self.request.header_str(name)
+    }
+
+    /// The origin the client claims (`Origin`, or `Sec-WebSocket-Origin` for hybi-07/08).
+    pub fn origin(&self) -> Option<&'b str> {
+        self.upgrade.origin()
+    }
+
+    /// The subprotocols the client offers, in its order of preference.
+    pub fn protocols(&self) -> impl Iterator<Item = &'b str> + '_ {
+        self.upgrade.protocols()
+    }
+
+    /// The WebSocket protocol version the client speaks.
+    pub fn version(&self) -> Version {
+        self.upgrade.version
+    }
+
+    /// The peer's address, when the backend knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The whole parsed request.
+    pub fn request(&self) -> &Request<'b> {
+        self.request
+    }
+}
+
+/// An upgrade hook's yes: the handler for the connection, plus an optional subprotocol
+/// and extra response headers.
+///
+/// ```
+/// use ringws::{Accept, Conn, Handler, Message};
+///
+/// struct Chat;
+/// impl Handler for Chat {
+///     fn on_message(&mut self, _conn: &mut Conn<'_>, _message: Message<'_>) {}
+/// }
+///
+/// let accept = Accept::new(Chat).protocol("chat.v1").header("X-Server", "ringws");
+/// # let _ = accept;
+/// ```
+pub struct Accept {
+    pub(crate) handler: Box<dyn Handler>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Accept {
+    /// Accepts the connection with `handler`.
+    pub fn new(handler: impl Handler) -> Accept {
+        Accept {
+            handler: Box::new(handler),
+            protocol: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Answers with this subprotocol (it should be one the client offered).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Accept {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// Adds a header to the 101 response.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Accept {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// An upgrade hook's no: the HTTP status and a reason, sent as the response body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+}
+
+impl Reject {
+    /// Rejects with `status` (e.g. 403) and a human-readable reason.
+    pub fn new(status: u16, reason: impl Into<String>) -> Reject {
+        Reject {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A plain HTTP answer from an HTTP route.
+///
+/// ```
+/// let page = ringws::HttpResponse::text(200, "hello\n");
+/// # let _ = page;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with a body of the given content type.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<String>,
+        body: impl Into<Vec<u8>>,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, body: impl Into<String>) -> HttpResponse {
+        HttpResponse::new(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Decides a WebSocket upgrade: runs on the shard that accepted the connection.
+pub(crate) type UpgradeFn = dyn Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject> + Send + Sync;
+/// Answers a plain HTTP request.
+pub(crate) type HttpFn = dyn Fn(&Request<'_>) -> HttpResponse + Send + Sync;
+
+/// What serves one path.
+pub(crate) enum Route {
+    WebSocket(Box<UpgradeFn>),
+    Http(Box<HttpFn>),
+}
+
+/// The server's routes, matched by exact path.
+#[derive(Default)]
+pub(crate) struct Routes {
+    entries: Vec<(String, Route)>,
+}
+
+impl Routes {
+    /// Adds (or replaces) the route for `path`.
+    pub(crate) fn insert(&mut self, path: &str, route: Route) {
+        self.entries.retain(|(p, _)| p != path);
+        self.entries.push((path.to_owned(), route));
+    }
+
+    /// The route for `path`, if any.
+    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
+        self.entries
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, route)| route)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

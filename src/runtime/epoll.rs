@@ -1,0 +1,288 @@
+//! The epoll backend: one tokio current-thread runtime per shard.
+//!
+//! Each connection is a local task that waits for socket readiness and moves bytes
+//! between the socket and the shard core with non-blocking `try_read`/`try_write`, so it
+//! reads and writes at the same time (a peer that writes without reading cannot wedge
+//! it). All connections of a shard share one read buffer: reading and handing the bytes
+//! to the core happen with no await in between, so an idle connection holds no buffer.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use super::core::{ShardCore, Token};
+use super::eventfd::EventFd;
+
+/// Bytes read per `try_read`; also the shard's one read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+/// Reads per readiness event before the task yields to the others.
+const READS_PER_TURN: usize = 4;
+
+/// A connection task's token and the wake-up the shard uses to reach it.
+type TaskSlot = (Token, Rc<Notify>);
+
+struct Shared<C> {
+    core: RefCell<C>,
+    /// Wake-up per connection task, by token index.
+    tasks: RefCell<Vec<Option<TaskSlot>>>,
+    read_buffer: RefCell<Vec<u8>>,
+    ready: RefCell<Vec<Token>>,
+    /// The deadline the timer task sleeps towards.
+    timer_target: Cell<Option<Instant>>,
+    timer_changed: Notify,
+    /// Signalled when shutdown starts and when the shard has finished.
+    state_changed: Notify,
+}
+
+impl<C: ShardCore> Shared<C> {
+    /// Wakes the tasks of connections whose state changed, and the timer task if the
+    /// next deadline moved. Called after every call into the core.
+    fn dispatch(&self) {
+        let mut ready = self.ready.borrow_mut();
+        let (deadline, shutting_down) = {
+            let mut core = self.core.borrow_mut();
+            core.drain_ready(&mut ready);
+            (core.next_deadline(), core.is_shutting_down())
+        };
+        let tasks = self.tasks.borrow();
+        for token in ready.drain(..) {
+            if let Some(Some((owner, notify))) = tasks.get(token.index()) {
+                if *owner == token {
+                    notify.notify_one();
+                }
+            }
+        }
+        if deadline != self.timer_target.get() {
+            self.timer_changed.notify_one();
+        }
+        if shutting_down {
+            self.state_changed.notify_waiters();
+        }
+    }
+}
+
+/// A raw descriptor registered with tokio without taking ownership of it.
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Runs one shard on the current thread until the core has shut down and finished.
+pub(crate) fn run<C: ShardCore + 'static>(
+    core: C,
+    listener: std::net::TcpListener,
+    wake: &EventFd,
+) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let shared = Rc::new(Shared {
+        core: RefCell::new(core),
+        tasks: RefCell::new(Vec::new()),
+        read_buffer: RefCell::new(vec![0; READ_BUFFER]),
+        ready: RefCell::new(Vec::new()),
+        timer_target: Cell::new(None),
+        timer_changed: Notify::new(),
+        state_changed: Notify::new(),
+    });
+    let wake_fd = wake.as_raw_fd();
+    local.block_on(&runtime, async move {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        // SAFETY: the eventfd belongs to the shard's mailbox, which the caller's `wake`
+        // borrow keeps open for this whole function; the AsyncFd is dropped inside it.
+        let wake = unsafe { AsyncFd::register_with_interest(Fd(wake_fd), Interest::READABLE)? };
+        tokio::task::spawn_local(accept_loop(Rc::clone(&shared), listener));
+        tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
+        loop {
+            if shared.core.borrow().is_finished() {
+                return Ok(());
+            }
+            tokio::select! {
+                guard = wake.readable() => {
+                    let mut guard = guard?;
+                    guard.clear_ready();
+                    shared.core.borrow_mut().on_wake(Instant::now());
+                    shared.dispatch();
+                }
+                _ = shared.state_changed.notified() => {}
+            }
+        }
+    })
+}
+
+async fn accept_loop<C: ShardCore + 'static>(shared: Rc<Shared<C>>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shared.state_changed.notified() => {
+                if shared.core.borrow().is_shutting_down() { return } else { continue }
+            }
+        };
+        if shared.core.borrow().is_shutting_down() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: back off briefly rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let token = shared
+            .core
+            .borrow_mut()
+            .on_accept(Some(peer), Instant::now());
+        let notify = Rc::new(Notify::new());
+        {
+            let mut tasks = shared.tasks.borrow_mut();
+            if tasks.len() <= token.index() {
+                tasks.resize_with(token.index() + 1, || None);
+            }
+            tasks[token.index()] = Some((token, Rc::clone(&notify)));
+        }
+        tokio::task::spawn_local(serve(Rc::clone(&shared), stream, token, notify));
+        shared.dispatch();
+    }
+}
+
+async fn timer_loop<C: ShardCore + 'static>(shared: Rc<Shared<C>>) {
+    loop {
+        let deadline = shared.core.borrow().next_deadline();
+        shared.timer_target.set(deadline);
+        match deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        shared.core.borrow_mut().on_timer(Instant::now());
+                        shared.dispatch();
+                    }
+                    _ = shared.timer_changed.notified() => {}
+                }
+            }
+            None => shared.timer_changed.notified().await,
+        }
+    }
+}
+
+/// Moves bytes between one socket and the core until the core wants it closed.
+async fn serve<C: ShardCore + 'static>(
+    shared: Rc<Shared<C>>,
+    stream: TcpStream,
+    token: Token,
+    notify: Rc<Notify>,
+) {
+    let mut sending: Option<(Vec<u8>, usize)> = None;
+    let mut read_open = true;
+    loop {
+        if sending.is_none() {
+            sending = shared
+                .core
+                .borrow_mut()
+                .take_send(token)
+                .map(|buf| (buf, 0));
+        }
+        if sending.is_none() && shared.core.borrow().wants_close(token) {
+            break;
+        }
+        let interest = match (read_open, sending.is_some()) {
+            (true, true) => Interest::READABLE | Interest::WRITABLE,
+            (true, false) => Interest::READABLE,
+            (false, true) => Interest::WRITABLE,
+            (false, false) => {
+                notify.notified().await;
+                continue;
+            }
+        };
+        let ready = tokio::select! {
+            ready = stream.ready(interest) => ready,
+            _ = notify.notified() => continue,
+        };
+        let ready = match ready {
+            Ok(ready) => ready,
+            Err(_) => {
+                shared.core.borrow_mut().on_eof(token, Instant::now());
+                read_open = false;
+                shared.dispatch();
+                continue;
+            }
+        };
+        if ready.is_readable() && read_open {
+            read_open = read_some(&shared, &stream, token);
+        }
+        if ready.is_writable() {
+            if let Some((buf, offset)) = sending.as_mut() {
+                match stream.try_write(&buf[*offset..]) {
+                    Ok(n) => {
+                        *offset += n;
+                        if *offset == buf.len() {
+                            if let Some((buf, len)) = sending.take() {
+                                shared.core.borrow_mut().on_sent(token, buf, Ok(len));
+                            }
+                        }
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => {
+                        if let Some((buf, _)) = sending.take() {
+                            shared.core.borrow_mut().on_sent(token, buf, Err(error));
+                        }
+                    }
+                }
+            }
+        }
+        shared.dispatch();
+    }
+    drop(stream);
+    shared.core.borrow_mut().on_closed(token);
+    if let Some(slot) = shared.tasks.borrow_mut().get_mut(token.index()) {
+        if slot.as_ref().is_some_and(|(owner, _)| *owner == token) {
+            *slot = None;
+        }
+    }
+    shared.dispatch();
+}
+
+/// Reads what the socket has (a bounded number of times) into the shard's buffer and
+/// hands it to the core. Returns false once the peer's side is closed.
+fn read_some<C: ShardCore>(shared: &Shared<C>, stream: &TcpStream, token: Token) -> bool {
+    let mut buffer = shared.read_buffer.borrow_mut();
+    for _ in 0..READS_PER_TURN {
+        match stream.try_read(&mut buffer) {
+            Ok(0) => {
+                shared.core.borrow_mut().on_eof(token, Instant::now());
+                return false;
+            }
+            Ok(n) => {
+                shared
+                    .core
+                    .borrow_mut()
+                    .on_recv(token, &mut buffer[..n], Instant::now());
+                if n < buffer.len() {
+                    return true;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                shared.core.borrow_mut().on_eof(token, Instant::now());
+                return false;
+            }
+        }
+    }
+    true
+}

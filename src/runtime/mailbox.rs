@@ -1,0 +1,146 @@
+//! Cross-shard mailboxes: one lock-free MPSC queue plus an eventfd per shard.
+//!
+//! Any thread posts a [`Command`] to the shard that owns a connection; the shard's
+//! backend sees the eventfd become readable and the shard drains its queue in one go.
+//! Commands from one producer arrive in the order they were posted (the queue is FIFO),
+//! which is what keeps messages sent through a `ConnHandle` in order.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::SegQueue;
+
+use super::core::Token;
+use super::eventfd::EventFd;
+use crate::proto::CloseCode;
+
+/// Work for a shard, posted from any thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Queue an already encoded frame (data or ping) on a connection.
+    Frame { token: Token, frame: Vec<u8> },
+    /// Start the close handshake on a connection.
+    Close {
+        token: Token,
+        code: CloseCode,
+        reason: String,
+    },
+    /// Close every connection with 1001 and stop.
+    Shutdown,
+}
+
+/// One shard's mailbox.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    queue: SegQueue<Command>,
+    pub(crate) wake: EventFd,
+    /// Set when the shard has stopped: posts fail instead of piling up.
+    stopped: AtomicBool,
+}
+
+/// The posting failed because the shard has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShardStopped;
+
+impl Mailbox {
+    fn new() -> io::Result<Mailbox> {
+        Ok(Mailbox {
+            queue: SegQueue::new(),
+            wake: EventFd::new()?,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes the next command, if any (called by the owning shard only).
+    pub(crate) fn pop(&self) -> Option<Command> {
+        self.queue.pop()
+    }
+
+    /// Marks the shard stopped; later posts fail.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        // Drop what was posted meanwhile: nobody will read it.
+        while self.queue.pop().is_some() {}
+    }
+}
+
+/// All shards' mailboxes, shared by every shard and every handle.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    mailboxes: Box<[Mailbox]>,
+}
+
+impl Registry {
+    pub(crate) fn new(shards: usize) -> io::Result<Registry> {
+        let mailboxes = (0..shards)
+            .map(|_| Mailbox::new())
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Registry {
+            mailboxes: mailboxes.into_boxed_slice(),
+        })
+    }
+
+    pub(crate) fn mailbox(&self, shard: usize) -> &Mailbox {
+        &self.mailboxes[shard]
+    }
+
+    pub(crate) fn shards(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Posts `command` to `shard` and wakes it.
+    pub(crate) fn post(&self, shard: usize, command: Command) -> Result<(), ShardStopped> {
+        let mailbox = self.mailboxes.get(shard).ok_or(ShardStopped)?;
+        if mailbox.stopped.load(Ordering::Acquire) {
+            return Err(ShardStopped);
+        }
+        mailbox.queue.push(command);
+        mailbox.wake.signal();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_from_one_producer_arrive_in_order() {
+        let registry = std::sync::Arc::new(Registry::new(2).expect("registry"));
+        let producer = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                for i in 0..1000u32 {
+                    let frame = i.to_be_bytes().to_vec();
+                    registry
+                        .post(
+                            1,
+                            Command::Frame {
+                                token: Token::new(0, 0),
+                                frame,
+                            },
+                        )
+                        .expect("post");
+                }
+            })
+        };
+        producer.join().expect("producer");
+        let mailbox = registry.mailbox(1);
+        assert!(mailbox.wake.drain());
+        for i in 0..1000u32 {
+            match mailbox.pop() {
+                Some(Command::Frame { frame, .. }) => assert_eq!(frame, i.to_be_bytes()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(mailbox.pop().is_none());
+    }
+
+    #[test]
+    fn posting_to_a_stopped_shard_fails() {
+        let registry = Registry::new(1).expect("registry");
+        registry.mailbox(0).stop();
+        assert_eq!(registry.post(0, Command::Shutdown), Err(ShardStopped));
+        assert_eq!(registry.post(5, Command::Shutdown), Err(ShardStopped));
+    }
+}

@@ -1,0 +1,355 @@
+//! [`Server`]: build, bind, run in the foreground or background, shut down.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::conn::OutLimits;
+use crate::connection::Config;
+use crate::handler::Handler;
+use crate::http::Request;
+use crate::proto::Limits;
+use crate::route::{Accept, HttpResponse, Reject, Route, Routes, UpgradeRequest};
+use crate::runtime::mailbox::{Command, Registry};
+use crate::runtime::{self, ShardSpec};
+
+/// Which I/O backend the shards run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring where the kernel allows it, epoll otherwise (the reason is logged).
+    #[default]
+    Auto,
+    /// io_uring (multishot accept and recv, provided buffer rings); an error if refused.
+    Uring,
+    /// epoll, through a tokio current-thread runtime per shard.
+    Epoll,
+}
+
+/// Configures a [`Server`]: address, shards, backend, limits and routes.
+///
+/// The `RINGWS_BACKEND` environment variable (`uring`, `epoll`, `auto`) overrides
+/// [`Builder::backend`], so an operator can switch backends without a rebuild.
+pub struct Builder {
+    addr: io::Result<SocketAddr>,
+    shards: Option<usize>,
+    backend: Backend,
+    pin_cores: bool,
+    routes: Routes,
+    config: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            addr: Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            shards: None,
+            backend: Backend::Auto,
+            pin_cores: false,
+            routes: Routes::default(),
+            config: Config {
+                limits: Limits::default(),
+                out_limits: OutLimits {
+                    backpressure_threshold: 256 * 1024,
+                    max_buffered: 16 * 1024 * 1024,
+                },
+                max_head_bytes: 16 * 1024,
+                handshake_timeout: Duration::from_secs(10),
+                close_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// The address to listen on (default `127.0.0.1:8080`; port 0 picks a free port).
+    pub fn bind(mut self, addr: impl ToSocketAddrs) -> Builder {
+        self.addr = addr.to_socket_addrs().and_then(|mut addrs| {
+            addrs.next().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+            })
+        });
+        self
+    }
+
+    /// The number of shard threads (default: the available cores).
+    pub fn shards(mut self, shards: usize) -> Builder {
+        self.shards = Some(shards.max(1));
+        self
+    }
+
+    /// The I/O backend (default [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = backend;
+        self
+    }
+
+    /// Pins shard `i` to core `i` (off by default: pinning helps on dedicated machines
+    /// and hurts on shared ones).
+    pub fn pin_cores(mut self, pin: bool) -> Builder {
+        self.pin_cores = pin;
+        self
+    }
+
+    /// The largest frame payload accepted (default 16 MiB); bigger frames close with 1009.
+    pub fn max_frame_size(mut self, bytes: usize) -> Builder {
+        self.config.limits.max_frame_size = bytes;
+        self
+    }
+
+    /// The largest message accepted (default 64 MiB); bigger messages close with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Builder {
+        self.config.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Queued outgoing bytes above which sends report backpressure (default 256 KiB).
+    pub fn backpressure_threshold(mut self, bytes: usize) -> Builder {
+        self.config.out_limits.backpressure_threshold = bytes;
+        self
+    }
+
+    /// Queued outgoing bytes above which sends are dropped (default 16 MiB).
+    pub fn max_buffered(mut self, bytes: usize) -> Builder {
+        self.config.out_limits.max_buffered = bytes;
+        self
+    }
+
+    /// The largest request head accepted (default 16 KiB); bigger heads get 431.
+    pub fn max_head_bytes(mut self, bytes: usize) -> Builder {
+        self.config.max_head_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send its request head (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours (default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Serves WebSocket connections on `path`, one handler per connection from `factory`.
+    pub fn websocket<H, F>(self, path: &str, factory: F) -> Builder
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        self.websocket_with(path, move |_| Ok(Accept::new(factory())))
+    }
+
+    /// Serves WebSocket connections on `path`, with a hook that sees each upgrade request
+    /// (headers, origin, subprotocols, query) and accepts it with a handler or rejects it
+    /// with an HTTP status.
+    pub fn websocket_with<F>(mut self, path: &str, hook: F) -> Builder
+    where
+        F: Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject> + Send + Sync + 'static,
+    {
+        self.routes.insert(path, Route::WebSocket(Box::new(hook)));
+        self
+    }
+
+    /// Answers plain HTTP requests for `path` (a WebSocket upgrade on this path is
+    /// answered the same way).
+    pub fn http<F>(mut self, path: &str, respond: F) -> Builder
+    where
+        F: Fn(&Request<'_>) -> HttpResponse + Send + Sync + 'static,
+    {
+        self.routes.insert(path, Route::Http(Box::new(respond)));
+        self
+    }
+
+    /// Chooses the backend and binds the listeners (one per shard).
+    pub fn build(self) -> io::Result<Server> {
+        let addr = self.addr?;
+        if self.routes.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no routes: add a websocket or http route",
+            ));
+        }
+        let shards = self
+            .shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let backend = runtime::choose_backend(self.backend)?;
+        let listeners = runtime::bind_listeners(addr, shards)?;
+        let local_addr = listeners[0].local_addr()?;
+        Ok(Server {
+            listeners,
+            local_addr,
+            backend,
+            pin_cores: self.pin_cores,
+            registry: Arc::new(Registry::new(shards)?),
+            routes: Arc::new(self.routes),
+            config: Arc::new(self.config),
+        })
+    }
+}
+
+/// A bound WebSocket server, ready to run.
+///
+/// ```no_run
+/// use ringws::{Conn, Handler, Message, Server};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+///         match message {
+///             Message::Text(text) => conn.send_text(text),
+///             Message::Binary(bytes) => conn.send_binary(bytes),
+///         };
+///     }
+/// }
+///
+/// fn main() -> std::io::Result<()> {
+///     Server::builder().bind("127.0.0.1:8080").websocket("/echo", || Echo).build()?.run()
+/// }
+/// ```
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    local_addr: SocketAddr,
+    backend: Backend,
+    pin_cores: bool,
+    registry: Arc<Registry>,
+    routes: Arc<Routes>,
+    config: Arc<Config>,
+}
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The backend the shards will run on ([`Backend::Uring`] or [`Backend::Epoll`]).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A handle that shuts the server down from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            registry: Arc::clone(&self.registry),
+        }
+    }
+
+    /// Runs the shards and blocks until the server is shut down through a
+    /// [`ServerHandle`]; returns the first shard error, if any.
+    pub fn run(self) -> io::Result<()> {
+        self.start()?.join()
+    }
+
+    /// Runs the shards on background threads.
+    pub fn start(self) -> io::Result<RunningServer> {
+        let core_ids = if self.pin_cores {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let handle = self.handle();
+        let mut threads = Vec::with_capacity(self.listeners.len());
+        for (index, listener) in self.listeners.into_iter().enumerate() {
+            let spec = ShardSpec {
+                index,
+                listener,
+                backend: self.backend,
+                core_id: (!core_ids.is_empty()).then(|| core_ids[index % core_ids.len()]),
+                registry: Arc::clone(&self.registry),
+                routes: Arc::clone(&self.routes),
+                config: Arc::clone(&self.config),
+            };
+            match runtime::spawn_shard(spec) {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    handle.shutdown();
+                    return Err(error);
+                }
+            }
+        }
+        tracing::info!(addr = %self.local_addr, shards = threads.len(), backend = ?self.backend, "listening");
+        Ok(RunningServer {
+            local_addr: self.local_addr,
+            handle,
+            threads,
+        })
+    }
+}
+
+/// Shuts a server down from any thread: every shard closes its connections with 1001
+/// (going away) and stops.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    registry: Arc<Registry>,
+}
+
+impl ServerHandle {
+    /// Asks every shard to shut down; returns at once.
+    pub fn shutdown(&self) {
+        for shard in 0..self.registry.shards() {
+            // A shard that already stopped has nothing left to shut down.
+            let _ = self.registry.post(shard, Command::Shutdown);
+        }
+    }
+}
+
+/// A server running on background threads. Dropping it shuts it down and waits.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    handle: ServerHandle,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that shuts the server down from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Shuts the server down and waits for every shard to finish.
+    pub fn shutdown(self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.join()
+    }
+
+    /// Waits until the server stops (after a [`ServerHandle::shutdown`]).
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_threads()
+    }
+
+    fn join_threads(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads.drain(..) {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a shard thread panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.shutdown();
+            let _ = self.join_threads();
+        }
+    }
+}
