@@ -277,6 +277,7 @@ impl Connection {
             out: &mut self.out,
             registry: &ctx.registry,
         };
+        let id = self.id;
         let len = data.len();
         let mut pos = 0;
         let mut ended: Option<Result<Option<(CloseCode, String)>, ProtocolError>> = None;
@@ -292,15 +293,25 @@ impl Connection {
             match event {
                 // After our close frame, the peer's data is discarded (RFC 6455 5.5.1).
                 Some(Event::Text(text)) if !conn.out.closed => {
-                    handler.on_message(&mut conn, Message::Text(text))
+                    let message = Message::Text(text);
+                    if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
+                        ended = Some(Err(error));
+                    }
                 }
                 Some(Event::Binary(bytes)) if !conn.out.closed => {
-                    handler.on_message(&mut conn, Message::Binary(bytes))
+                    let message = Message::Binary(bytes);
+                    if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
+                        ended = Some(Err(error));
+                    }
                 }
                 Some(Event::Ping(payload)) if !conn.out.closed => {
                     conn.out.send_frame(OpCode::Pong, payload);
                 }
-                Some(Event::Pong(payload)) => handler.on_pong(&mut conn, payload),
+                Some(Event::Pong(payload)) => {
+                    if let Err(error) = guard(id, || handler.on_pong(&mut conn, payload)) {
+                        ended = Some(Err(error));
+                    }
+                }
                 Some(Event::Close(frame)) => {
                     ended = Some(Ok(frame.map(|f| (f.code, f.reason.to_owned()))));
                 }
@@ -362,7 +373,8 @@ impl Connection {
                 out: &mut self.out,
                 registry: &ctx.registry,
             };
-            handler.on_close(&mut conn, reason);
+            // A panic here has nothing left to fail: guard only contains and logs it.
+            let _ = guard(self.id, || handler.on_close(&mut conn, reason));
         }
     }
 
@@ -379,8 +391,10 @@ impl Connection {
                 out: &mut self.out,
                 registry: &ctx.registry,
             };
-            f(handler.as_mut(), &mut conn);
-            self.after_callback(ctx, now);
+            match guard(self.id, || f(handler.as_mut(), &mut conn)) {
+                Ok(()) => self.after_callback(ctx, now),
+                Err(error) => self.fail(error, ctx),
+            }
         }
     }
 
@@ -492,4 +506,21 @@ impl Connection {
         self.end(reason, ctx);
         self.wants_close = true;
     }
+}
+
+/// What a peer is told when its handler panicked.
+const HANDLER_PANICKED: ProtocolError = ProtocolError {
+    code: CloseCode::INTERNAL_ERROR,
+    reason: "internal server error",
+};
+
+/// Runs one handler callback and contains a panic to this connection: it is logged and
+/// the connection fails with 1011, while the shard and its other connections carry on.
+/// (The handler is not used again except for `on_close`, so a half-updated handler state
+/// is never observed by a later message.)
+fn guard(id: ConnId, callback: impl FnOnce()) -> Result<(), ProtocolError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).map_err(|_| {
+        tracing::error!(conn = %id, "handler panicked; closing the connection with 1011");
+        HANDLER_PANICKED
+    })
 }

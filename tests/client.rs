@@ -292,3 +292,44 @@ async fn shutdown_closes_connections_with_going_away() {
     }
     stopper.join().expect("join").expect("clean shutdown");
 }
+
+/// Panics on "boom", echoes anything else.
+struct Fragile;
+
+impl Handler for Fragile {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        assert_ne!(
+            message,
+            Message::Text("boom"),
+            "handler bug triggered on purpose"
+        );
+        conn.send_binary(message.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_only_its_connection_with_1011() {
+    let server = common::builder()
+        .shards(1)
+        .websocket("/fragile", || Fragile)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let url = format!("ws://{}/fragile", server.local_addr());
+    let mut bystander = connect(&url).await;
+    let mut victim = connect(&url).await;
+    victim.send(WsMessage::text("boom")).await.expect("send");
+    match next_message(&mut victim).await {
+        WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Error),
+        other => panic!("expected 1011, got {other:?}"),
+    }
+    bystander
+        .send(WsMessage::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_message(&mut bystander).await,
+        WsMessage::binary(vec![1, 2, 3])
+    );
+}

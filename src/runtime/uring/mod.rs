@@ -1,7 +1,9 @@
 #![allow(dead_code, unused, clippy::all)]
 use super::core::ShardCore;
 use super::eventfd::EventFd;
-pub(crate) struct UringOptions { _x: u8 }
+pub(crate) struct UringOptions {
+    _x: u8,
+}
 impl Default for UringOptions {
     fn default() -> Self {
         UringOptions { _x: 0 }
