@@ -2,3 +2,4 @@
 
 pub(crate) mod core;
 pub(crate) mod eventfd;
+pub(crate) mod uring;
