@@ -399,3 +399,57 @@ fn shutdown_with_no_connections() {
         "listener still accepting"
     );
 }
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[path = "../../../tests/common/seccomp.rs"]
+mod seccomp;
+
+/// Under a seccomp filter like Docker's default one, the probe reports the refusal and
+/// `run` returns an error instead of panicking. The test binary re-executes itself
+/// (this one test) under the filter.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn probe_and_run_under_seccomp_refusal() {
+    use std::os::unix::process::CommandExt;
+    const CHILD_ENV: &str = "RINGWS_URING_SECCOMP_CHILD";
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let why = probe().expect_err("probe must fail under the filter");
+        assert!(why.starts_with("io_uring_setup refused"), "{why}");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let wake = EventFd::new().expect("eventfd");
+        let mut core = EchoCore::new(Arc::default(), Arc::default());
+        let err = run(&mut core, listener, &wake, &UringOptions::default())
+            .expect_err("run must fail under the filter");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        println!("child: {why}");
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--exact",
+        "runtime::uring::tests::probe_and_run_under_seccomp_refusal",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, "1");
+    // SAFETY: the hook only calls prctl and seccomp (async-signal-safe, no allocation).
+    unsafe { cmd.pre_exec(seccomp::deny_io_uring_setup) };
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping: cannot install a seccomp filter here: {e}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if let Some(at) = stdout.find("child: ") {
+        eprintln!("{}", stdout[at..].lines().next().unwrap_or_default());
+    }
+    assert!(
+        out.status.success() && stdout.contains("child: io_uring_setup refused"),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
