@@ -453,3 +453,65 @@ fn probe_and_run_under_seccomp_refusal() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Under a small RLIMIT_MEMLOCK (and without CAP_IPC_LOCK, which root would otherwise
+/// keep), registering the buffer ring halves the count until it fits instead of failing.
+/// The test binary re-executes itself (this one test) with the limit lowered.
+#[test]
+fn buffer_ring_shrinks_under_memlock_limit() {
+    use std::os::unix::process::CommandExt;
+    const CHILD_ENV: &str = "RINGWS_URING_MEMLOCK_CHILD";
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let ring = io_uring::IoUring::new(8).expect("ring");
+        let bufs = super::bufring::BufRing::register(&ring.submitter(), 4096, 4096, 0)
+            .expect("registration must shrink, not fail");
+        println!(
+            "child: buffer ring registered with {} of 4096 entries",
+            bufs.count()
+        );
+        if bufs.count() == 4096 {
+            // Older kernels do not account user-provided buffer rings to the limit.
+            println!("child: (this kernel does not count buffer rings against memlock)");
+        }
+        return;
+    }
+    if skip() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--exact",
+        "runtime::uring::tests::buffer_ring_shrinks_under_memlock_limit",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, "1");
+    // SAFETY: the hook only makes prctl and setrlimit calls (async-signal-safe). Dropping
+    // CAP_IPC_LOCK from the bounding set keeps a root test run from regaining it at exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CAP_IPC_LOCK: libc::c_ulong = 14;
+            libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0); // EPERM when not root: fine
+            let lim = libc::rlimit {
+                rlim_cur: 16 * 1024,
+                rlim_max: 16 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let out = cmd.output().expect("spawn child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if let Some(at) = stdout.find("child: ") {
+        eprintln!("{}", stdout[at..].lines().next().unwrap_or_default());
+    }
+    assert!(
+        out.status.success(),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
