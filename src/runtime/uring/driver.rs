@@ -36,6 +36,11 @@ const READY_ROUNDS: usize = 16;
 pub(super) static ENOBUFS_SEEN: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// How many SQEs went to the pending queue because the SQ was full (tests).
+#[cfg(test)]
+pub(super) static SQ_OVERFLOWS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// The backend's per-connection state.
 struct ConnIo {
     token: Token,
@@ -189,6 +194,8 @@ impl<'w> Driver<'w> {
                 return;
             }
         }
+        #[cfg(test)]
+        SQ_OVERFLOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pending.push_back(e);
     }
 

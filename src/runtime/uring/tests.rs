@@ -349,6 +349,25 @@ fn echo_small_buffer_ring_exercises_enobufs() {
     assert!(seen > 0, "the 32 KiB ring never ran dry");
 }
 
+/// A 4-entry SQ (8-entry CQ) for 20 connections: SQEs overflow into the pending queue
+/// and completions into the kernel's overflow list.
+#[test]
+fn echo_tiny_queues() {
+    if skip() {
+        return;
+    }
+    let before = super::driver::SQ_OVERFLOWS.load(Ordering::Relaxed);
+    let opts = UringOptions {
+        entries: 4,
+        buffer_count: 16,
+        buffer_size: 4096,
+    };
+    echo_clients(opts, 20);
+    let seen = super::driver::SQ_OVERFLOWS.load(Ordering::Relaxed) - before;
+    eprintln!("SQEs queued while the SQ was full: {seen}");
+    assert!(seen > 0, "the 4-entry SQ never filled up");
+}
+
 #[test]
 fn echo_default_options() {
     if skip() {
