@@ -534,3 +534,33 @@ fn buffer_ring_shrinks_under_memlock_limit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Clients that send and vanish without reading (some with an RST through SO_LINGER 0):
+/// recv and send errors reach the core as EOF / `on_sent(Err)` and every socket closes.
+#[test]
+fn abrupt_clients_are_closed() {
+    if skip() {
+        return;
+    }
+    let server = Server::start(UringOptions {
+        entries: 64,
+        buffer_count: 16,
+        buffer_size: 4096,
+    });
+    let clients = 12;
+    for c in 0..clients {
+        let mut s = connect(server.addr);
+        s.write_all(&pattern(300_000, c)).expect("write");
+        if c % 2 == 0 {
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger");
+        }
+        drop(s);
+    }
+    server.wait_for("all abrupt connections closed", |s| {
+        s.closed.load(Ordering::SeqCst) == clients
+    });
+    let stats = server.stop();
+    assert_eq!(stats.accepted.load(Ordering::SeqCst), clients);
+}
