@@ -1,0 +1,666 @@
+//! One shard's io_uring event loop: owns the ring, the buffer ring, the accepted sockets
+//! and every buffer an in-flight operation points at, and drives a [`ShardCore`].
+//!
+//! Ownership rule for memory handed to the kernel: an operation's memory (a send's `Vec`,
+//! the 8-byte mailbox buffer, the provided buffers) stays owned by this struct until the
+//! operation's final completion has been reaped. Connections are only removed from the
+//! table (and their fd closed) when neither a recv nor a send is in flight for them, so
+//! a completion can only be "stale" for a slot in teardown or core-misuse paths, and the
+//! generation in `user_data` catches it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::bufring::BufRing;
+use super::ops::{self, Op};
+use super::ring::SetupKind;
+use crate::runtime::core::{ShardCore, Token};
+use crate::runtime::eventfd::EventFd;
+
+/// How long teardown waits for cancelled operations to complete before giving up (and
+/// leaking, rather than freeing, the memory they may still point at).
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Bound on the rounds of `drain_ready` per loop turn, so that a core which keeps
+/// reporting tokens cannot starve the ring.
+const READY_ROUNDS: usize = 16;
+
+/// How many times a multishot recv ended with ENOBUFS (the buffer ring ran dry); the
+/// tests check that their small ring really exercised the re-arm path.
+#[cfg(test)]
+pub(super) static ENOBUFS_SEEN: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// How many SQEs went to the pending queue because the SQ was full (tests).
+#[cfg(test)]
+pub(super) static SQ_OVERFLOWS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// The backend's per-connection state.
+struct ConnIo {
+    token: Token,
+    fd: OwnedFd,
+    /// The buffer of the send in flight; the kernel reads it until the send completes.
+    send: Option<Vec<u8>>,
+    /// A recv SQE was pushed and its final completion (no MORE flag) has not arrived.
+    recv_armed: bool,
+    /// Reading ended for good (EOF or an error was reported): never re-armed.
+    read_done: bool,
+    /// The core wants the socket closed; we wait for the in-flight operations.
+    closing: bool,
+    /// An AsyncCancel for the recv was pushed.
+    cancel_sent: bool,
+}
+
+/// Where the mailbox wake-up stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WakeState {
+    Idle,
+    Reading,
+    Polling,
+}
+
+pub(super) struct Driver<'w> {
+    // Field order matters: the ring is dropped (closed) before the buffer ring's memory.
+    ring: IoUring,
+    bufs: BufRing,
+    setup: SetupKind,
+    conns: Vec<Option<ConnIo>>,
+    listener: RawFd,
+    wake: &'w EventFd,
+    /// The mailbox read's target; boxed so that its address is stable.
+    wake_buf: Box<u64>,
+    wake_state: WakeState,
+    accept_armed: bool,
+    accepting: bool,
+    /// Accept stopped on EMFILE/ENFILE; re-armed after a close or a wake-up.
+    accept_paused: bool,
+    cancels_inflight: usize,
+    /// Set in teardown: the core is finished and is no longer called.
+    finishing: bool,
+    /// SQEs that did not fit in the SQ; pushed before the next submission, in order.
+    pending: VecDeque<squeue::Entry>,
+    cqes: Vec<(u64, i32, u32)>,
+    ready: Vec<Token>,
+    again: Vec<Token>,
+}
+
+impl<'w> Driver<'w> {
+    pub(super) fn new(
+        ring: IoUring,
+        setup: SetupKind,
+        bufs: BufRing,
+        listener: &TcpListener,
+        wake: &'w EventFd,
+    ) -> Driver<'w> {
+        Driver {
+            ring,
+            bufs,
+            setup,
+            conns: Vec::new(),
+            listener: listener.as_raw_fd(),
+            wake,
+            wake_buf: Box::new(0),
+            wake_state: WakeState::Idle,
+            accept_armed: false,
+            accepting: true,
+            accept_paused: false,
+            cancels_inflight: 0,
+            finishing: false,
+            pending: VecDeque::new(),
+            cqes: Vec::with_capacity(256),
+            ready: Vec::with_capacity(64),
+            again: Vec::with_capacity(64),
+        }
+    }
+
+    /// Runs until the core is finished, then cancels and drains everything left.
+    pub(super) fn run<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
+        tracing::debug!(
+            setup = self.setup.describe(),
+            buffers = self.bufs.count(),
+            buffer_size = self.bufs.buffer_size(),
+            "io_uring shard loop starting"
+        );
+        let result = self.event_loop(core).and_then(|()| self.teardown(core));
+        if result.is_err() {
+            self.leak_in_flight_memory();
+        }
+        result
+    }
+
+    fn event_loop<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
+        loop {
+            self.reap(core)?;
+            let now = Instant::now();
+            if core.next_deadline().is_some_and(|d| d <= now) {
+                core.on_timer(now);
+            }
+            if core.is_shutting_down() && self.accepting {
+                self.accepting = false;
+                if self.accept_armed {
+                    self.cancel(ops::encode(Op::Accept, None));
+                }
+            }
+            let busy = self.process_ready(core);
+            if core.is_finished() {
+                return Ok(());
+            }
+            self.rearm();
+            self.wait(core.next_deadline(), busy)?;
+        }
+    }
+
+    /// Re-arms the listener's accept and the mailbox read when they are not in flight.
+    fn rearm(&mut self) {
+        if self.accepting && !self.accept_armed && !self.accept_paused {
+            let e = opcode::AcceptMulti::new(types::Fd(self.listener))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(ops::encode(Op::Accept, None));
+            // SAFETY: multishot accept without an address buffer points at no memory.
+            unsafe { self.push(e) };
+            self.accept_armed = true;
+        }
+        if self.wake_state == WakeState::Idle && !self.finishing {
+            self.arm_wake_read();
+        }
+    }
+
+    fn arm_wake_read(&mut self) {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), buf.cast::<u8>(), 8)
+            .build()
+            .user_data(ops::encode(Op::Wake, None));
+        // SAFETY: `wake_buf` is a boxed u64 owned by the driver; it is not freed before
+        // this read's completion is reaped (teardown waits for it, error paths leak it).
+        unsafe { self.push(e) };
+        self.wake_state = WakeState::Reading;
+    }
+
+    /// Queues an SQE (into the SQ, or the overflow queue when the SQ is full).
+    ///
+    /// # Safety
+    /// Any memory the entry points at must stay valid until its final completion.
+    unsafe fn push(&mut self, e: squeue::Entry) {
+        if self.pending.is_empty() {
+            // SAFETY: forwarded to the caller's contract.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+        }
+        #[cfg(test)]
+        SQ_OVERFLOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending.push_back(e);
+    }
+
+    /// Moves overflowed SQEs into the SQ, submitting when it fills up.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        while let Some(e) = self.pending.front() {
+            // SAFETY: the entry was accepted by `push`, whose caller vouched for it.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                self.pending.pop_front();
+                continue;
+            }
+            self.bufs.commit();
+            match self.ring.submit() {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(ops::encode(Op::Cancel, None));
+        // SAFETY: a cancel request points at no memory.
+        unsafe { self.push(e) };
+        self.cancels_inflight += 1;
+    }
+
+    /// Submits queued SQEs and waits for at least one completion, or until `deadline`.
+    fn wait(&mut self, deadline: Option<Instant>, busy: bool) -> io::Result<()> {
+        self.bufs.commit();
+        self.flush_pending()?;
+        let nowait = busy || !self.pending.is_empty();
+        let submitter = self.ring.submitter();
+        let r = match deadline {
+            _ if nowait => submitter.submit(),
+            None => submitter.submit_and_wait(1),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    submitter.submit()
+                } else {
+                    let ts = types::Timespec::from(left);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    submitter.submit_with_args(1, &args)
+                }
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handles every completion currently in the CQ.
+    fn reap<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
+        let mut batch = std::mem::take(&mut self.cqes);
+        batch.clear();
+        batch.extend(
+            self.ring
+                .completion()
+                .map(|e| (e.user_data(), e.result(), e.flags())),
+        );
+        let now = Instant::now();
+        let mut result = Ok(());
+        for &(user_data, res, flags) in &batch {
+            if let Err(e) = self.complete(core, user_data, res, flags, now) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.cqes = batch;
+        self.bufs.commit();
+        result
+    }
+
+    fn complete<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        user_data: u64,
+        res: i32,
+        flags: u32,
+        now: Instant,
+    ) -> io::Result<()> {
+        let d = ops::decode(user_data);
+        match d.op {
+            Some(Op::Cancel) => self.cancels_inflight = self.cancels_inflight.saturating_sub(1),
+            Some(Op::Accept) => self.on_accept_cqe(core, res, flags, now),
+            Some(Op::Wake) => return self.on_wake_cqe(core, res, now),
+            Some(Op::WakePoll) => {
+                self.wake_state = WakeState::Idle;
+                if res < 0 && res != -libc::ECANCELED {
+                    return Err(io::Error::from_raw_os_error(-res));
+                }
+                // Re-armed as a read by `rearm` (the poll said it is readable).
+            }
+            Some(Op::Recv) => self.on_recv_cqe(core, d, res, flags, now),
+            Some(Op::Send) => self.on_send_cqe(core, d, res),
+            None => {
+                tracing::warn!(user_data, res, "io_uring completion with unknown user_data");
+                if let Some(bid) = cqueue::buffer_select(flags) {
+                    self.bufs.recycle(bid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_accept_cqe<C: ShardCore>(&mut self, core: &mut C, res: i32, flags: u32, now: Instant) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            match -res {
+                libc::ECANCELED => {}
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    tracing::warn!(error = %io::Error::from_raw_os_error(-res), "accept failed; pausing until a connection closes");
+                    self.accept_paused = true;
+                }
+                _ => {
+                    tracing::debug!(error = %io::Error::from_raw_os_error(-res), "accept failed");
+                }
+            }
+            return;
+        }
+        // SAFETY: a successful accept returns a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(res) };
+        if !self.accepting || self.finishing {
+            drop(fd); // accepted just before the cancel took effect: close it
+            return;
+        }
+        let sock = socket2::SockRef::from(&fd);
+        if let Err(e) = sock.set_tcp_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY failed on accepted socket");
+        }
+        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        let token = core.on_accept(peer, now);
+        let idx = token.index();
+        if idx >= self.conns.len() {
+            self.conns.resize_with(idx + 1, || None);
+        }
+        if let Some(old) = self.conns[idx].take() {
+            tracing::error!(?token, old = ?old.token, "core reused a slot that was not closed");
+            self.forget_conn(old);
+        }
+        self.conns[idx] = Some(ConnIo {
+            token,
+            fd,
+            send: None,
+            recv_armed: false,
+            read_done: false,
+            closing: false,
+            cancel_sent: false,
+        });
+        self.arm_recv(idx);
+        self.again.push(token);
+    }
+
+    /// Drops a connection whose operations may still be in flight: its fd is closed
+    /// (the kernel keeps its own file reference) but a send buffer is leaked.
+    fn forget_conn(&mut self, conn: ConnIo) {
+        let ConnIo { send, fd, .. } = conn;
+        if let Some(buf) = send {
+            std::mem::forget(buf);
+        }
+        drop(fd);
+    }
+
+    fn arm_recv(&mut self, idx: usize) {
+        let bgid = self.bufs.bgid();
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.recv_armed || conn.read_done || conn.closing {
+            return;
+        }
+        conn.recv_armed = true;
+        let e = opcode::RecvMulti::new(types::Fd(conn.fd.as_raw_fd()), bgid)
+            .build()
+            .user_data(ops::encode(Op::Recv, Some(conn.token)));
+        // SAFETY: the recv writes only into provided buffers, which live in `self.bufs`
+        // until the ring is closed (or are leaked on error paths).
+        unsafe { self.push(e) };
+    }
+
+    fn on_wake_cqe<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        res: i32,
+        now: Instant,
+    ) -> io::Result<()> {
+        self.wake_state = WakeState::Idle;
+        if res == -libc::EAGAIN {
+            // The eventfd is non-blocking and this kernel reports it: wait for readiness.
+            let e = opcode::PollAdd::new(types::Fd(self.wake.as_raw_fd()), libc::POLLIN as u32)
+                .build()
+                .user_data(ops::encode(Op::WakePoll, None));
+            // SAFETY: a poll request points at no memory.
+            unsafe { self.push(e) };
+            self.wake_state = WakeState::Polling;
+            return Ok(());
+        }
+        if res == -libc::ECANCELED {
+            return Ok(());
+        }
+        if res < 0 {
+            return Err(io::Error::from_raw_os_error(-res));
+        }
+        if !self.finishing {
+            self.wake.drain();
+            if self.accept_paused {
+                self.accept_paused = false;
+            }
+            core.on_wake(now);
+        }
+        Ok(())
+    }
+
+    fn live(&mut self, d: ops::Decoded) -> Option<&mut ConnIo> {
+        self.conns
+            .get_mut(d.index)
+            .and_then(Option::as_mut)
+            .filter(|c| d.matches(c.token))
+    }
+
+    fn on_recv_cqe<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        d: ops::Decoded,
+        res: i32,
+        flags: u32,
+        now: Instant,
+    ) {
+        let bid = cqueue::buffer_select(flags);
+        let more = cqueue::more(flags);
+        let finishing = self.finishing;
+        let Some(conn) = self.live(d) else {
+            // Stale: the connection is gone. Only the buffer matters.
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        if !more {
+            conn.recv_armed = false;
+        }
+        let token = conn.token;
+        let quiet = conn.closing || finishing;
+        let mut eof = false;
+        if res > 0 {
+            match bid {
+                Some(bid) => {
+                    if !quiet {
+                        if let Some(data) = self.bufs.buffer_mut(bid, res as usize) {
+                            core.on_recv(token, data, now);
+                        }
+                    }
+                    self.bufs.recycle(bid);
+                }
+                None => tracing::warn!(?token, res, "recv completion without a buffer"),
+            }
+        } else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            // 0 = EOF; ENOBUFS = the ring ran dry (re-armed below, after the buffers
+            // of this batch went back); ECANCELED = our own cancel; others = failure.
+            eof = res != -libc::ENOBUFS && res != -libc::ECANCELED;
+            #[cfg(test)]
+            if res == -libc::ENOBUFS {
+                ENOBUFS_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if res < 0 && eof {
+                tracing::debug!(?token, error = %io::Error::from_raw_os_error(-res), "recv failed");
+            }
+        }
+        let Some(conn) = self.live(d) else { return };
+        if eof && !conn.read_done {
+            conn.read_done = true;
+            if !quiet {
+                core.on_eof(token, now);
+            }
+        }
+        let recv_armed = conn.recv_armed;
+        let closing = conn.closing;
+        if !recv_armed {
+            if closing || finishing {
+                self.again.push(token);
+            } else {
+                self.arm_recv(d.index);
+            }
+        }
+    }
+
+    fn on_send_cqe<C: ShardCore>(&mut self, core: &mut C, d: ops::Decoded, res: i32) {
+        let finishing = self.finishing;
+        let Some(conn) = self.live(d) else {
+            tracing::warn!(
+                index = d.index,
+                res,
+                "send completion for an unknown connection"
+            );
+            return;
+        };
+        let token = conn.token;
+        let Some(buf) = conn.send.take() else { return };
+        if finishing {
+            return;
+        }
+        let written = if res >= 0 {
+            Ok(res as usize)
+        } else {
+            Err(io::Error::from_raw_os_error(-res))
+        };
+        core.on_sent(token, buf, written);
+        self.again.push(token);
+    }
+
+    /// Step 2 of the calling protocol. Returns true when tokens are left over (the next
+    /// wait must not block).
+    fn process_ready<C: ShardCore>(&mut self, core: &mut C) -> bool {
+        for _ in 0..READY_ROUNDS {
+            let mut batch = std::mem::take(&mut self.ready);
+            core.drain_ready(&mut batch);
+            batch.append(&mut self.again);
+            if batch.is_empty() {
+                self.ready = batch;
+                return false;
+            }
+            for token in batch.drain(..) {
+                self.process_token(core, token);
+            }
+            self.ready = batch;
+        }
+        core.drain_ready(&mut self.ready);
+        self.ready.append(&mut self.again);
+        // Keep them for the next turn via `again`.
+        std::mem::swap(&mut self.ready, &mut self.again);
+        !self.again.is_empty()
+    }
+
+    fn process_token<C: ShardCore>(&mut self, core: &mut C, token: Token) {
+        let idx = token.index();
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.token != token || conn.send.is_some() {
+            return; // stale token, or on_sent will bring it back
+        }
+        if let Some(buf) = core.take_send(token) {
+            let len = buf.len().min(u32::MAX as usize) as u32;
+            let e = opcode::Send::new(types::Fd(conn.fd.as_raw_fd()), buf.as_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(ops::encode(Op::Send, Some(token)));
+            // Moving the Vec into the table does not move its heap buffer.
+            conn.send = Some(buf);
+            // SAFETY: the buffer is owned by `conn.send` until this send's completion
+            // (`on_send_cqe`); the connection is not removed while a send is in flight,
+            // and error paths leak it rather than free it.
+            unsafe { self.push(e) };
+            return;
+        }
+        if !core.wants_close(token) {
+            return;
+        }
+        conn.closing = true;
+        if conn.recv_armed {
+            if !conn.cancel_sent {
+                conn.cancel_sent = true;
+                self.cancel(ops::encode(Op::Recv, Some(token)));
+            }
+            return; // the recv's final completion brings the token back
+        }
+        // Nothing in flight: close the fd and tell the core.
+        self.conns[idx] = None;
+        core.on_closed(token);
+        if self.accept_paused {
+            self.accept_paused = false;
+        }
+    }
+
+    /// Cancels everything still in flight and waits for the completions, so that no
+    /// memory the kernel may write or read is freed early, then closes every socket.
+    fn teardown<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
+        self.finishing = true;
+        self.accepting = false;
+        if self.accept_armed {
+            self.cancel(ops::encode(Op::Accept, None));
+        }
+        match self.wake_state {
+            WakeState::Reading => self.cancel(ops::encode(Op::Wake, None)),
+            WakeState::Polling => self.cancel(ops::encode(Op::WakePoll, None)),
+            WakeState::Idle => {}
+        }
+        let mut targets = Vec::new();
+        for conn in self.conns.iter_mut().flatten() {
+            tracing::warn!(token = ?conn.token, "connection still open at shard end; closing it");
+            conn.closing = true;
+            if conn.recv_armed && !conn.cancel_sent {
+                conn.cancel_sent = true;
+                targets.push(ops::encode(Op::Recv, Some(conn.token)));
+            }
+            if conn.send.is_some() {
+                targets.push(ops::encode(Op::Send, Some(conn.token)));
+            }
+        }
+        for t in targets {
+            self.cancel(t);
+        }
+        let give_up = Instant::now() + TEARDOWN_LIMIT;
+        while self.in_flight() {
+            let now = Instant::now();
+            if now >= give_up {
+                tracing::error!(
+                    "io_uring operations still in flight at shard end; leaking their memory"
+                );
+                self.leak_in_flight_memory();
+                break;
+            }
+            self.wait(Some(now + Duration::from_millis(100)), false)?;
+            self.reap(core)?;
+        }
+        self.again.clear();
+        // Closes every remaining socket (OwnedFd).
+        self.conns.clear();
+        if let Err(e) = self.ring.submitter().unregister_buf_ring(self.bufs.bgid()) {
+            tracing::debug!(error = %e, "unregistering the buffer ring failed");
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> bool {
+        self.accept_armed
+            || self.wake_state != WakeState::Idle
+            || self.cancels_inflight > 0
+            || !self.pending.is_empty()
+            || self
+                .conns
+                .iter()
+                .flatten()
+                .any(|c| c.recv_armed || c.send.is_some())
+    }
+
+    /// Error paths: operations may still be in flight when the ring is dropped, so the
+    /// memory they point at is leaked instead of freed. Sockets are still closed.
+    fn leak_in_flight_memory(&mut self) {
+        self.bufs.leak_on_drop();
+        let wake_buf = std::mem::replace(&mut self.wake_buf, Box::new(0));
+        Box::leak(wake_buf);
+        for conn in self.conns.iter_mut().flatten() {
+            if let Some(buf) = conn.send.take() {
+                std::mem::forget(buf);
+            }
+        }
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+    )
+}
