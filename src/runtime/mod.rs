@@ -47,7 +47,7 @@ pub(crate) fn choose_backend(requested: Backend) -> io::Result<Backend> {
             tracing::info!("backend: epoll (chosen)");
             Ok(Backend::Epoll)
         }
-        Backend::Uring => match uring::probe() {
+        Backend::Uring => match probe_uring() {
             Ok(features) => {
                 tracing::info!("backend: io_uring (chosen; {features})");
                 Ok(Backend::Uring)
@@ -57,7 +57,7 @@ pub(crate) fn choose_backend(requested: Backend) -> io::Result<Backend> {
                 format!("io_uring unavailable: {reason}"),
             )),
         },
-        Backend::Auto => match uring::probe() {
+        Backend::Auto => match probe_uring() {
             Ok(features) => {
                 tracing::info!("backend: io_uring ({features})");
                 Ok(Backend::Uring)
@@ -68,6 +68,24 @@ pub(crate) fn choose_backend(requested: Backend) -> io::Result<Backend> {
             }
         },
     }
+}
+
+/// Probes io_uring once per process, on a thread of its own: tearing down a ring queues
+/// task work on the thread that created it, and that notification interrupts a blocking
+/// system call of that thread with EINTR; the caller's thread (an application's main
+/// thread, a test) must not inherit that.
+fn probe_uring() -> Result<String, String> {
+    static RESULT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("ringws-uring-probe".into())
+                .spawn(uring::probe)
+                .map_err(|error| format!("could not start the probe thread: {error}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the io_uring probe panicked".into()))
+        })
+        .clone()
 }
 
 /// Binds `shards` listeners to one address with SO_REUSEPORT, so the kernel spreads

@@ -6,10 +6,6 @@
 //! Files: `ring` (setup flags and fallback), `bufring` (the mmap-backed provided buffer
 //! ring), `ops` (`user_data` encoding), `driver` (the event loop).
 
-// `probe`, `run` and `UringOptions` are called by the shard runtime, which lands in a
-// separate change; until then only the tests use them.
-#![allow(dead_code)]
-
 mod bufring;
 mod driver;
 mod ops;
