@@ -70,6 +70,22 @@ fn prefix_ok(p: &[u8]) -> bool {
     }
 }
 
+/// Where a trailing sequence that the chunk's end may have cut starts (`chunk.len()`
+/// when the chunk ends on a complete sequence, or on bytes that are invalid anyway).
+/// The returned tail is at most 3 bytes: a lead byte and continuation bytes only.
+fn incomplete_tail_start(chunk: &[u8]) -> usize {
+    let len = chunk.len();
+    for i in 1..=len.min(3) {
+        let b = chunk[len - i];
+        match b {
+            0x80..=0xBF => continue,
+            0xC0..=0xFF if seq_len(b) == 0 || seq_len(b) > i => return len - i,
+            _ => return len,
+        }
+    }
+    len
+}
+
 impl Utf8Validator {
     /// A validator at the start of a message.
     pub fn new() -> Self {
@@ -101,22 +117,16 @@ impl Utf8Validator {
             self.carry_len = 0;
             chunk = &chunk[take..];
         }
-        if simdutf8::basic::from_utf8(chunk).is_ok() {
-            return Ok(());
+        // Split off a trailing sequence that may be incomplete, validate the rest in
+        // one SIMD pass and check the tail against the well-formedness table.
+        let cut = incomplete_tail_start(chunk);
+        let (body, tail) = chunk.split_at(cut);
+        if simdutf8::basic::from_utf8(body).is_err() || !prefix_ok(tail) {
+            return self.fail();
         }
-        match simdutf8::compat::from_utf8(chunk) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_some() => self.fail(),
-            Err(e) => {
-                let tail = &chunk[e.valid_up_to()..];
-                if tail.len() > 3 || !prefix_ok(tail) {
-                    return self.fail();
-                }
-                self.carry[..tail.len()].copy_from_slice(tail);
-                self.carry_len = tail.len() as u8;
-                Ok(())
-            }
-        }
+        self.carry[..tail.len()].copy_from_slice(tail);
+        self.carry_len = tail.len() as u8;
+        Ok(())
     }
 
     /// The message ended: Err if a sequence is left incomplete. Resets the validator
@@ -220,6 +230,32 @@ mod tests {
             for cut in 0..=buf.len() {
                 let got = chunks_ok(&[&buf[..cut], &buf[cut..]]).is_ok();
                 assert_eq!(got, want, "{buf:x?} cut {cut}");
+            }
+        }
+    }
+
+    /// Byte at a time, the validator fails exactly at the first byte where std says
+    /// the prefix can never become valid (an error with `error_len` set).
+    #[test]
+    fn fails_exactly_when_std_says_hopeless() {
+        let interesting = [
+            0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
+            0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF,
+        ];
+        let n = interesting.len();
+        for a in 0..n {
+            for b in 0..n {
+                for c in 0..n {
+                    let buf = [interesting[a], interesting[b], interesting[c], 0x80, 0x41];
+                    let hopeless = (1..=buf.len()).find(|&k| {
+                        std::str::from_utf8(&buf[..k]).is_err_and(|e| e.error_len().is_some())
+                    });
+                    let mut v = Utf8Validator::new();
+                    let failed = (1..=buf.len()).find(|&k| v.feed(&buf[k - 1..k]).is_err());
+                    assert_eq!(failed, hopeless, "{buf:x?}");
+                    let mut v = Utf8Validator::new();
+                    assert_eq!(v.feed(&buf).is_err(), hopeless.is_some(), "{buf:x?}");
+                }
             }
         }
     }

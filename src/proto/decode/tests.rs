@@ -427,3 +427,36 @@ fn pseudo_random_garbage_never_panics() {
         data.clear();
     }
 }
+
+#[test]
+fn long_header_split_at_every_byte() {
+    let payload: Vec<u8> = (0..70_000).map(|i| i as u8).collect();
+    let wire = frame(Role::Client, OpCode::Binary, true, &payload);
+    assert_eq!(wire[1], 0xFF, "64-bit length form");
+    for cut in 1..=16 {
+        let mut dec = Decoder::new(Role::Server, Limits::default());
+        let mut out = Vec::new();
+        let (mut a, mut b) = (wire[..cut].to_vec(), wire[cut..].to_vec());
+        feed(&mut dec, &mut a, &mut out).unwrap();
+        assert!(out.is_empty());
+        feed(&mut dec, &mut b, &mut out).unwrap();
+        assert_eq!(out, vec![Ev::Binary(payload.clone())], "cut {cut}");
+    }
+}
+
+#[test]
+fn utf8_error_across_fragment_boundary() {
+    let c = Role::Client;
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    let mut w = frame(c, OpCode::Text, false, b"ok\xF4");
+    let l = w.len();
+    assert_eq!(dec.decode(&mut w), Ok((l, None)));
+    let mut p = frame(c, OpCode::Ping, true, b"");
+    assert_eq!(dec.decode(&mut p).unwrap().1, Some(Event::Ping(b"")));
+    let mut w = frame(c, OpCode::Continuation, false, b"\x90\x80\x80");
+    assert_eq!(
+        dec.decode(&mut w).unwrap_err().code,
+        CloseCode::INVALID_PAYLOAD
+    );
+    assert!(dec.is_finished());
+}
