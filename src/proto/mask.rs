@@ -238,8 +238,7 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F.
     // The `_mm512_*` intrinsics and the avx512f target feature are stable since Rust
-    // 1.89 (the toolchain here is newer); the crate's `rust-version` should say 1.89.
-    #[allow(clippy::incompatible_msrv)]
+    // 1.89, the crate's `rust-version`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn mask_avx512(buf: &mut [u8], rk: [u8; 4]) {
         let k = _mm512_set1_epi32(i32::from_ne_bytes(rk));
