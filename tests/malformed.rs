@@ -45,12 +45,7 @@ fn bad_handshakes_get_a_status_and_a_reason() {
 
 #[test]
 fn oversized_request_head_gets_431() {
-    let server = common::builder()
-        .max_head_bytes(1024)
-        .websocket("/echo", || common::Echo)
-        .build()
-        .expect("build");
-    let server = server.start().expect("start");
+    let server = common::echo_server_with(|b| b.max_head_bytes(1024));
     let mut stream = raw_connect(server.local_addr());
     let mut request = String::from("GET /echo HTTP/1.1\r\n");
     for i in 0..100 {
@@ -100,13 +95,7 @@ fn invalid_utf8_in_a_first_fragment_fails_fast() {
 
 #[test]
 fn oversized_message_closes_with_1009_without_waiting_for_the_payload() {
-    let server = common::builder()
-        .max_message_size(1024 * 1024)
-        .websocket("/echo", || common::Echo)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
+    let server = common::echo_server_with(|b| b.max_message_size(1024 * 1024));
     let mut stream = raw_upgrade(server.local_addr(), "/echo");
     // A masked binary frame header claiming 1 GiB, and no payload: the answer must come
     // from the header alone (the server neither waits for nor allocates the claimed size).
@@ -123,13 +112,7 @@ fn oversized_message_closes_with_1009_without_waiting_for_the_payload() {
 
 #[test]
 fn fragmented_message_over_the_limit_closes_with_1009() {
-    let server = common::builder()
-        .max_message_size(1000)
-        .websocket("/echo", || common::Echo)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
+    let server = common::echo_server_with(|b| b.max_message_size(1000));
     let mut stream = raw_upgrade(server.local_addr(), "/echo");
     send_frame(&mut stream, OpCode::Binary, false, &[0; 600]);
     send_frame(&mut stream, OpCode::Continuation, true, &[0; 600]);
@@ -201,13 +184,8 @@ fn frames_split_byte_by_byte_still_echo() {
 
 #[test]
 fn stalled_handshake_times_out_with_408() {
-    let server = common::builder()
-        .handshake_timeout(std::time::Duration::from_millis(200))
-        .websocket("/echo", || common::Echo)
-        .build()
-        .expect("build")
-        .start()
-        .expect("start");
+    let server =
+        common::echo_server_with(|b| b.handshake_timeout(std::time::Duration::from_millis(200)));
     let mut stream = raw_connect(server.local_addr());
     stream
         .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n")

@@ -28,7 +28,12 @@ pub fn builder() -> Builder {
 
 /// Starts an echo server on `/echo`.
 pub fn echo_server() -> RunningServer {
-    builder()
+    echo_server_with(|builder| builder)
+}
+
+/// Starts an echo server on `/echo` with settings changed by `configure`.
+pub fn echo_server_with(configure: impl FnOnce(Builder) -> Builder) -> RunningServer {
+    configure(builder())
         .websocket("/echo", || Echo)
         .build()
         .expect("build")
