@@ -36,6 +36,7 @@ pub struct Builder {
     shards: Option<usize>,
     backend: Backend,
     pin_cores: bool,
+    reflector: bool,
     routes: Routes,
     config: Config,
 }
@@ -47,6 +48,7 @@ impl Default for Builder {
             shards: None,
             backend: Backend::Auto,
             pin_cores: false,
+            reflector: false,
             routes: Routes::default(),
             config: Config {
                 limits: Limits::default(),
@@ -164,10 +166,19 @@ impl Builder {
         self
     }
 
+    /// Benchmark floor only: instead of routes and handlers, every shard answers the
+    /// handshake on any path and reflects each frame back unmasked, unvalidated. It shows
+    /// what the kernel and the backend cost alone; never deploy it.
+    #[doc(hidden)]
+    pub fn frame_reflector(mut self) -> Builder {
+        self.reflector = true;
+        self
+    }
+
     /// Chooses the backend and binds the listeners (one per shard).
     pub fn build(self) -> io::Result<Server> {
         let addr = self.addr?;
-        if self.routes.is_empty() {
+        if self.routes.is_empty() && !self.reflector {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no routes: add a websocket or http route",
@@ -184,6 +195,7 @@ impl Builder {
             local_addr,
             backend,
             pin_cores: self.pin_cores,
+            reflector: self.reflector,
             registry: Arc::new(Registry::new(shards)?),
             routes: Arc::new(self.routes),
             config: Arc::new(self.config),
@@ -215,6 +227,7 @@ pub struct Server {
     local_addr: SocketAddr,
     backend: Backend,
     pin_cores: bool,
+    reflector: bool,
     registry: Arc<Registry>,
     routes: Arc<Routes>,
     config: Arc<Config>,
@@ -267,6 +280,7 @@ impl Server {
                 registry: Arc::clone(&self.registry),
                 routes: Arc::clone(&self.routes),
                 config: Arc::clone(&self.config),
+                reflector: self.reflector,
             };
             match runtime::spawn_shard(spec) {
                 Ok(thread) => threads.push(thread),

@@ -8,6 +8,7 @@ pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod mailbox;
+pub(crate) mod reflector;
 pub(crate) mod shard;
 pub(crate) mod uring;
 
@@ -116,6 +117,8 @@ pub(crate) struct ShardSpec {
     pub(crate) registry: Arc<Registry>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) config: Arc<Config>,
+    /// Run the benchmark floor (`reflector::Reflector`) instead of the WebSocket shard.
+    pub(crate) reflector: bool,
 }
 
 /// Starts a shard thread.
@@ -141,23 +144,29 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
         routes: spec.routes,
         config: spec.config,
     };
-    let shard = shard::Shard::new(ctx);
     let wake = &spec.registry.mailbox(spec.index).wake;
-    let result = match spec.backend {
-        Backend::Uring => {
-            let mut shard = shard;
-            uring::run(
-                &mut shard,
-                spec.listener,
-                wake,
-                &uring::UringOptions::default(),
-            )
-        }
-        _ => epoll::run(shard, spec.listener, wake),
+    let result = if spec.reflector {
+        let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
+        run_core(floor, spec.backend, spec.listener, wake)
+    } else {
+        run_core(shard::Shard::new(ctx), spec.backend, spec.listener, wake)
     };
     if let Err(error) = &result {
         tracing::error!(shard = spec.index, %error, "shard stopped with an error");
     }
     spec.registry.mailbox(spec.index).stop();
     result
+}
+
+/// Drives `core` on the chosen backend until it has shut down.
+fn run_core<C: core::ShardCore + 'static>(
+    mut core: C,
+    backend: Backend,
+    listener: TcpListener,
+    wake: &eventfd::EventFd,
+) -> io::Result<()> {
+    match backend {
+        Backend::Uring => uring::run(&mut core, listener, wake, &uring::UringOptions::default()),
+        _ => epoll::run(core, listener, wake),
+    }
 }
