@@ -52,8 +52,8 @@ pub fn client_key(nonce: [u8; 16]) -> ClientKey {
 /// `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Protocol` (comma-joined) when
 /// `protocols` is not empty, then `extra_headers`.
 ///
-/// CR and LF in header names and values are written as spaces; an empty
-/// `path_and_query` is sent as `/`.
+/// CR and LF in header names and values are written as spaces; spaces, CR and LF in
+/// `path_and_query` are percent-encoded; an empty `path_and_query` is sent as `/`.
 ///
 /// ```
 /// use ringws::handshake::{client_key, write_client_request};
@@ -78,11 +78,15 @@ pub fn write_client_request(
     } else {
         path_and_query
     };
-    // A request target never contains spaces or line breaks.
-    out.extend(target.bytes().map(|b| match b {
-        b' ' | b'\r' | b'\n' => b'+',
-        b => b,
-    }));
+    // A request target never contains spaces or line breaks: percent-encode them.
+    for b in target.bytes() {
+        match b {
+            b' ' => out.extend_from_slice(b"%20"),
+            b'\r' => out.extend_from_slice(b"%0D"),
+            b'\n' => out.extend_from_slice(b"%0A"),
+            b => out.push(b),
+        }
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_header(out, "Host", host);
     out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
@@ -270,6 +274,19 @@ mod tests {
         let mut req = Vec::new();
         write_client_request(&mut req, "h", "", &key, &[], &[]);
         assert!(req.starts_with(b"GET / HTTP/1.1\r\n"));
+        req.clear();
+        write_client_request(
+            &mut req,
+            "h",
+            "/a b\r\nX: y",
+            &key,
+            &[],
+            &[("A\r\nB", "c\nd")],
+        );
+        assert!(req.starts_with(b"GET /a%20b%0D%0AX:%20y HTTP/1.1\r\n"));
+        let text = String::from_utf8(req).unwrap();
+        assert!(text.contains("\r\nA  B: c d\r\n"), "{text}");
+        assert_eq!(text.matches("\r\n").count(), 8, "{text}");
     }
 
     #[test]
