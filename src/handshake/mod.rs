@@ -31,6 +31,7 @@
 //! ```
 
 mod accept;
+mod client;
 mod response;
 mod validate;
 
@@ -38,6 +39,9 @@ mod validate;
 mod tests;
 
 pub use accept::{accept_key, AcceptKey, WEBSOCKET_GUID};
+pub use client::{
+    client_key, read_server_response, write_client_request, ClientHandshakeError, ClientKey,
+};
 pub use response::{write_accept, write_rejection};
 pub use validate::{
     is_websocket_request, validate_upgrade, Upgrade, ERR_BAD_KEY, ERR_BAD_VERSION, ERR_HIXIE75,

@@ -1,0 +1,261 @@
+//! `ringws-loadtest`: load a WebSocket server (any `ws://` URL) with echo traffic,
+//! handshakes or idle connections. See `ringws-loadtest <scenario> --help`.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringws_loadtest::target::Target;
+use ringws_loadtest::{connect, echo, idle, report};
+use ringws_loadtest::{default_threads, ensure_nofile, parse_duration, HARD_CAP_GRACE};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A WebSocket load generator built on ringws's client role.
+///
+/// Every run stops by itself (duration or count, plus a hard cap 30 s later) and only
+/// loads loopback targets (127.0.0.0/8, ::1, localhost) unless --i-own-the-target.
+#[derive(Parser, Debug)]
+#[command(name = "ringws-loadtest", version)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Echo round trips: each connection sends a message, waits for its echo (or keeps
+    /// --inflight in flight) and repeats; reports msgs/s, MB/s and latency percentiles.
+    Echo(EchoArgs),
+    /// Handshake rate: workers loop on TCP connect, upgrade, close; reports
+    /// handshakes/s and connect latency (TCP connect started to 101 received).
+    Connect(ConnectArgs),
+    /// Idle connections: open and hold many, pinging each; with --server-pid reports the
+    /// server's RSS growth per connection.
+    Idle(IdleArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// The WebSocket URL to load (ws:// only).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
+    url: String,
+    /// Worker threads, each with its own current-thread tokio runtime
+    /// (default: available cores / 2, at least 1).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object (scenario, url, settings, results) to stdout instead of the
+    /// human summary; hides the progress bar.
+    #[arg(long)]
+    json: bool,
+    /// Allow a target that is not a loopback address. Only load servers you own.
+    #[arg(long)]
+    i_own_the_target: bool,
+}
+
+#[derive(Args, Debug)]
+struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections, all open at once.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Send binary messages (the default).
+    #[arg(long, conflicts_with = "text")]
+    binary: bool,
+    /// Send text messages (ASCII payload).
+    #[arg(long)]
+    text: bool,
+    /// Messages in flight per connection: 1 = send, wait for the echo, repeat (the
+    /// uWebSockets load_test method); more = pipelined.
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// Measured time after the warmup (e.g. 10s, 500ms, 2m). Default 10s, or 300s as a
+    /// cap when --messages is given.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after N measured messages in total (or at --duration, whichever is first).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Time before measuring starts; messages sent during it are not counted.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Concurrent workers, each with one connection at a time.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    connections: usize,
+    /// How long to run. Default 10s, or 300s as a cap when --count is given.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after N handshakes in total (or at --duration, whichever is first).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to open and hold.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    connections: usize,
+    /// Connection attempts in progress at once while opening.
+    #[arg(long, default_value_t = 256)]
+    open_concurrency: usize,
+    /// Send a ping on each connection this often.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// How long to hold the connections once all are open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Longest time allowed for opening all connections.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    open_timeout: Duration,
+    /// The server's process id: read its VmRSS from /proc/PID/status before opening and
+    /// after all are open (plus 1 s), and report the growth per connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// The last-resort stop: exits the process if the run outlives its hard cap.
+fn watchdog(cap: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(cap);
+            eprintln!("ringws-loadtest: hard cap of {cap:?} reached, exiting");
+            std::process::exit(3);
+        });
+}
+
+fn progress_bar(json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn prepare(common: &Common, connections: usize) -> Result<(Target, usize), String> {
+    let target = Target::parse(&common.url)?;
+    target.check_allowed(common.i_own_the_target)?;
+    if let Some(note) = ensure_nofile(connections as u64 + 100) {
+        eprintln!("ringws-loadtest: {note}");
+    }
+    Ok((
+        target,
+        common.threads.unwrap_or_else(default_threads).max(1),
+    ))
+}
+
+fn run(cli: Cli) -> Result<u64, String> {
+    match cli.scenario {
+        Scenario::Echo(a) => {
+            let (target, threads) = prepare(&a.common, a.connections)?;
+            let duration = a.duration.unwrap_or(if a.messages.is_some() {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(10)
+            });
+            let opts = echo::EchoOptions {
+                target,
+                connections: a.connections,
+                size: a.size,
+                text: a.text && !a.binary,
+                inflight: a.inflight.max(1),
+                duration,
+                messages: a.messages,
+                warmup: a.warmup,
+                threads,
+            };
+            watchdog(opts.warmup + opts.duration + HARD_CAP_GRACE + Duration::from_secs(5));
+            let bar = progress_bar(a.common.json);
+            let r = echo::run(&opts, &bar);
+            if a.common.json {
+                report::print_json("echo", &a.common.url, &opts.settings(), &r);
+            } else {
+                println!(
+                    "echo {} ({} connections, {} B, inflight {})",
+                    a.common.url, opts.connections, opts.size, opts.inflight
+                );
+                println!("{}", r.summary());
+            }
+            Ok(r.errors.total())
+        }
+        Scenario::Connect(a) => {
+            let (target, threads) = prepare(&a.common, a.connections)?;
+            let duration = a.duration.unwrap_or(if a.count.is_some() {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(10)
+            });
+            let opts = connect::ConnectOptions {
+                target,
+                concurrency: a.connections,
+                duration,
+                count: a.count,
+                threads,
+            };
+            watchdog(opts.duration + HARD_CAP_GRACE + Duration::from_secs(5));
+            let bar = progress_bar(a.common.json);
+            let r = connect::run(&opts, &bar);
+            if a.common.json {
+                report::print_json("connect", &a.common.url, &opts.settings(), &r);
+            } else {
+                println!("connect {} ({} workers)", a.common.url, opts.concurrency);
+                println!("{}", r.summary());
+            }
+            Ok(r.errors.total())
+        }
+        Scenario::Idle(a) => {
+            let (target, threads) = prepare(&a.common, a.connections)?;
+            let opts = idle::IdleOptions {
+                target,
+                connections: a.connections,
+                open_concurrency: a.open_concurrency,
+                ping_interval: a.ping_interval,
+                duration: a.duration,
+                open_timeout: a.open_timeout,
+                server_pid: a.server_pid,
+                threads,
+            };
+            watchdog(opts.hard_cap() + Duration::from_secs(5));
+            let bar = progress_bar(a.common.json);
+            let r = idle::run(&opts, &bar);
+            if a.common.json {
+                report::print_json("idle", &a.common.url, &opts.settings(), &r);
+            } else {
+                println!("idle {} ({} connections)", a.common.url, opts.connections);
+                println!("{}", r.summary());
+            }
+            Ok(r.errors.total())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(0) => ExitCode::SUCCESS,
+        // Errors were counted and reported; a script can tell from the exit status.
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ringws-loadtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! End to end: each scenario against an in-process ringws echo server.
+
+use indicatif::ProgressBar;
+use ringws::{Conn, Handler, Message, RunningServer, Server};
+use ringws_loadtest::target::Target;
+use ringws_loadtest::{connect, echo, idle};
+use std::time::Duration;
+
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match message {
+            Message::Text(text) => conn.send_text(text),
+            Message::Binary(bytes) => conn.send_binary(bytes),
+        };
+    }
+}
+
+fn server() -> (RunningServer, Target) {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .shards(1)
+        .websocket("/echo", || Echo)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let url = format!("ws://{}/echo", server.local_addr());
+    let target = Target::parse(&url).expect("url");
+    (server, target)
+}
+
+#[test]
+fn echo_scenario() {
+    let (server, target) = server();
+    for text in [false, true] {
+        let opts = echo::EchoOptions {
+            target: target.clone(),
+            connections: 4,
+            size: 20,
+            text,
+            inflight: 2,
+            duration: Duration::from_millis(800),
+            messages: None,
+            warmup: Duration::from_millis(200),
+            threads: 2,
+        };
+        let r = echo::run(&opts, &ProgressBar::hidden());
+        assert!(r.messages > 0, "{r:?}");
+        assert_eq!(r.errors.total(), 0, "{r:?}");
+        assert_eq!(r.connections_established, 4);
+        assert_eq!(r.bytes, r.messages * 20);
+        assert!(
+            r.latency.count == r.messages && r.latency.p50_us > 0,
+            "{r:?}"
+        );
+        assert!(!r.hard_cap_hit);
+    }
+    // A message budget stops the run early.
+    let opts = echo::EchoOptions {
+        target: target.clone(),
+        connections: 2,
+        size: 1000,
+        text: false,
+        inflight: 4,
+        duration: Duration::from_secs(20),
+        messages: Some(500),
+        warmup: Duration::ZERO,
+        threads: 1,
+    };
+    let r = echo::run(&opts, &ProgressBar::hidden());
+    assert_eq!(r.messages, 500, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.elapsed_s < 10.0, "{r:?}");
+    server.shutdown().expect("shutdown");
+}
+
+#[test]
+fn connect_scenario() {
+    let (server, target) = server();
+    let opts = connect::ConnectOptions {
+        target,
+        concurrency: 2,
+        duration: Duration::from_secs(10),
+        count: Some(20),
+        threads: 1,
+    };
+    let r = connect::run(&opts, &ProgressBar::hidden());
+    assert_eq!(r.handshakes, 20, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert_eq!(r.connect_latency.count, 20);
+    assert!(r.elapsed_s < 10.0, "{r:?}");
+    server.shutdown().expect("shutdown");
+}
+
+#[test]
+fn idle_scenario() {
+    let (server, target) = server();
+    let opts = idle::IdleOptions {
+        target,
+        connections: 10,
+        open_concurrency: 4,
+        ping_interval: Duration::from_millis(100),
+        duration: Duration::from_millis(500),
+        open_timeout: Duration::from_secs(10),
+        server_pid: Some(std::process::id()),
+        threads: 2,
+    };
+    let r = idle::run(&opts, &ProgressBar::hidden());
+    assert_eq!(r.opened, 10, "{r:?}");
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert_eq!(r.open_at_end, 10, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.pongs > 0, "{r:?}");
+    assert!(r.server_rss_before.is_some() && r.server_rss_per_conn.is_some());
+    server.shutdown().expect("shutdown");
+}
+
+#[test]
+fn unreachable_server_counts_errors() {
+    // Bind then drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let target = Target::parse(&format!("ws://127.0.0.1:{port}/echo")).expect("url");
+    let opts = echo::EchoOptions {
+        target,
+        connections: 3,
+        size: 20,
+        text: false,
+        inflight: 1,
+        duration: Duration::from_millis(200),
+        messages: None,
+        warmup: Duration::ZERO,
+        threads: 1,
+    };
+    let r = echo::run(&opts, &ProgressBar::hidden());
+    assert_eq!(r.messages, 0);
+    assert_eq!(r.errors.connect, 3, "{r:?}");
+}
