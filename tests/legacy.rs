@@ -279,6 +279,17 @@ fn hixie76_head_is_sent_before_the_body_arrives() {
 }
 
 #[test]
+fn hixie76_body_never_sent_closes_after_the_handshake_timeout() {
+    // Its own server: the shared one keeps the default 10 s timeout.
+    let server = common::echo_server_with(|b| b.handshake_timeout(Duration::from_millis(300)));
+    let mut stream = raw_connect(server.local_addr());
+    stream.write_all(&draft_head("/echo", "")).expect("write");
+    assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 "));
+    // No answer, no HTTP error (the 101 is out): the connection just ends.
+    assert_eq!(read_to_close(&mut stream), "");
+}
+
+#[test]
 fn bad_hixie76_keys_get_400() {
     let addr = server();
     for (key1, key2) in [

@@ -202,7 +202,7 @@ impl HixieDecoder {
                     let limit = self.limit;
                     let len = len
                         .checked_mul(128)
-                        .map(|l| l + u64::from(b & 0x7F))
+                        .and_then(|l| l.checked_add(u64::from(b & 0x7F)))
                         .filter(|&l| l <= limit)
                         .ok_or_else(|| self.fail(ProtocolError::too_big("frame too big")))?;
                     if b & 0x80 != 0 {
