@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::handle::ConnHandle;
 use crate::proto::encode::{encode_close, encode_frame};
-use crate::proto::{CloseCode, OpCode};
+use crate::proto::{encode_hixie_close, encode_hixie_text, CloseCode, OpCode};
 use crate::runtime::core::Token;
 use crate::runtime::mailbox::Registry;
 
@@ -47,6 +47,21 @@ pub enum SendStatus {
     /// Not queued: the connection is closing, or the message would take the buffered
     /// bytes over the hard limit.
     Dropped,
+    /// Not queued: the client's protocol version cannot carry it. The hixie-75/76
+    /// drafts have text messages only: a binary message or a ping to such a client
+    /// gets this answer.
+    Unsupported,
+}
+
+/// How a connection's outgoing frames are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// RFC 6455 (and hybi-07/08) frames.
+    Rfc6455,
+    /// hixie-76: `0x00 … 0xFF` text frames, `0xFF 0x00` to close.
+    Hixie76,
+    /// hixie-75: the same framing, but no closing handshake is awaited.
+    Hixie75,
 }
 
 /// Outgoing limits of one connection (from the server's configuration).
@@ -71,6 +86,8 @@ pub(crate) struct Outbox {
     /// A send reported `Backpressure`; `on_drain` is owed when the queue falls back.
     pub(crate) drain_owed: bool,
     pub(crate) limits: OutLimits,
+    /// The framing written (RFC 6455 until a hixie upgrade says otherwise).
+    pub(crate) framing: Framing,
 }
 
 impl Outbox {
@@ -82,6 +99,7 @@ impl Outbox {
             close_started: None,
             drain_owed: false,
             limits,
+            framing: Framing::Rfc6455,
         }
     }
 
@@ -90,12 +108,24 @@ impl Outbox {
         self.queued.len() + self.in_flight
     }
 
-    /// Queues one unmasked (server role) data or control frame.
+    /// Queues one unmasked (server role) data or control frame; for a hixie connection,
+    /// text only (anything else is [`SendStatus::Unsupported`]).
     pub(crate) fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let hixie = self.framing != Framing::Rfc6455;
+        if hixie && opcode != OpCode::Text {
+            return SendStatus::Unsupported;
+        }
         if self.closed || self.buffered() + payload.len() > self.limits.max_buffered {
             return SendStatus::Dropped;
         }
-        encode_frame(&mut self.queued, opcode, true, payload, None);
+        if hixie {
+            match std::str::from_utf8(payload) {
+                Ok(text) => encode_hixie_text(&mut self.queued, text),
+                Err(_) => return SendStatus::Unsupported,
+            }
+        } else {
+            encode_frame(&mut self.queued, opcode, true, payload, None);
+        }
         self.status_after_queue()
     }
 
@@ -117,13 +147,17 @@ impl Outbox {
         }
     }
 
-    /// Queues a close frame (once); later data sends are dropped.
+    /// Queues a close frame (once); later data sends are dropped. A hixie connection
+    /// has no close code on the wire: it sends `0xFF 0x00`.
     pub(crate) fn queue_close(&mut self, code: Option<CloseCode>, reason: &str) -> bool {
         if self.closed {
             return false;
         }
         self.closed = true;
-        encode_close(&mut self.queued, code, reason, None);
+        match self.framing {
+            Framing::Rfc6455 => encode_close(&mut self.queued, code, reason, None),
+            Framing::Hixie76 | Framing::Hixie75 => encode_hixie_close(&mut self.queued),
+        }
         true
     }
 }
@@ -162,17 +196,25 @@ impl Conn<'_> {
         self.id
     }
 
-    /// Sends a text message.
+    /// Sends a text message (to a client of any version).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
         self.out.send_frame(OpCode::Text, text.as_bytes())
     }
 
-    /// Sends a binary message.
+    /// Sends a binary message. A hixie-75/76 client cannot receive one:
+    /// [`SendStatus::Unsupported`].
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
         self.out.send_frame(OpCode::Binary, bytes)
     }
 
+    /// True when the client speaks a hixie draft: text messages only, no ping, no close
+    /// code on the wire.
+    pub fn is_hixie(&self) -> bool {
+        self.out.framing != Framing::Rfc6455
+    }
+
     /// Sends a ping; the payload is cut to the 125 bytes a control frame may carry.
+    /// The hixie drafts have no ping: [`SendStatus::Unsupported`].
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         self.out
             .send_frame(OpCode::Ping, &payload[..payload.len().min(125)])
@@ -180,7 +222,8 @@ impl Conn<'_> {
 
     /// Starts the close handshake with `code` and `reason` (cut at 123 bytes on a char
     /// boundary). The connection ends when the peer answers, or after the close timeout.
-    /// Codes a peer may not send (such as 1005 or 1006) are replaced by 1000.
+    /// Codes a peer may not send (such as 1005 or 1006) are replaced by 1000. A hixie
+    /// client is sent `0xFF 0x00` (the code and reason are only reported to `on_close`).
     pub fn close(&mut self, code: u16, reason: &str) {
         let code = CloseCode(code);
         let code = if code.is_allowed_on_wire() {

@@ -5,17 +5,23 @@
 //! back what to send ([`Connection::out`]), whether the socket should be closed
 //! ([`Connection::wants_close`]) and when it next needs the time
 //! ([`Connection::deadline`]).
+//!
+//! Clients of every version share it: RFC 6455 and hybi-07/08 frame through the
+//! [`Decoder`]; the legacy hixie-75/76 drafts have their own handshake and framing
+//! (`hixie.rs`), behind the same handler callbacks.
+
+mod hixie;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conn::{Conn, ConnId, OutLimits, Outbox};
+use crate::conn::{Conn, ConnId, Framing, OutLimits, Outbox};
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
-use crate::proto::{CloseCode, Decoder, Event, Limits, OpCode, ProtocolError, Role};
-use crate::route::{Route, Routes, UpgradeRequest};
+use crate::proto::{CloseCode, Decoder, Event, HixieDecoder, Limits, OpCode, ProtocolError, Role};
+use crate::route::{Route, Routes, UpgradeRequest, WebSocketOptions};
 use crate::runtime::mailbox::Registry;
 
 /// Server-wide settings every connection reads.
@@ -44,13 +50,27 @@ pub(crate) struct ShardContext {
 enum Phase {
     /// Waiting for the request head; holds the bytes of a head split across reads.
     Http { head: Vec<u8> },
+    /// hixie-76: the 101 head is queued; waiting for the 8 bytes after the request
+    /// head (`have` of them so far) to answer the challenge and open.
+    Hixie76Body {
+        keys: (u32, u32),
+        body: [u8; 8],
+        have: usize,
+        handler: Box<dyn Handler>,
+    },
     /// Upgraded: frames go through the decoder to the handler.
     Open {
-        decoder: Decoder,
+        inbound: Inbound,
         handler: Box<dyn Handler>,
     },
     /// The handler has been told the connection closed; input is ignored.
     Ended,
+}
+
+/// The receive side of an open connection: RFC 6455 frames or hixie frames.
+enum Inbound {
+    Rfc6455(Decoder),
+    Hixie(HixieDecoder),
 }
 
 pub(crate) struct Connection {
@@ -96,6 +116,11 @@ impl Connection {
     pub(crate) fn receive(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
         match &mut self.phase {
             Phase::Http { .. } => self.receive_http(data, ctx, now),
+            Phase::Hixie76Body { .. } => self.receive_hixie76_body(data, ctx, now),
+            Phase::Open {
+                inbound: Inbound::Hixie(_),
+                ..
+            } => self.receive_hixie_frames(data, ctx, now),
             Phase::Open { .. } => self.receive_frames(data, ctx, now),
             Phase::Ended => {}
         }
@@ -129,10 +154,12 @@ impl Connection {
         }
     }
 
-    /// Frames a client sent right behind its handshake belong to the new connection.
+    /// Bytes a client sent right behind its handshake (frames, or a hixie-76 body)
+    /// belong to the new connection.
     fn after_head(&mut self, input: &mut [u8], head_len: usize, ctx: &ShardContext, now: Instant) {
-        if matches!(self.phase, Phase::Open { .. }) && head_len < input.len() {
-            self.receive_frames(&mut input[head_len..], ctx, now);
+        let upgraded = matches!(self.phase, Phase::Open { .. } | Phase::Hixie76Body { .. });
+        if upgraded && head_len < input.len() {
+            self.receive(&mut input[head_len..], ctx, now);
         }
     }
 
@@ -150,7 +177,9 @@ impl Connection {
                 }
             };
         match ctx.routes.find(request.path()) {
-            Some(Route::WebSocket(upgrade_fn)) => self.upgrade(&request, upgrade_fn, ctx, now),
+            Some(Route::WebSocket { hook, options }) => {
+                self.upgrade(&request, hook, options, ctx, now)
+            }
             Some(Route::Http(respond)) => {
                 let response = respond(&request);
                 let headers: Vec<(&str, &str)> = response
@@ -193,6 +222,7 @@ impl Connection {
         &mut self,
         request: &Request<'_>,
         upgrade_fn: &crate::route::UpgradeFn,
+        options: &WebSocketOptions,
         ctx: &ShardContext,
         now: Instant,
     ) {
@@ -214,6 +244,16 @@ impl Connection {
                 return;
             }
         };
+        if upgrade.version.is_hixie() && !options.accepts_legacy_drafts() {
+            let error = match upgrade.version {
+                handshake::Version::Hixie75 => handshake::ERR_HIXIE75,
+                _ => handshake::ERR_HIXIE76,
+            };
+            tracing::debug!(conn = %self.id, reason = error.reason, "upgrade refused");
+            handshake::write_rejection(&mut self.out.queued, &error);
+            self.finish_http();
+            return;
+        }
         let hook_input = UpgradeRequest {
             request,
             upgrade: &upgrade,
@@ -240,17 +280,39 @@ impl Connection {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        if upgrade.version.is_hixie() {
+            let protocol = accept.protocol.as_deref();
+            self.accept_hixie(
+                request,
+                &upgrade,
+                protocol,
+                &headers,
+                accept.handler,
+                ctx,
+                now,
+            );
+            return;
+        }
         handshake::write_accept(
             &mut self.out.queued,
             &upgrade,
             accept.protocol.as_deref(),
             &headers,
         );
+        let inbound = Inbound::Rfc6455(Decoder::new(Role::Server, ctx.config.limits));
+        self.open(inbound, accept.handler, ctx, now);
+    }
+
+    /// The handshake is complete: frames go to the handler from now on.
+    fn open(
+        &mut self,
+        inbound: Inbound,
+        handler: Box<dyn Handler>,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
         self.deadline = None;
-        self.phase = Phase::Open {
-            decoder: Decoder::new(Role::Server, ctx.config.limits),
-            handler: accept.handler,
-        };
+        self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
 
@@ -269,7 +331,11 @@ impl Connection {
     }
 
     fn receive_frames(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
-        let Phase::Open { decoder, handler } = &mut self.phase else {
+        let Phase::Open {
+            inbound: Inbound::Rfc6455(decoder),
+            handler,
+        } = &mut self.phase
+        else {
             return;
         };
         let mut conn = Conn {
@@ -401,16 +467,35 @@ impl Connection {
     /// A handler call may have started the close handshake: remember our close frame and
     /// arm the close timer.
     fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
-        if let Some(close) = self.out.close_started.take() {
+        if let Some((code, reason)) = self.out.close_started.take() {
+            if self.out.framing == Framing::Hixie75 {
+                // hixie-75 has no closing handshake: our 0xFF 0x00 is the end.
+                let initiator = CloseInitiator::Local;
+                self.end(
+                    CloseReason {
+                        code,
+                        reason,
+                        initiator,
+                    },
+                    ctx,
+                );
+                return;
+            }
+            let close = (code, reason);
             self.local_close = Some(close);
             self.deadline = Some(now + ctx.config.close_timeout);
         }
     }
 
-    /// A frame encoded elsewhere (a `ConnHandle`) arrived for this connection.
+    /// A frame encoded elsewhere (a `ConnHandle`, RFC 6455 framing) arrived for this
+    /// connection; a hixie connection gets it re-encoded (text only).
     pub(crate) fn send_encoded(&mut self, frame: &[u8]) {
         if matches!(self.phase, Phase::Open { .. }) {
-            self.out.send_encoded(frame);
+            if self.out.framing == Framing::Rfc6455 {
+                self.out.send_encoded(frame);
+            } else {
+                self.send_encoded_hixie(frame);
+            }
         }
     }
 
@@ -477,7 +562,11 @@ impl Connection {
     }
 
     fn finish_http_timeout(&mut self) {
-        if let Phase::Http { .. } = self.phase {
+        if let Phase::Hixie76Body { .. } = self.phase {
+            // The 101 head is out: no HTTP answer is possible, just close.
+            tracing::debug!(conn = %self.id, "hixie-76 challenge body not received in time");
+            self.finish_http();
+        } else if let Phase::Http { .. } = self.phase {
             tracing::debug!(conn = %self.id, "request head not received in time");
             let error = HttpError {
                 status: 408,

@@ -13,6 +13,11 @@ use crate::runtime::mailbox::{Command, Registry};
 /// whichever shard owns the connection. Frames are encoded on the calling thread, so the
 /// owning shard only copies them into the connection's queue.
 ///
+/// A connection that speaks a hixie draft gets a text message re-encoded by its shard
+/// (`0x00 … 0xFF`); a binary message or a ping to it is dropped silently, since the
+/// drafts cannot carry them (on the shard, [`Conn::send_binary`](crate::Conn::send_binary)
+/// says so with [`SendStatus::Unsupported`](crate::SendStatus::Unsupported)).
+///
 /// ```no_run
 /// # fn example(handle: ringws::ConnHandle) {
 /// std::thread::spawn(move || {

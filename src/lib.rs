@@ -2,8 +2,10 @@
 //!
 //! The crate is layered (see `DESIGN.md` at the repository root):
 //!
-//! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O, both roles;
-//! - [`http`] and [`handshake`]: request parsing and the WebSocket upgrade, sans-I/O;
+//! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O, both roles,
+//!   and the legacy hixie-75/76 framing;
+//! - [`http`] and [`handshake`]: request parsing and the WebSocket upgrade (RFC 6455,
+//!   hybi-07/08, hixie-76 / hybi-00, hixie-75), sans-I/O;
 //! - the connection state machine (HTTP head → upgrade → frames → handler), sans-I/O;
 //! - the runtime: shard threads that own sockets and drive the state machines on
 //!   io_uring or epoll (the only layer that does I/O);
@@ -48,5 +50,5 @@ mod server;
 pub use conn::{Conn, ConnId, SendStatus};
 pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
-pub use route::{Accept, HttpResponse, Reject, UpgradeRequest};
+pub use route::{Accept, HttpResponse, Reject, UpgradeRequest, WebSocketOptions};
 pub use server::{Backend, Builder, RunningServer, Server, ServerHandle};

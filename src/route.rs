@@ -32,6 +32,8 @@ impl<'b> UpgradeRequest<'_, 'b> {
     }
 
     /// The origin the client claims (`Origin`, or `Sec-WebSocket-Origin` for hybi-07/08).
+    /// A hixie client's origin is echoed in the 101 answer whatever the hook decides, so
+    /// check it here.
     pub fn origin(&self) -> Option<&'b str> {
         self.upgrade.origin()
     }
@@ -41,7 +43,8 @@ impl<'b> UpgradeRequest<'_, 'b> {
         self.upgrade.protocols()
     }
 
-    /// The WebSocket protocol version the client speaks.
+    /// The WebSocket protocol version the client speaks (hixie-75/76 included, when the
+    /// route accepts legacy drafts).
     pub fn version(&self) -> Version {
         self.upgrade.version
     }
@@ -162,6 +165,48 @@ impl HttpResponse {
     }
 }
 
+/// Per-route WebSocket settings, for
+/// [`Builder::websocket_with_options`](crate::Builder::websocket_with_options).
+///
+/// `legacy_drafts` (default **true**): accept the hixie-76 (hybi-00) and hixie-75
+/// drafts. They carry no masking and no binary messages; a route that refuses them
+/// answers such a request with `426 Upgrade Required` and
+/// `Sec-WebSocket-Version: 13, 8, 7`, the reason naming the draft. The hybi-07/08
+/// drafts frame as RFC 6455 and are always accepted.
+///
+/// ```
+/// use ringws::WebSocketOptions;
+///
+/// let strict = WebSocketOptions::default().legacy_drafts(false);
+/// assert!(!strict.accepts_legacy_drafts());
+/// assert!(WebSocketOptions::default().accepts_legacy_drafts());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebSocketOptions {
+    legacy_drafts: bool,
+}
+
+impl Default for WebSocketOptions {
+    fn default() -> WebSocketOptions {
+        WebSocketOptions {
+            legacy_drafts: true,
+        }
+    }
+}
+
+impl WebSocketOptions {
+    /// Accept (true, the default) or refuse (false) hixie-76 and hixie-75 clients.
+    pub fn legacy_drafts(mut self, accept: bool) -> WebSocketOptions {
+        self.legacy_drafts = accept;
+        self
+    }
+
+    /// Whether hixie-76 and hixie-75 clients are accepted.
+    pub fn accepts_legacy_drafts(&self) -> bool {
+        self.legacy_drafts
+    }
+}
+
 /// Decides a WebSocket upgrade: runs on the shard that accepted the connection.
 pub(crate) type UpgradeFn = dyn Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject> + Send + Sync;
 /// Answers a plain HTTP request.
@@ -169,7 +214,10 @@ pub(crate) type HttpFn = dyn Fn(&Request<'_>) -> HttpResponse + Send + Sync;
 
 /// What serves one path.
 pub(crate) enum Route {
-    WebSocket(Box<UpgradeFn>),
+    WebSocket {
+        hook: Box<UpgradeFn>,
+        options: WebSocketOptions,
+    },
     Http(Box<HttpFn>),
 }
 

@@ -11,7 +11,7 @@ use crate::connection::Config;
 use crate::handler::Handler;
 use crate::http::Request;
 use crate::proto::Limits;
-use crate::route::{Accept, HttpResponse, Reject, Route, Routes, UpgradeRequest};
+use crate::route::{Accept, HttpResponse, Reject, Route, Routes, UpgradeRequest, WebSocketOptions};
 use crate::runtime::mailbox::{Command, Registry};
 use crate::runtime::{self, ShardSpec};
 
@@ -147,12 +147,44 @@ impl Builder {
 
     /// Serves WebSocket connections on `path`, with a hook that sees each upgrade request
     /// (headers, origin, subprotocols, query) and accepts it with a handler or rejects it
-    /// with an HTTP status.
-    pub fn websocket_with<F>(mut self, path: &str, hook: F) -> Builder
+    /// with an HTTP status. Every version is accepted: RFC 6455, hybi-07/08, hixie-76
+    /// and hixie-75 ([`WebSocketOptions::default`]).
+    pub fn websocket_with<F>(self, path: &str, hook: F) -> Builder
     where
         F: Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject> + Send + Sync + 'static,
     {
-        self.routes.insert(path, Route::WebSocket(Box::new(hook)));
+        self.websocket_with_options(path, WebSocketOptions::default(), hook)
+    }
+
+    /// Like [`Builder::websocket_with`], with per-route [`WebSocketOptions`] (such as
+    /// refusing the legacy hixie drafts).
+    ///
+    /// ```
+    /// use ringws::{Accept, Conn, Handler, Message, Server, WebSocketOptions};
+    ///
+    /// struct Quiet;
+    /// impl Handler for Quiet {
+    ///     fn on_message(&mut self, _conn: &mut Conn<'_>, _message: Message<'_>) {}
+    /// }
+    ///
+    /// let builder = Server::builder().websocket_with_options(
+    ///     "/modern",
+    ///     WebSocketOptions::default().legacy_drafts(false),
+    ///     |_| Ok(Accept::new(Quiet)),
+    /// );
+    /// # let _ = builder;
+    /// ```
+    pub fn websocket_with_options<F>(
+        mut self,
+        path: &str,
+        options: WebSocketOptions,
+        hook: F,
+    ) -> Builder
+    where
+        F: Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject> + Send + Sync + 'static,
+    {
+        let hook = Box::new(hook);
+        self.routes.insert(path, Route::WebSocket { hook, options });
         self
     }
 

@@ -112,7 +112,8 @@ fn serve(args: ServeArgs) -> io::Result<()> {
                 "ringws: a WebSocket echo server.\n\
                  Connect a WebSocket client to /echo on this host and port, for example:\n\
                  \n    websocat ws://HOST:PORT/echo\n\n\
-                 Every text or binary message is sent back unchanged.\n",
+                 Every text or binary message is sent back unchanged. Clients of every\n\
+                 version are served: RFC 6455, hybi-07/08, hixie-76 (hybi-00) and hixie-75.\n",
             )
         })
         .build()?;

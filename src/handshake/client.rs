@@ -1,8 +1,12 @@
 //! The client side of the opening handshake, sans-I/O: the key, the upgrade request
-//! and the check of the server's answer.
+//! and the check of the server's answer, for RFC 6455 ([`client_key`],
+//! [`write_client_request`], [`read_server_response`]) and for hixie-76
+//! ([`Hixie76Client`]). Tests and the load generator use them.
 //!
-//! Nothing here reads a socket, a clock or a random source: the caller supplies the 16
-//! random nonce bytes and the bytes it has read so far.
+//! Nothing here reads a socket, a clock or a random source: the caller supplies the
+//! random nonce or key bytes and the bytes it has read so far.
+
+pub use super::hixie::client::{Hixie76Client, HixieClientError, HixieKey};
 
 use super::accept::accept_key;
 use crate::http::{write_header, write_headers, MAX_HEADERS};

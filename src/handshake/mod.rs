@@ -4,8 +4,10 @@
 //! upgrade from plain HTTP, [`validate_upgrade`] checks it into an [`Upgrade`] (RFC
 //! 6455 version 13 and the hybi-07/08 drafts, versions 7 and 8), and [`write_accept`]
 //! or [`write_rejection`] append the answer to an output buffer. The accept key is
-//! computed on the stack ([`accept_key`]). Hixie-75/76 requests are refused with 426
-//! for now.
+//! computed on the stack ([`accept_key`]). The legacy hixie-76 (hybi-00) and hixie-75
+//! drafts validate into the same [`Upgrade`] ([`Version::Hixie76`], [`Version::Hixie75`])
+//! and are answered by [`write_hixie76_head`] / [`hixie76_answer`] and
+//! [`write_hixie75_head`]; [`client`] is the hixie-76 client role.
 //!
 //! ```
 //! use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
@@ -31,7 +33,8 @@
 //! ```
 
 mod accept;
-mod client;
+pub mod client;
+mod hixie;
 mod response;
 mod validate;
 
@@ -41,6 +44,11 @@ mod tests;
 pub use accept::{accept_key, AcceptKey, WEBSOCKET_GUID};
 pub use client::{
     client_key, read_server_response, write_client_request, ClientHandshakeError, ClientKey,
+};
+pub use hixie::{
+    hixie76_answer, parse_hixie76_key, write_hixie75_head, write_hixie76_head, HixieHead,
+    ERR_HIXIE_KEY_MISSING, ERR_HIXIE_KEY_NOT_INTEGRAL, ERR_HIXIE_KEY_NO_SPACES,
+    ERR_HIXIE_KEY_OVERFLOW,
 };
 pub use response::{write_accept, write_rejection};
 pub use validate::{
@@ -52,7 +60,15 @@ pub use validate::{
 /// The header a 426 answer carries: the versions this server speaks, preferred first.
 pub const SUPPORTED_VERSIONS_HEADER: (&str, &str) = ("Sec-WebSocket-Version", "13, 8, 7");
 
-/// WebSocket protocol versions this server speaks in the RFC-style handshake.
+/// WebSocket protocol versions this server speaks.
+///
+/// ```
+/// use ringws::handshake::Version;
+///
+/// assert_eq!(Version::V8.number(), 8);
+/// assert!(Version::Hixie76.is_hixie() && !Version::V7.is_hixie());
+/// assert_eq!(Version::Hixie76.name(), "hixie-76");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {
     /// RFC 6455, `Sec-WebSocket-Version: 13`.
@@ -61,15 +77,40 @@ pub enum Version {
     V8,
     /// The hybi-07 draft (`Sec-WebSocket-Version: 7`).
     V7,
+    /// draft-hixie-thewebsocketprotocol-76, the same as hybi-00: `Sec-WebSocket-Key1`
+    /// and `Key2`, an MD5 challenge, `0x00 … 0xFF` text frames, no masking.
+    Hixie76,
+    /// draft-hixie-thewebsocketprotocol-75: no key and no challenge, the same framing.
+    Hixie75,
 }
 
 impl Version {
-    /// The `Sec-WebSocket-Version` number for this version.
+    /// The `Sec-WebSocket-Version` number for this version; 0 for the hixie drafts,
+    /// which send none (hixie-76 is hybi-00).
     pub fn number(self) -> u8 {
         match self {
             Version::V13 => 13,
             Version::V8 => 8,
             Version::V7 => 7,
+            Version::Hixie76 | Version::Hixie75 => 0,
+        }
+    }
+
+    /// True for the hixie-75/76 drafts: their own handshake and `0x00 … 0xFF` framing,
+    /// text messages only, no masking.
+    pub fn is_hixie(self) -> bool {
+        matches!(self, Version::Hixie76 | Version::Hixie75)
+    }
+
+    /// The short name of the RFC or draft: `rfc6455`, `hybi-08`, `hybi-07`,
+    /// `hixie-76`, `hixie-75`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V13 => "rfc6455",
+            Version::V8 => "hybi-08",
+            Version::V7 => "hybi-07",
+            Version::Hixie76 => "hixie-76",
+            Version::Hixie75 => "hixie-75",
         }
     }
 }

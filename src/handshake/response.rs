@@ -5,7 +5,9 @@ use crate::http::{write_error, write_header, write_headers, write_status_line, H
 
 /// Writes the 101 Switching Protocols answer: `Upgrade: websocket`,
 /// `Connection: Upgrade`, `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol` when
-/// `protocol` is `Some`, then `extra_headers`. The same answer serves V13, V8 and V7.
+/// `protocol` is `Some`, then `extra_headers`. The same answer serves V13, V8 and V7;
+/// the hixie drafts have their own ([`write_hixie76_head`](super::write_hixie76_head),
+/// [`write_hixie75_head`](super::write_hixie75_head)).
 pub fn write_accept(
     out: &mut Vec<u8>,
     upgrade: &Upgrade<'_>,

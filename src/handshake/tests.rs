@@ -249,22 +249,58 @@ fn every_rejection() {
 }
 
 #[test]
-fn hixie_requests_get_426() {
+fn hixie_requests_validate() {
     let hixie76 = b"GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\n\
 Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U";
     with_request(hixie76, |req| {
         assert!(is_websocket_request(req));
-        let err = validate_upgrade(req).unwrap_err();
-        assert_eq!(err, ERR_HIXIE76);
+        let up = validate_upgrade(req).unwrap();
+        assert_eq!(up.version, Version::Hixie76);
+        assert_eq!(up.hixie76_keys(), Some((829309203, 259970620)));
+        assert_eq!(up.origin(), Some("http://example.com"));
+        assert_eq!(up.protocols().collect::<Vec<_>>(), ["sample"]);
+        // A route that refuses legacy drafts answers 426 with the versions it speaks.
         let mut out = Vec::new();
-        write_rejection(&mut out, &err);
+        write_rejection(&mut out, &ERR_HIXIE76);
         assert!(out
             .starts_with(b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13, 8, 7\r\n"));
     });
     let hixie75 = b"GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
 Host: example.com\r\nOrigin: http://example.com\r\nWebSocket-Protocol: sample\r\n\r\n";
-    assert_eq!(validate(hixie75).unwrap_err(), ERR_HIXIE75);
+    with_request(hixie75, |req| {
+        let up = validate_upgrade(req).unwrap();
+        assert_eq!(up.version, Version::Hixie75);
+        assert_eq!(up.hixie76_keys(), None);
+        assert_eq!(up.protocols_raw(), Some("sample"));
+    });
+}
+
+#[test]
+fn bad_hixie_keys_get_400() {
+    let base = ["Host: h", "Upgrade: WebSocket", "Connection: Upgrade"];
+    let cases: [(&[&str], HttpError); 4] = [
+        (&["Sec-WebSocket-Key1: 1 2"], ERR_HIXIE_KEY_MISSING),
+        (
+            &["Sec-WebSocket-Key1: 12", "Sec-WebSocket-Key2: 1 2"],
+            ERR_HIXIE_KEY_NO_SPACES,
+        ),
+        (
+            &["Sec-WebSocket-Key1: 1 2", "Sec-WebSocket-Key2: 1 1 x"],
+            ERR_HIXIE_KEY_NOT_INTEGRAL,
+        ),
+        (
+            &[
+                "Sec-WebSocket-Key1: 9999999999 x",
+                "Sec-WebSocket-Key2: 1 2",
+            ],
+            ERR_HIXIE_KEY_OVERFLOW,
+        ),
+    ];
+    for (keys, want) in cases {
+        let buf = request("GET /ws HTTP/1.1", &[&base[..], keys].concat());
+        assert_eq!(validate(&buf).unwrap_err(), want, "{keys:?}");
+    }
 }
 
 #[test]

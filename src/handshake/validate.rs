@@ -1,6 +1,7 @@
 //! Validation of an upgrade request into an [`Upgrade`].
 
 use super::accept::is_valid_key;
+use super::hixie::{parse_hixie76_key, ERR_HIXIE_KEY_MISSING};
 use super::Version;
 use crate::http::{HttpError, Request};
 
@@ -20,14 +21,19 @@ pub const ERR_NO_CONNECTION_UPGRADE: HttpError =
     HttpError::new(400, "Connection header lacks upgrade");
 /// 400: `Sec-WebSocket-Key` is absent or does not base64-decode to 16 bytes.
 pub const ERR_BAD_KEY: HttpError = HttpError::new(400, "missing or invalid Sec-WebSocket-Key");
-/// 426: `Sec-WebSocket-Version` is absent (and the request is not a hixie one).
+/// 426: `Sec-WebSocket-Version` is absent but `Sec-WebSocket-Key` is there (neither
+/// an RFC 6455 nor a hixie request).
 pub const ERR_NO_VERSION: HttpError = HttpError::new(426, "missing Sec-WebSocket-Version");
 /// 426: `Sec-WebSocket-Version` names a version this server does not speak.
 pub const ERR_BAD_VERSION: HttpError = HttpError::new(426, "unsupported Sec-WebSocket-Version");
-/// 426: a hixie-76 / hybi-00 request (`Sec-WebSocket-Key1`/`Key2`), not supported yet.
-pub const ERR_HIXIE76: HttpError = HttpError::new(426, "unsupported WebSocket version (hixie-76)");
-/// 426: a hixie-75 request (no key, no version), not supported yet.
-pub const ERR_HIXIE75: HttpError = HttpError::new(426, "unsupported WebSocket version (hixie-75)");
+/// 426: a hixie-76 / hybi-00 request on a route that refuses legacy drafts.
+pub const ERR_HIXIE76: HttpError = HttpError::new(
+    426,
+    "legacy WebSocket draft hixie-76 (hybi-00) refused on this path",
+);
+/// 426: a hixie-75 request on a route that refuses legacy drafts.
+pub const ERR_HIXIE75: HttpError =
+    HttpError::new(426, "legacy WebSocket draft hixie-75 refused on this path");
 
 /// A validated upgrade request, borrowing the request.
 ///
@@ -51,21 +57,30 @@ pub const ERR_HIXIE75: HttpError = HttpError::new(426, "unsupported WebSocket ve
 pub struct Upgrade<'b> {
     /// The protocol version the client asked for.
     pub version: Version,
-    /// The `Sec-WebSocket-Key` value, trimmed (validated: base64 of 16 bytes).
+    /// The `Sec-WebSocket-Key` value, trimmed (validated: base64 of 16 bytes); empty
+    /// for the hixie drafts.
     pub key: &'b str,
+    hixie76_keys: Option<(u32, u32)>,
     origin: Option<&'b str>,
     protocols: Option<&'b str>,
     extensions: Option<&'b str>,
 }
 
 impl<'b> Upgrade<'b> {
-    /// The client's origin: `Origin` for V13, `Sec-WebSocket-Origin` for V7/V8 (falling
-    /// back to `Origin`). `None` when absent or not UTF-8.
+    /// The numbers of a hixie-76 request's `Sec-WebSocket-Key1` and `Key2`, for
+    /// [`hixie76_answer`](super::hixie76_answer); `None` for other versions.
+    pub fn hixie76_keys(&self) -> Option<(u32, u32)> {
+        self.hixie76_keys
+    }
+
+    /// The client's origin: `Origin` for V13 and hixie, `Sec-WebSocket-Origin` for V7/V8
+    /// (falling back to `Origin`). `None` when absent or not UTF-8.
     pub fn origin(&self) -> Option<&'b str> {
         self.origin
     }
 
-    /// The subprotocols offered in the first `Sec-WebSocket-Protocol` header, in order:
+    /// The subprotocols offered in the first `Sec-WebSocket-Protocol` header
+    /// (`WebSocket-Protocol` for hixie-75), in order:
     /// comma-split, trimmed, empty entries dropped.
     pub fn protocols(&self) -> impl Iterator<Item = &'b str> {
         split_list(self.protocols)
@@ -96,15 +111,22 @@ pub fn is_websocket_request(req: &Request<'_>) -> bool {
     req.header_has_token("Upgrade", "websocket")
 }
 
-/// Validates an upgrade request (RFC 6455 4.2.1, and the hybi-07/08 drafts).
+/// Validates an upgrade request (RFC 6455 4.2.1, the hybi-07/08 drafts, hixie-76 and
+/// hixie-75).
 ///
 /// Checks, in order, each failure with its [`HttpError`]: method `GET`
 /// ([`ERR_NOT_GET`], 400), HTTP/1.1 ([`ERR_NOT_HTTP11`], 400), `Host`
 /// ([`ERR_NO_HOST`], 400), `Upgrade: websocket` ([`ERR_NO_UPGRADE`], 400), a
 /// `Connection` with the `upgrade` token ([`ERR_NO_CONNECTION_UPGRADE`], 400), the
-/// version (426: [`ERR_HIXIE76`], [`ERR_HIXIE75`], [`ERR_NO_VERSION`],
-/// [`ERR_BAD_VERSION`]; answer them with [`write_rejection`](super::write_rejection),
-/// which adds `Sec-WebSocket-Version: 13, 8, 7`), then the key ([`ERR_BAD_KEY`], 400).
+/// version (426: [`ERR_NO_VERSION`], [`ERR_BAD_VERSION`]; answer them with
+/// [`write_rejection`](super::write_rejection), which adds
+/// `Sec-WebSocket-Version: 13, 8, 7`), then the key ([`ERR_BAD_KEY`], 400).
+///
+/// Without `Sec-WebSocket-Version`, a request with `Sec-WebSocket-Key1` or `Key2` is
+/// hixie-76 (both keys must parse: [`parse_hixie76_key`](super::parse_hixie76_key)'s
+/// errors and [`ERR_HIXIE_KEY_MISSING`](super::ERR_HIXIE_KEY_MISSING), all 400), and
+/// one with no key at all is hixie-75. ([`ERR_HIXIE76`] and [`ERR_HIXIE75`] are for
+/// routes that refuse legacy drafts.)
 pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError> {
     if req.method() != "GET" {
         return Err(ERR_NOT_GET);
@@ -122,13 +144,28 @@ pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError>
         return Err(ERR_NO_CONNECTION_UPGRADE);
     }
     let version = version_of(req)?;
-    let key = req
-        .header_str("Sec-WebSocket-Key")
-        .map(str::trim_ascii)
-        .filter(|k| is_valid_key(k))
-        .ok_or(ERR_BAD_KEY)?;
+    let mut hixie76_keys = None;
+    let key = match version {
+        Version::Hixie76 => {
+            let key = |name| req.header(name).ok_or(ERR_HIXIE_KEY_MISSING);
+            let key1 = parse_hixie76_key(key("Sec-WebSocket-Key1")?)?;
+            let key2 = parse_hixie76_key(key("Sec-WebSocket-Key2")?)?;
+            hixie76_keys = Some((key1, key2));
+            ""
+        }
+        Version::Hixie75 => "",
+        _ => req
+            .header_str("Sec-WebSocket-Key")
+            .map(str::trim_ascii)
+            .filter(|k| is_valid_key(k))
+            .ok_or(ERR_BAD_KEY)?,
+    };
+    let protocols = match version {
+        Version::Hixie75 => req.header_str("WebSocket-Protocol"),
+        _ => req.header_str("Sec-WebSocket-Protocol"),
+    };
     let origin = match version {
-        Version::V13 => req.header_str("Origin"),
+        Version::V13 | Version::Hixie76 | Version::Hixie75 => req.header_str("Origin"),
         Version::V8 | Version::V7 => req
             .header_str("Sec-WebSocket-Origin")
             .or_else(|| req.header_str("Origin")),
@@ -136,20 +173,21 @@ pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError>
     Ok(Upgrade {
         version,
         key,
+        hixie76_keys,
         origin: origin.map(str::trim_ascii),
-        protocols: req.header_str("Sec-WebSocket-Protocol"),
+        protocols,
         extensions: req.header_str("Sec-WebSocket-Extensions"),
     })
 }
 
 fn version_of(req: &Request<'_>) -> Result<Version, HttpError> {
     let Some(raw) = req.header("Sec-WebSocket-Version") else {
-        if req.header("Sec-WebSocket-Key1").is_some() && req.header("Sec-WebSocket-Key2").is_some()
+        if req.header("Sec-WebSocket-Key1").is_some() || req.header("Sec-WebSocket-Key2").is_some()
         {
-            return Err(ERR_HIXIE76);
+            return Ok(Version::Hixie76);
         }
         if req.header("Sec-WebSocket-Key").is_none() {
-            return Err(ERR_HIXIE75);
+            return Ok(Version::Hixie75);
         }
         return Err(ERR_NO_VERSION);
     };

@@ -1,5 +1,6 @@
 //! RFC 6455 framing, sans-I/O: frame headers, masking, incremental UTF-8, close
-//! payloads, the receive state machine ([`Decoder`]) and the frame encoder.
+//! payloads, the receive state machine ([`Decoder`]) and the frame encoder; and the
+//! legacy hixie-75/76 framing ([`HixieDecoder`], [`encode_hixie_text`]).
 //!
 //! Nothing here touches a socket, a clock or a thread: bytes go in, events and bytes
 //! come out. The runtime feeds each connection's read buffer to its [`Decoder`] and
@@ -22,6 +23,7 @@ pub mod close;
 pub mod decode;
 pub mod encode;
 pub mod frame;
+pub mod hixie;
 pub mod mask;
 pub mod utf8;
 
@@ -29,6 +31,7 @@ pub use close::{parse_close_payload, CloseCode, CloseFrame};
 pub use decode::{Decoder, Event, ProtocolError};
 pub use encode::{encode_close, encode_frame, frame_len};
 pub use frame::{FrameHeader, OpCode};
+pub use hixie::{encode_hixie_close, encode_hixie_text, HixieDecoder, HixieEvent};
 pub use mask::apply_mask;
 pub use utf8::{Utf8Error, Utf8Validator};
 

@@ -1,0 +1,537 @@
+//! Legacy WebSocket drafts end to end over raw sockets: hixie-75, hixie-76 (hybi-00),
+//! hybi-07 and hybi-08 next to RFC 6455, against one server whose `/echo` handler does
+//! not know which version its client speaks; and `ringws serve` doing the same.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{raw_connect, read_head, read_to_close, send_frame, Echo, FrameReader, Received};
+use ringws::handshake::client::{Hixie76Client, HixieKey};
+use ringws::proto::{HixieDecoder, HixieEvent, Limits, OpCode};
+use ringws::{Accept, Conn, Handler, Message, WebSocketOptions};
+
+/// Largest message the shared server accepts.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Closes on "bye"; otherwise echoes.
+struct Bye;
+
+impl Handler for Bye {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match message {
+            Message::Text("bye") => conn.close(1000, "bye"),
+            other => {
+                conn.send_text(&String::from_utf8_lossy(other.as_bytes()));
+            }
+        }
+    }
+}
+
+/// Tries what a hixie client cannot receive, and says what happened.
+struct Probe;
+
+impl Handler for Probe {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let handle = conn.handle();
+        handle.send_binary(b"\x01\x02").expect("post");
+        handle.ping(b"p").expect("post");
+        handle.send_text("via handle").expect("post");
+    }
+    fn on_message(&mut self, conn: &mut Conn<'_>, _message: Message<'_>) {
+        let report = format!(
+            "binary {:?}, ping {:?}, hixie {}",
+            conn.send_binary(b"x"),
+            conn.ping(b""),
+            conn.is_hixie()
+        );
+        conn.send_text(&report);
+    }
+}
+
+/// The one server all tests here share.
+fn server() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let strict = WebSocketOptions::default().legacy_drafts(false);
+        let server = common::builder()
+            .max_message_size(MAX_MESSAGE)
+            .websocket("/echo", || Echo)
+            .websocket("/bye", || Bye)
+            .websocket("/probe", || Probe)
+            .websocket_with_options("/strict", strict, |_| Ok(Accept::new(Echo)))
+            .websocket_with("/proto", |req| {
+                let first = req.protocols().next().map(str::to_owned);
+                let accept = Accept::new(Echo);
+                Ok(match first {
+                    Some(protocol) => accept.protocol(protocol),
+                    None => accept,
+                })
+            })
+            .build()
+            .expect("build")
+            .start()
+            .expect("start");
+        let addr = server.local_addr();
+        // Lives as long as the test process.
+        std::mem::forget(server);
+        addr
+    })
+}
+
+/// A hixie client on a raw socket: the framing reader and what is buffered.
+struct Hixie {
+    stream: TcpStream,
+    decoder: HixieDecoder,
+    buffer: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Text(String),
+    Close,
+    Eof,
+}
+
+impl Hixie {
+    fn new(stream: TcpStream, after_handshake: &[u8]) -> Hixie {
+        Hixie {
+            stream,
+            decoder: HixieDecoder::new(Limits::default()),
+            buffer: after_handshake.to_vec(),
+        }
+    }
+
+    fn send(&mut self, wire: &[u8]) {
+        self.stream.write_all(wire).expect("write");
+    }
+
+    fn send_text(&mut self, text: &str) {
+        let mut wire = Vec::new();
+        ringws::proto::encode_hixie_text(&mut wire, text);
+        self.send(&wire);
+    }
+
+    fn next(&mut self) -> Got {
+        loop {
+            let (used, event) = self.decoder.decode(&self.buffer).expect("valid frames");
+            let got = match event {
+                Some(HixieEvent::Text(text)) => Some(Got::Text(text.to_owned())),
+                Some(HixieEvent::Close) => Some(Got::Close),
+                None => None,
+            };
+            self.buffer.drain(..used);
+            if let Some(got) = got {
+                return got;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return Got::Eof,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// The draft's own example keys and body.
+const DRAFT_KEY1: &str = "4 @1  46546xW%0l 1 5";
+const DRAFT_KEY2: &str = "12998 5 Y3 1  .P00";
+const DRAFT_BODY: &[u8; 8] = b"^n:ds[4U";
+const DRAFT_ANSWER: &[u8; 16] = b"8jKS'y:G*Co,Wxa-";
+
+fn draft_head(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key2: {DRAFT_KEY2}\r\nUpgrade: WebSocket\r\n\
+         Sec-WebSocket-Key1: {DRAFT_KEY1}\r\nOrigin: http://example.com\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+fn read_exact<const N: usize>(stream: &mut TcpStream) -> [u8; N] {
+    let mut buf = [0u8; N];
+    stream.read_exact(&mut buf).expect("read");
+    buf
+}
+
+/// A hixie-76 handshake through the client role; returns the open client.
+fn hixie76(addr: SocketAddr, path: &str, seed: u32) -> Hixie {
+    let client = Hixie76Client::new(
+        HixieKey {
+            number: seed.wrapping_mul(2_654_435_761) % 300_000_000,
+            spaces: seed % 12 + 1,
+        },
+        HixieKey {
+            number: seed,
+            spaces: 3,
+        },
+        *b"abcdefgh",
+    )
+    .expect("keys");
+    let mut stream = raw_connect(addr);
+    let mut request = Vec::new();
+    client.write_request(&mut request, &addr.to_string(), path, "http://test", None);
+    stream.write_all(&request).expect("write");
+    let mut response = read_head(&mut stream).into_bytes();
+    response.extend_from_slice(&read_exact::<16>(&mut stream));
+    assert_eq!(client.check_response(&response), Ok(Some(response.len())));
+    Hixie::new(stream, &[])
+}
+
+/// A hixie-75 handshake; returns the open client and the 101 head.
+fn hixie75(addr: SocketAddr, path: &str) -> (Hixie, String) {
+    let mut stream = raw_connect(addr);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: {addr}\r\n\
+         Origin: http://test\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let head = read_head(&mut stream);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Web Socket Protocol Handshake\r\n"),
+        "{head}"
+    );
+    (Hixie::new(stream, &[]), head)
+}
+
+/// An RFC-style handshake with `Sec-WebSocket-Version: version` (and the hybi drafts'
+/// `Sec-WebSocket-Origin`); returns the stream and the response head.
+fn hybi(addr: SocketAddr, path: &str, version: u8) -> (TcpStream, String) {
+    let mut stream = raw_connect(addr);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\
+         Sec-WebSocket-Origin: http://test\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let head = read_head(&mut stream);
+    (stream, head)
+}
+
+#[test]
+fn draft_vector_with_body_and_frame_in_one_write() {
+    let addr = server();
+    let mut stream = raw_connect(addr);
+    let mut request = draft_head("/proto", "Sec-WebSocket-Protocol: sample\r\n");
+    request.extend_from_slice(DRAFT_BODY);
+    request.extend_from_slice(b"\x00hello\xFF");
+    stream.write_all(&request).expect("write");
+    let head = read_head(&mut stream);
+    assert_eq!(
+        head,
+        "HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
+         Sec-WebSocket-Location: ws://example.com/proto\r\nSec-WebSocket-Protocol: sample\r\n\r\n"
+    );
+    assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
+    let mut client = Hixie::new(stream, &[]);
+    assert_eq!(client.next(), Got::Text("hello".into()));
+}
+
+#[test]
+fn hixie76_handshake_split_byte_by_byte() {
+    let addr = server();
+    let mut stream = raw_connect(addr);
+    let mut request = draft_head("/echo?room=1", "");
+    request.extend_from_slice(DRAFT_BODY);
+    for byte in &request {
+        stream.write_all(&[*byte]).expect("write");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let head = read_head(&mut stream);
+    assert!(head.contains("\r\nSec-WebSocket-Location: ws://example.com/echo?room=1\r\n"));
+    assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
+    let mut client = Hixie::new(stream, &[]);
+    for byte in b"\x00split\xFF" {
+        client.send(&[*byte]);
+    }
+    assert_eq!(client.next(), Got::Text("split".into()));
+}
+
+#[test]
+fn hixie76_head_is_sent_before_the_body_arrives() {
+    let addr = server();
+    let mut stream = raw_connect(addr);
+    stream.write_all(&draft_head("/echo", "")).expect("write");
+    // The 101 head comes without the 8 bytes (a proxy would hold them until it sees it).
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 WebSocket Protocol Handshake\r\n"));
+    // Nothing more until the body arrives.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    assert!(stream.read(&mut byte).is_err(), "the answer came early");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&DRAFT_BODY[..3]).expect("write");
+    std::thread::sleep(Duration::from_millis(20));
+    stream.write_all(&DRAFT_BODY[3..]).expect("write");
+    assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
+    let mut client = Hixie::new(stream, &[]);
+    client.send_text("later");
+    assert_eq!(client.next(), Got::Text("later".into()));
+}
+
+#[test]
+fn hixie76_body_never_sent_closes_after_the_handshake_timeout() {
+    // Its own server: the shared one keeps the default 10 s timeout.
+    let server = common::echo_server_with(|b| b.handshake_timeout(Duration::from_millis(300)));
+    let mut stream = raw_connect(server.local_addr());
+    stream.write_all(&draft_head("/echo", "")).expect("write");
+    assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 "));
+    // No answer, no HTTP error (the 101 is out): the connection just ends.
+    assert_eq!(read_to_close(&mut stream), "");
+}
+
+#[test]
+fn bad_hixie76_keys_get_400() {
+    let addr = server();
+    for (key1, key2) in [
+        ("123456", DRAFT_KEY2),        // no spaces
+        ("1 1 x", DRAFT_KEY2),         // 11 / 2
+        ("99999999999 x", DRAFT_KEY2), // over 32 bits
+    ] {
+        let mut stream = raw_connect(addr);
+        let request = format!(
+            "GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key1: {key1}\r\nSec-WebSocket-Key2: {key2}\r\n\r\n12345678"
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let response = read_to_close(&mut stream);
+        assert!(response.starts_with("HTTP/1.1 400 "), "{key1}: {response}");
+    }
+    let mut stream = raw_connect(addr);
+    let request = "GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key1: 1 2\r\n\r\n";
+    stream.write_all(request.as_bytes()).expect("write");
+    assert!(read_to_close(&mut stream).starts_with("HTTP/1.1 400 "));
+}
+
+#[test]
+fn invalid_utf8_in_a_hixie_frame_closes() {
+    let mut client = hixie76(server(), "/echo", 7);
+    client.send(b"\x00ok\xC0\xFF");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+}
+
+#[test]
+fn oversized_hixie_message_closes() {
+    let mut client = hixie76(server(), "/echo", 8);
+    client.send_text(&"x".repeat(MAX_MESSAGE));
+    assert_eq!(client.next(), Got::Text("x".repeat(MAX_MESSAGE)));
+    let mut wire = vec![0x00];
+    wire.extend(std::iter::repeat_n(b'y', MAX_MESSAGE + 1));
+    // The server may close before reading it all.
+    let _ = client.stream.write_all(&wire);
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+}
+
+#[test]
+fn length_prefixed_frames_are_discarded() {
+    let mut client = hixie76(server(), "/echo", 9);
+    client.send(b"\x80\x03abc\x00after\xFF");
+    assert_eq!(client.next(), Got::Text("after".into()));
+}
+
+#[test]
+fn close_started_by_the_client() {
+    let mut client = hixie76(server(), "/echo", 10);
+    client.send(b"\xFF\x00");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+}
+
+#[test]
+fn close_started_by_the_server() {
+    let mut client = hixie76(server(), "/bye", 11);
+    client.send_text("hi");
+    assert_eq!(client.next(), Got::Text("hi".into()));
+    client.send_text("bye");
+    assert_eq!(client.next(), Got::Close);
+    client.send(b"\xFF\x00");
+    assert_eq!(client.next(), Got::Eof);
+    // hixie-75 has no closing handshake: the server closes right after its 0xFF 0x00.
+    let (mut client, _) = hixie75(server(), "/bye");
+    client.send_text("bye");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+}
+
+#[test]
+fn binary_and_ping_are_refused_for_hixie_clients() {
+    let mut client = hixie76(server(), "/probe", 12);
+    // The handle's binary message and ping were dropped; its text came through.
+    assert_eq!(client.next(), Got::Text("via handle".into()));
+    client.send_text("go");
+    assert_eq!(
+        client.next(),
+        Got::Text("binary Unsupported, ping Unsupported, hixie true".into())
+    );
+}
+
+#[test]
+fn hixie75_headers_and_echo() {
+    let (mut client, head) = hixie75(server(), "/echo");
+    let addr = server();
+    assert!(
+        head.contains("\r\nWebSocket-Origin: http://test\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nWebSocket-Location: ws://{addr}/echo\r\n")),
+        "{head}"
+    );
+    client.send_text("seventy-five");
+    assert_eq!(client.next(), Got::Text("seventy-five".into()));
+    client.send(b"\xFF\x00");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+}
+
+#[test]
+fn route_refusing_legacy_drafts_answers_426() {
+    let addr = server();
+    let mut stream = raw_connect(addr);
+    let mut request = draft_head("/strict", "");
+    request.extend_from_slice(DRAFT_BODY);
+    stream.write_all(&request).expect("write");
+    let response = read_to_close(&mut stream);
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(response.contains("\r\nSec-WebSocket-Version: 13, 8, 7\r\n"));
+    assert!(response.contains("hixie-76"), "{response}");
+    let mut stream = raw_connect(addr);
+    let request = format!(
+        "GET /strict HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: {addr}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let response = read_to_close(&mut stream);
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(response.contains("hixie-75"), "{response}");
+    // RFC 6455 and the hybi drafts are still welcome there.
+    for version in [13, 8, 7] {
+        let (_stream, head) = hybi(addr, "/strict", version);
+        assert!(
+            head.starts_with("HTTP/1.1 101 Switching Protocols"),
+            "{head}"
+        );
+    }
+}
+
+#[test]
+fn other_versions_get_426_with_the_supported_list() {
+    let (mut stream, head) = hybi(server(), "/echo", 9);
+    assert!(head.starts_with("HTTP/1.1 426 "), "{head}");
+    assert!(head.contains("\r\nSec-WebSocket-Version: 13, 8, 7\r\n"));
+    let _ = read_to_close(&mut stream);
+}
+
+#[test]
+fn every_version_at_once_on_one_handler() {
+    let addr = server();
+    let mut hixie = vec![hixie76(addr, "/echo", 1), hixie75(addr, "/echo").0];
+    let mut hybi_clients = Vec::new();
+    for version in [7, 8, 13] {
+        let (stream, head) = hybi(addr, "/echo", version);
+        assert!(
+            head.starts_with("HTTP/1.1 101 Switching Protocols"),
+            "{head}"
+        );
+        hybi_clients.push((version, stream, FrameReader::default()));
+    }
+    // All five are open together; each speaks in turn, twice, and gets its echo.
+    for round in 0..2 {
+        for (i, client) in hixie.iter_mut().enumerate() {
+            client.send_text(&format!("hixie {i} round {round}"));
+        }
+        for (version, stream, _) in &mut hybi_clients {
+            let text = format!("v{version} round {round}");
+            send_frame(stream, OpCode::Text, true, text.as_bytes());
+        }
+        for (i, client) in hixie.iter_mut().enumerate() {
+            assert_eq!(client.next(), Got::Text(format!("hixie {i} round {round}")));
+        }
+        for (version, stream, reader) in &mut hybi_clients {
+            let want = format!("v{version} round {round}");
+            assert_eq!(reader.next(stream), Received::Text(want));
+        }
+    }
+    // Binary still works for the RFC-framed versions.
+    for (_, stream, reader) in &mut hybi_clients {
+        send_frame(stream, OpCode::Binary, true, &[0, 0xFF, 1]);
+        assert_eq!(reader.next(stream), Received::Binary(vec![0, 0xFF, 1]));
+        send_frame(stream, OpCode::Close, true, &1000u16.to_be_bytes());
+        assert_eq!(
+            reader.next(stream),
+            Received::Close(Some(1000), String::new())
+        );
+    }
+    for client in &mut hixie {
+        client.send(b"\xFF\x00");
+        assert_eq!(client.next(), Got::Close);
+        assert_eq!(client.next(), Got::Eof);
+    }
+}
+
+#[test]
+fn ringws_serve_speaks_every_version() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--shards", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringws");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    let mut addr = None;
+    while addr.is_none() {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(rest) = line.split("serving ws://").nth(1) {
+            addr = rest.split("/echo").next().and_then(|a| a.parse().ok());
+        }
+        log.push_str(&line);
+    }
+    let outcome = std::panic::catch_unwind(|| {
+        let addr: SocketAddr = addr.unwrap_or_else(|| panic!("server did not start:\n{log}"));
+        // The draft's vector, body and a frame in one write.
+        let mut stream = raw_connect(addr);
+        let mut request = draft_head("/echo", "");
+        request.extend_from_slice(DRAFT_BODY);
+        request.extend_from_slice(b"\x00seventy-six\xFF");
+        stream.write_all(&request).expect("write");
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 WebSocket Protocol Handshake"));
+        assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
+        let mut h76 = Hixie::new(stream, &[]);
+        assert_eq!(h76.next(), Got::Text("seventy-six".into()));
+        let (mut h75, _) = hixie75(addr, "/echo");
+        h75.send_text("seventy-five");
+        assert_eq!(h75.next(), Got::Text("seventy-five".into()));
+        for version in [7, 8] {
+            let (mut stream, head) = hybi(addr, "/echo", version);
+            assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+            send_frame(&mut stream, OpCode::Text, true, b"hybi");
+            assert_eq!(
+                FrameReader::default().next(&mut stream),
+                Received::Text("hybi".into())
+            );
+        }
+        h76.send(b"\xFF\x00");
+        assert_eq!(h76.next(), Got::Close);
+        assert_eq!(h76.next(), Got::Eof);
+    });
+    // Stop only the child this test started.
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
