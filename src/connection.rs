@@ -30,7 +30,10 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) out_limits: OutLimits,
     pub(crate) max_head_bytes: usize,
-    /// How long a client may take to send its complete request head.
+    /// The largest request body accepted (a larger one is answered 413).
+    pub(crate) max_body_bytes: usize,
+    /// How long a client may take to send its complete request head (and how long a
+    /// kept-alive connection may stay idle between requests).
     pub(crate) handshake_timeout: Duration,
     /// How long we wait for the peer's close frame after sending ours.
     pub(crate) close_timeout: Duration,
@@ -82,6 +85,8 @@ pub(crate) struct Connection {
     local_close: Option<(CloseCode, String)>,
     wants_close: bool,
     deadline: Option<Instant>,
+    /// At least one HTTP request was answered on this (kept-alive) connection.
+    requests_served: bool,
 }
 
 impl Connection {
@@ -99,6 +104,7 @@ impl Connection {
             local_close: None,
             wants_close: false,
             deadline: Some(now + config.handshake_timeout),
+            requests_served: false,
         }
     }
 
@@ -131,40 +137,39 @@ impl Connection {
             return;
         };
         if head.is_empty() {
-            // The common case, a whole head in one read: parse it where it lies.
-            match self.answer_request(data, ctx, now) {
-                Some(head_len) => self.after_head(data, head_len, ctx, now),
-                None => {
-                    if let Phase::Http { head } = &mut self.phase {
-                        head.extend_from_slice(data);
-                    }
-                }
-            }
+            // The common case, whole requests in one read: parse them where they lie.
+            self.serve_requests(data, ctx, now);
         } else {
             let mut buffered = std::mem::take(head);
             buffered.extend_from_slice(data);
-            match self.answer_request(&buffered, ctx, now) {
-                Some(head_len) => self.after_head(&mut buffered, head_len, ctx, now),
-                None => {
-                    if let Phase::Http { head } = &mut self.phase {
-                        *head = buffered;
-                    }
+            self.serve_requests(&mut buffered, ctx, now);
+        }
+    }
+
+    /// Answers every complete request in `input` in order (keep-alive and pipelining),
+    /// keeps an incomplete request for the next read, and hands whatever follows an
+    /// upgrade (frames, or a hixie-76 body) to the new connection.
+    fn serve_requests(&mut self, input: &mut [u8], ctx: &ShardContext, now: Instant) {
+        let mut pos = 0;
+        while let Some(used) = self.answer_request(&input[pos..], ctx, now) {
+            pos += used;
+            match self.phase {
+                Phase::Http { .. } if pos < input.len() => continue,
+                Phase::Open { .. } | Phase::Hixie76Body { .. } if pos < input.len() => {
+                    self.receive(&mut input[pos..], ctx, now);
+                    return;
                 }
+                _ => return,
             }
         }
-    }
-
-    /// Bytes a client sent right behind its handshake (frames, or a hixie-76 body)
-    /// belong to the new connection.
-    fn after_head(&mut self, input: &mut [u8], head_len: usize, ctx: &ShardContext, now: Instant) {
-        let upgraded = matches!(self.phase, Phase::Open { .. } | Phase::Hixie76Body { .. });
-        if upgraded && head_len < input.len() {
-            self.receive(&mut input[head_len..], ctx, now);
+        if let Phase::Http { head } = &mut self.phase {
+            head.extend_from_slice(&input[pos..]);
         }
     }
 
-    /// Parses and answers the request head in `input`. Returns the head's length once it
-    /// is complete (answered), `None` while more bytes are needed.
+    /// Parses and answers the request at the front of `input`. Returns the bytes it
+    /// took (head and body) once the request was complete and answered, `None` while
+    /// more bytes are needed.
     fn answer_request(&mut self, input: &[u8], ctx: &ShardContext, now: Instant) -> Option<usize> {
         let mut headers = http::header_storage();
         let (request, head_len) =
@@ -176,17 +181,37 @@ impl Connection {
                     return Some(input.len());
                 }
             };
+        let body_len = match request.content_length() {
+            Ok(len) if len > ctx.config.max_body_bytes => {
+                self.reject_http(&HttpError::new(413, "request body too large"));
+                return Some(input.len());
+            }
+            Ok(len) => len,
+            Err(error) => {
+                self.reject_http(&error);
+                return Some(input.len());
+            }
+        };
+        let end = head_len + body_len;
+        if input.len() < end {
+            return None;
+        }
+        let request = request.with_body(&input[head_len..end]);
+        let keep_alive = request.keep_alive();
         match ctx.routes.find(request.path()) {
             Some(Route::WebSocket { hook, options }) => {
                 self.upgrade(&request, hook, options, ctx, now)
             }
             Some(Route::Http(respond)) => {
                 let response = respond(&request);
-                let headers: Vec<(&str, &str)> = response
+                let mut headers: Vec<(&str, &str)> = response
                     .headers
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
+                if keep_alive && request.version_minor() == 0 {
+                    headers.push(("Connection", "keep-alive"));
+                }
                 let body: &[u8] = if request.method() == "HEAD" {
                     &[]
                 } else {
@@ -198,9 +223,9 @@ impl Connection {
                     &headers,
                     &response.content_type,
                     body,
-                    true,
+                    !keep_alive,
                 );
-                self.finish_http();
+                self.finish_http(keep_alive, ctx, now);
             }
             None => {
                 let body = format!("no route for {}\n", request.path());
@@ -210,12 +235,12 @@ impl Connection {
                     &[],
                     "text/plain; charset=utf-8",
                     body.as_bytes(),
-                    true,
+                    !keep_alive,
                 );
-                self.finish_http();
+                self.finish_http(keep_alive, ctx, now);
             }
         }
-        Some(head_len)
+        Some(end)
     }
 
     fn upgrade(
@@ -232,7 +257,7 @@ impl Connection {
                 reason: "this path serves WebSocket connections only",
             };
             handshake::write_rejection(&mut self.out.queued, &error);
-            self.finish_http();
+            self.close_after_response();
             return;
         }
         let upgrade = match handshake::validate_upgrade(request) {
@@ -240,7 +265,7 @@ impl Connection {
             Err(error) => {
                 tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "upgrade refused");
                 handshake::write_rejection(&mut self.out.queued, &error);
-                self.finish_http();
+                self.close_after_response();
                 return;
             }
         };
@@ -251,7 +276,7 @@ impl Connection {
             };
             tracing::debug!(conn = %self.id, reason = error.reason, "upgrade refused");
             handshake::write_rejection(&mut self.out.queued, &error);
-            self.finish_http();
+            self.close_after_response();
             return;
         }
         let hook_input = UpgradeRequest {
@@ -271,7 +296,7 @@ impl Connection {
                     body.as_bytes(),
                     true,
                 );
-                self.finish_http();
+                self.close_after_response();
                 return;
             }
         };
@@ -319,11 +344,23 @@ impl Connection {
     fn reject_http(&mut self, error: &HttpError) {
         tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "bad request");
         http::write_error(&mut self.out.queued, error, &[]);
-        self.finish_http();
+        self.close_after_response();
+    }
+
+    /// An HTTP answer was queued: wait for the next request on a kept-alive connection,
+    /// or close once the answer is written.
+    fn finish_http(&mut self, keep_alive: bool, ctx: &ShardContext, now: Instant) {
+        self.requests_served = true;
+        if keep_alive {
+            self.phase = Phase::Http { head: Vec::new() };
+            self.deadline = Some(now + ctx.config.handshake_timeout);
+        } else {
+            self.close_after_response();
+        }
     }
 
     /// An HTTP answer was queued: nothing more is read, the socket closes after it.
-    fn finish_http(&mut self) {
+    fn close_after_response(&mut self) {
         self.phase = Phase::Ended;
         self.out.closed = true;
         self.wants_close = true;
@@ -523,7 +560,7 @@ impl Connection {
                 };
                 self.end(reason, ctx);
             }
-            _ => self.finish_http(),
+            _ => self.close_after_response(),
         }
     }
 
@@ -565,15 +602,20 @@ impl Connection {
         if let Phase::Hixie76Body { .. } = self.phase {
             // The 101 head is out: no HTTP answer is possible, just close.
             tracing::debug!(conn = %self.id, "hixie-76 challenge body not received in time");
-            self.finish_http();
-        } else if let Phase::Http { .. } = self.phase {
+            self.close_after_response();
+        } else if let Phase::Http { head } = &self.phase {
+            if head.is_empty() && self.requests_served {
+                // A kept-alive connection that stayed idle: close it quietly.
+                self.close_after_response();
+                return;
+            }
             tracing::debug!(conn = %self.id, "request head not received in time");
             let error = HttpError {
                 status: 408,
                 reason: "request head not received in time",
             };
             http::write_error(&mut self.out.queued, &error, &[]);
-            self.finish_http();
+            self.close_after_response();
         }
     }
 

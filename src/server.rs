@@ -57,6 +57,7 @@ impl Default for Builder {
                     max_buffered: 16 * 1024 * 1024,
                 },
                 max_head_bytes: 16 * 1024,
+                max_body_bytes: 1024 * 1024,
                 handshake_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
             },
@@ -124,7 +125,14 @@ impl Builder {
         self
     }
 
-    /// How long a client may take to send its request head (default 10 s).
+    /// The largest request body accepted (default 1 MiB); bigger bodies get 413.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Builder {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send its request head, and how long a kept-alive
+    /// HTTP connection may idle between requests (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Builder {
         self.config.handshake_timeout = timeout;
         self

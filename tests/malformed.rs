@@ -28,7 +28,7 @@ fn bad_handshakes_get_a_status_and_a_reason() {
             "400",
             "GET",
         ),
-        ("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "404", "no route for /nowhere"),
+        ("GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "no route for /nowhere"),
         ("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", "426", "WebSocket"),
     ];
     for (request, status, needle) in cases {

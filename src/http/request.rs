@@ -27,12 +27,64 @@ pub struct Request<'b> {
     query: Option<&'b str>,
     version_minor: u8,
     headers: &'b [httparse::Header<'b>],
+    body: &'b [u8],
 }
 
 impl<'b> Request<'b> {
     /// The request method as sent (`GET`, `POST`...), case-sensitive per HTTP.
     pub fn method(&self) -> &'b str {
         self.method
+    }
+
+    /// The request body: empty until the caller attaches the bytes that followed the
+    /// head with [`Request::with_body`] (the server does, before a handler sees it).
+    pub fn body(&self) -> &'b [u8] {
+        self.body
+    }
+
+    /// The same request with `body` attached.
+    pub fn with_body(self, body: &'b [u8]) -> Request<'b> {
+        Request { body, ..self }
+    }
+
+    /// How many body bytes follow the head: `Content-Length`, or 0 without one.
+    /// `Transfer-Encoding` (a chunked request body) is answered 501, an unreadable or
+    /// conflicting length 400.
+    pub fn content_length(&self) -> Result<usize, HttpError> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(HttpError::new(
+                501,
+                "chunked request bodies are not supported",
+            ));
+        }
+        let mut length = None;
+        for (name, value) in self.headers() {
+            if !name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or(HttpError::new(400, "invalid Content-Length"))?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(HttpError::new(400, "conflicting Content-Length headers"));
+            }
+            length = Some(parsed);
+        }
+        Ok(length.unwrap_or(0))
+    }
+
+    /// Whether the client wants the connection kept open after the response: the
+    /// default for HTTP/1.1 unless it says `Connection: close`, and for HTTP/1.0 only
+    /// when it says `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.version_minor >= 1 {
+            !self.header_has_token("connection", "close")
+        } else {
+            self.header_has_token("connection", "keep-alive")
+        }
     }
 
     /// The path part of the request target, without the query.
@@ -154,6 +206,7 @@ pub fn parse_request<'b, 'h>(
             query,
             version_minor,
             headers,
+            body: &[],
         },
         head_len,
     })
@@ -197,6 +250,57 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
 
     fn hdrs<'b>() -> [httparse::Header<'b>; MAX_HEADERS] {
         [httparse::EMPTY_HEADER; MAX_HEADERS]
+    }
+
+    fn parsed<'b>(buf: &'b [u8], h: &'b mut [httparse::Header<'b>; MAX_HEADERS]) -> Request<'b> {
+        match parse_request(buf, h, 8192) {
+            Ok(Parse::Complete { request, .. }) => request,
+            other => panic!("not complete: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_length_and_its_refusals() {
+        let cases: [(&[u8], Result<usize, u16>); 6] = [
+            (b"GET / HTTP/1.1\r\n\r\n", Ok(0)),
+            (b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n", Ok(12)),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 12\r\nContent-Length: 12\r\n\r\n",
+                Ok(12),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Err(400),
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Err(400)),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(501),
+            ),
+        ];
+        for (buf, expected) in cases {
+            let mut h = hdrs();
+            let request = parsed(buf, &mut h);
+            assert_eq!(
+                request.content_length().map_err(|e| e.status),
+                expected,
+                "{buf:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        let cases: [(&[u8], bool); 4] = [
+            (b"GET / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        ];
+        for (buf, expected) in cases {
+            let mut h = hdrs();
+            assert_eq!(parsed(buf, &mut h).keep_alive(), expected, "{buf:?}");
+        }
     }
 
     #[test]
