@@ -42,7 +42,12 @@ async fn serve(stream: TcpStream) {
             // Ping (pong queued by tungstenite), pong, close (reply queued by
             // tungstenite; the stream ends after it is sent), raw frames.
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return,
+            // Send what was already fed (echoes of earlier messages, the close
+            // answer) before dropping the connection.
+            Some(Err(_)) | None => {
+                let _ = ws.flush().await;
+                return;
+            }
         }
     }
 }
