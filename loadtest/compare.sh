@@ -106,8 +106,8 @@ start_server() {
   case "$name" in
     ringws-uring) taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend uring ;;
     ringws-epoll) taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend epoll ;;
-    floor-uring) taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" --backend uring ;;
-    floor-epoll) taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" --backend epoll ;;
+    floor-uring) RINGWS_BACKEND=uring taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
+    floor-epoll) RINGWS_BACKEND=epoll taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
     tungstenite) taskset -c "$SERVER_CPUS" $BIN/peer-tungstenite --bind "$addr" --threads "$SHARDS" ;;
     fastwebsockets) taskset -c "$SERVER_CPUS" $BIN/peer-fastwebsockets --bind "$addr" --threads "$SHARDS" ;;
     uws-js) PORT=$port taskset -c "$SERVER_CPUS" node "$UWSJS_DIR/echo.js" ;;
