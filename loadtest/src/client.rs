@@ -1,11 +1,18 @@
 //! One client connection: TCP connect, the upgrade handshake and frame I/O, on
-//! ringws's sans-I/O client role (masked frames out, [`Decoder`] in client role).
+//! ringws's sans-I/O client role: RFC 6455 (masked frames out, [`Decoder`] in client
+//! role) or the legacy hixie-76 draft ([`Hixie76Client`], `0x00 … 0xFF` text frames,
+//! [`HixieDecoder`] in), chosen per connection by [`Protocol`].
 
 use crate::target::Target;
+use ringws::handshake::client::{Hixie76Client, HixieKey};
 use ringws::handshake::{client_key, read_server_response, write_client_request};
-use ringws::proto::{encode_close, encode_frame, CloseCode, Decoder, Event, Limits, OpCode, Role};
+use ringws::proto::{
+    encode_close, encode_frame, encode_hixie_close, encode_hixie_text, CloseCode, Decoder, Event,
+    HixieDecoder, HixieEvent, Limits, OpCode, Role,
+};
 use std::fmt;
 use std::io;
+use std::str::FromStr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -47,6 +54,61 @@ impl XorShift {
         out[8..].copy_from_slice(&self.next_u64().to_ne_bytes());
         out
     }
+
+    /// A hixie-76 key: 1 to 12 spaces and a number whose product with them fits 32 bits.
+    pub fn hixie_key(&mut self) -> HixieKey {
+        let r = self.next_u64();
+        let spaces = (r % 12) as u32 + 1;
+        HixieKey {
+            number: (r >> 32) as u32 / spaces,
+            spaces,
+        }
+    }
+
+    /// A complete hixie-76 client handshake: two keys and the 8-byte body.
+    pub fn hixie76(&mut self) -> Option<Hixie76Client> {
+        let (key1, key2) = (self.hixie_key(), self.hixie_key());
+        Hixie76Client::new(key1, key2, self.next_u64().to_ne_bytes())
+    }
+}
+
+/// The wire protocol a connection speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// RFC 6455 (the default).
+    #[default]
+    Rfc6455,
+    /// The legacy hixie-76 (hybi-00) draft: text messages only, no ping/pong, close is
+    /// `0xFF 0x00`.
+    Hixie76,
+}
+
+impl Protocol {
+    /// The name used on the command line and in JSON settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Rfc6455 => "rfc6455",
+            Protocol::Hixie76 => "hixie76",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "rfc6455" => Ok(Protocol::Rfc6455),
+            "hixie76" | "hixie-76" => Ok(Protocol::Hixie76),
+            _ => Err(format!("{s:?}: expected rfc6455 or hixie76")),
+        }
+    }
 }
 
 /// Why a connection failed; each kind is counted separately in the reports.
@@ -56,7 +118,8 @@ pub enum ConnError {
     Connect(io::Error),
     /// The server's answer to the upgrade was not a valid 101.
     Handshake(String),
-    /// The server sent frames that violate RFC 6455, or echoed the wrong thing.
+    /// The server sent frames that violate the protocol, or echoed the wrong thing (or
+    /// a message the protocol cannot carry was sent, e.g. binary over hixie-76).
     Protocol(String),
     /// The server closed the connection (close frame or EOF) while it was in use.
     Closed(String),
@@ -84,10 +147,24 @@ impl fmt::Display for ConnError {
 pub enum Incoming<'a> {
     /// A text message.
     Text(&'a str),
-    /// A binary message.
+    /// A binary message (RFC 6455 only).
     Binary(&'a [u8]),
-    /// A pong.
+    /// A pong (RFC 6455 only).
     Pong(&'a [u8]),
+}
+
+/// The receive side of either protocol.
+enum Dec {
+    Rfc6455(Decoder),
+    Hixie76(HixieDecoder),
+}
+
+/// What one decode step gave, either protocol.
+enum Got<'a> {
+    Msg(Incoming<'a>),
+    Ping(&'a [u8]),
+    Close(Option<u16>),
+    Nothing,
 }
 
 /// What [`WsConn::pump`] saw besides messages.
@@ -101,10 +178,11 @@ pub enum Pumped {
     Eof,
 }
 
-/// One open WebSocket client connection.
+/// One open WebSocket client connection, RFC 6455 or hixie-76.
 pub struct WsConn {
     stream: TcpStream,
-    dec: Decoder,
+    protocol: Protocol,
+    dec: Dec,
     rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
@@ -114,12 +192,14 @@ pub struct WsConn {
 }
 
 impl WsConn {
-    /// TCP connect to `target`, send the upgrade request and wait for a valid 101, all
-    /// within `timeout`. Bytes after the 101 head are kept for the first [`pump`].
+    /// TCP connect to `target`, send the upgrade request of `protocol` and wait for a
+    /// valid 101 (for hixie-76: the head and the 16-byte challenge answer), all within
+    /// `timeout`. Bytes after the handshake are kept for the first [`pump`].
     ///
     /// [`pump`]: WsConn::pump
     pub async fn connect(
         target: &Target,
+        protocol: Protocol,
         rng: XorShift,
         timeout: Duration,
     ) -> Result<WsConn, ConnError> {
@@ -131,7 +211,11 @@ impl WsConn {
         let _ = stream.set_nodelay(true);
         let mut conn = WsConn {
             stream,
-            dec: Decoder::new(Role::Client, Limits::default()),
+            protocol,
+            dec: match protocol {
+                Protocol::Rfc6455 => Dec::Rfc6455(Decoder::new(Role::Client, Limits::default())),
+                Protocol::Hixie76 => Dec::Hixie76(HixieDecoder::new(Limits::default())),
+            },
             rbuf: Vec::new(),
             rlen: 0,
             wbuf: Vec::with_capacity(256),
@@ -139,22 +223,43 @@ impl WsConn {
             rng,
             close_sent: false,
         };
-        let key = client_key(conn.rng.nonce());
-        write_client_request(
-            &mut conn.wbuf,
-            &target.host_header,
-            &target.path_and_query,
-            &key,
-            &[],
-            &[],
-        );
-        match tokio::time::timeout(timeout, conn.handshake(&key)).await {
+        let (host, resource) = (&target.host_header, &target.path_and_query);
+        let done = match protocol {
+            Protocol::Rfc6455 => {
+                let key = client_key(conn.rng.nonce());
+                write_client_request(&mut conn.wbuf, host, resource, &key, &[], &[]);
+                let check =
+                    |head: &[u8]| read_server_response(head, &key).map_err(|e| e.to_string());
+                tokio::time::timeout(timeout, conn.handshake(check)).await
+            }
+            Protocol::Hixie76 => {
+                let client = conn
+                    .rng
+                    .hixie76()
+                    .ok_or_else(|| ConnError::Handshake("invalid hixie-76 key".into()))?;
+                let origin = format!("http://{host}");
+                client.write_request(&mut conn.wbuf, host, resource, &origin, None);
+                let check = |head: &[u8]| client.check_response(head).map_err(|e| e.to_string());
+                tokio::time::timeout(timeout, conn.handshake(check)).await
+            }
+        };
+        match done {
             Err(_) => Err(ConnError::Timeout("handshake")),
             Ok(r) => r.map(|()| conn),
         }
     }
 
-    async fn handshake(&mut self, key: &ringws::handshake::ClientKey) -> Result<(), ConnError> {
+    /// The protocol this connection speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sends the request, then reads until `check` (the protocol's response check:
+    /// `Ok(None)` = read more, `Ok(Some(len))` = handshake of `len` bytes accepted).
+    async fn handshake(
+        &mut self,
+        check: impl Fn(&[u8]) -> Result<Option<usize>, String>,
+    ) -> Result<(), ConnError> {
         self.flush().await?;
         let mut head = Vec::with_capacity(512);
         let mut chunk = [0u8; 2048];
@@ -166,7 +271,7 @@ impl WsConn {
                 ));
             }
             head.extend_from_slice(&chunk[..n]);
-            match read_server_response(&head, key) {
+            match check(&head) {
                 Ok(None) if head.len() > MAX_HEAD => {
                     return Err(ConnError::Handshake("response head too large".into()))
                 }
@@ -178,24 +283,39 @@ impl WsConn {
                     self.rlen = rest.len();
                     return Ok(());
                 }
-                Err(e) => return Err(ConnError::Handshake(e.to_string())),
+                Err(e) => return Err(ConnError::Handshake(e)),
             }
         }
     }
 
-    /// Queues a masked frame and tries to write it at once (without waiting).
+    /// Queues a frame (masked, on RFC 6455) and tries to write it at once (without
+    /// waiting). On hixie-76 only [`OpCode::Text`] with UTF-8 `payload` can be sent.
     pub fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), ConnError> {
-        let mask = self.rng.mask();
-        encode_frame(&mut self.wbuf, opcode, true, payload, Some(mask));
+        match self.protocol {
+            Protocol::Rfc6455 => {
+                let mask = self.rng.mask();
+                encode_frame(&mut self.wbuf, opcode, true, payload, Some(mask));
+            }
+            Protocol::Hixie76 => {
+                if opcode != OpCode::Text {
+                    return Err(ConnError::Protocol(format!(
+                        "hixie-76 has text messages only, cannot send {opcode:?}"
+                    )));
+                }
+                let text = std::str::from_utf8(payload)
+                    .map_err(|_| ConnError::Protocol("hixie-76 text is not UTF-8".into()))?;
+                encode_hixie_text(&mut self.wbuf, text);
+            }
+        }
         self.try_flush()
     }
 
-    /// Queues a close frame (1000) once and tries to write it.
+    /// Queues the close (a 1000 close frame, or hixie-76's `0xFF 0x00`) once and tries
+    /// to write it.
     pub fn send_close(&mut self) -> Result<(), ConnError> {
         if !self.close_sent {
             self.close_sent = true;
-            let mask = self.rng.mask();
-            encode_close(&mut self.wbuf, Some(CloseCode::NORMAL), "", Some(mask));
+            queue_close(self.protocol, &mut self.wbuf, &mut self.rng);
         }
         self.try_flush()
     }
@@ -234,7 +354,8 @@ impl WsConn {
 
     /// Waits until the socket is readable (or writable while bytes are queued), writes
     /// what it can, reads what arrived and hands each complete message or pong to `on`.
-    /// Pings are answered with pongs; a close frame is answered and reported.
+    /// Pings are answered with pongs; a close (frame, or hixie-76's `0xFF 0x00`) is
+    /// answered and reported.
     pub async fn pump(&mut self, on: &mut impl FnMut(Incoming<'_>)) -> Result<Pumped, ConnError> {
         if self.rlen > 0 {
             return self.decode_buffered(on);
@@ -264,6 +385,7 @@ impl WsConn {
 
     fn decode_buffered(&mut self, on: &mut impl FnMut(Incoming<'_>)) -> Result<Pumped, ConnError> {
         let WsConn {
+            protocol,
             dec,
             rbuf,
             rlen,
@@ -275,29 +397,49 @@ impl WsConn {
         let len = std::mem::take(rlen);
         let mut pos = 0;
         let mut outcome = Pumped::Open;
+        let protocol_error = |e: ringws::proto::ProtocolError| ConnError::Protocol(e.to_string());
         while pos < len {
-            let (n, ev) = dec
-                .decode(&mut rbuf[pos..len])
-                .map_err(|e| ConnError::Protocol(e.to_string()))?;
+            let input = &mut rbuf[pos..len];
+            let (n, got) = match dec {
+                Dec::Rfc6455(d) => {
+                    let (n, ev) = d.decode(input).map_err(protocol_error)?;
+                    let got = match ev {
+                        Some(Event::Text(t)) => Got::Msg(Incoming::Text(t)),
+                        Some(Event::Binary(b)) => Got::Msg(Incoming::Binary(b)),
+                        Some(Event::Pong(p)) => Got::Msg(Incoming::Pong(p)),
+                        Some(Event::Ping(p)) => Got::Ping(p),
+                        Some(Event::Close(frame)) => Got::Close(frame.map(|f| f.code.0)),
+                        None => Got::Nothing,
+                    };
+                    (n, got)
+                }
+                Dec::Hixie76(d) => {
+                    let (n, ev) = d.decode(input).map_err(protocol_error)?;
+                    let got = match ev {
+                        Some(HixieEvent::Text(t)) => Got::Msg(Incoming::Text(t)),
+                        Some(HixieEvent::Close) => Got::Close(None),
+                        None => Got::Nothing,
+                    };
+                    (n, got)
+                }
+            };
             pos += n;
-            match ev {
-                Some(Event::Text(t)) => on(Incoming::Text(t)),
-                Some(Event::Binary(b)) => on(Incoming::Binary(b)),
-                Some(Event::Pong(p)) => on(Incoming::Pong(p)),
-                Some(Event::Ping(p)) if !*close_sent => {
+            match got {
+                Got::Msg(m) => on(m),
+                Got::Ping(p) if !*close_sent => {
                     encode_frame(wbuf, OpCode::Pong, true, p, Some(rng.mask()));
                 }
-                Some(Event::Ping(_)) => {}
-                Some(Event::Close(frame)) => {
-                    outcome = Pumped::PeerClosed(frame.map(|f| f.code.0));
+                Got::Ping(_) => {}
+                Got::Close(code) => {
+                    outcome = Pumped::PeerClosed(code);
                     if !*close_sent {
                         *close_sent = true;
-                        encode_close(wbuf, Some(CloseCode::NORMAL), "", Some(rng.mask()));
+                        queue_close(*protocol, wbuf, rng);
                     }
                     break;
                 }
-                None if n == 0 => break,
-                None => {}
+                Got::Nothing if n == 0 => break,
+                Got::Nothing => {}
             }
         }
         self.try_flush()?;
@@ -323,6 +465,14 @@ impl WsConn {
     }
 }
 
+/// Appends `protocol`'s close: a masked 1000 close frame, or hixie-76's `0xFF 0x00`.
+fn queue_close(protocol: Protocol, wbuf: &mut Vec<u8>, rng: &mut XorShift) {
+    match protocol {
+        Protocol::Rfc6455 => encode_close(wbuf, Some(CloseCode::NORMAL), "", Some(rng.mask())),
+        Protocol::Hixie76 => encode_hixie_close(wbuf),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +484,27 @@ mod tests {
         let b = r.nonce();
         assert_ne!(a, b);
         assert_ne!(r.mask(), r.mask());
+    }
+
+    #[test]
+    fn hixie_keys_are_valid() {
+        let mut r = XorShift::new(7);
+        for _ in 0..10_000 {
+            let key = r.hixie_key();
+            assert!((1..=12).contains(&key.spaces), "{key:?}");
+            assert!(key.to_header_value().is_some(), "{key:?}");
+        }
+        assert!(r.hixie76().is_some());
+        assert_ne!(r.hixie76(), r.hixie76());
+    }
+
+    #[test]
+    fn protocol_names() {
+        for p in [Protocol::Rfc6455, Protocol::Hixie76] {
+            assert_eq!(p.name().parse::<Protocol>(), Ok(p));
+        }
+        assert_eq!("HIXIE-76".parse::<Protocol>(), Ok(Protocol::Hixie76));
+        assert_eq!(Protocol::default(), Protocol::Rfc6455);
+        assert!("hybi10".parse::<Protocol>().is_err());
     }
 }

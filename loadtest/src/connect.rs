@@ -2,7 +2,7 @@
 //! close frame → the server's close → drop, measuring connect latency (TCP connect
 //! started → 101 received).
 
-use crate::client::{WsConn, XorShift};
+use crate::client::{Protocol, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
 use crate::{join_workers, live, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
@@ -23,6 +23,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ConnectOptions {
     /// Where to connect.
     pub target: Target,
+    /// The wire protocol.
+    pub protocol: Protocol,
     /// Concurrent workers, each with one connection at a time.
     pub concurrency: usize,
     /// Stop after this long.
@@ -56,6 +58,7 @@ impl ConnectOptions {
     /// The settings as JSON.
     pub fn settings(&self) -> serde_json::Value {
         serde_json::json!({
+            "protocol": self.protocol.name(),
             "concurrency": self.concurrency,
             "duration_s": report::secs(self.duration),
             "count": self.count,
@@ -87,6 +90,7 @@ impl ConnectResults {
 
 struct Shared {
     target: Target,
+    protocol: Protocol,
     deadline: Instant,
     count: Option<u64>,
     taken: AtomicU64,
@@ -99,6 +103,7 @@ pub fn run(opts: &ConnectOptions, bar: &indicatif::ProgressBar) -> ConnectResult
     let start = Instant::now();
     let shared = Arc::new(Shared {
         target: opts.target.clone(),
+        protocol: opts.protocol,
         deadline: start + opts.duration,
         count: opts.count,
         taken: AtomicU64::new(0),
@@ -166,6 +171,7 @@ async fn worker(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, mut rng: XorShif
         let remaining = shared.deadline - t0;
         let conn = match WsConn::connect(
             &shared.target,
+            shared.protocol,
             conn_rng,
             CONNECT_TIMEOUT.min(remaining + Duration::from_secs(1)),
         )

@@ -1,7 +1,7 @@
 //! The echo scenario: each connection keeps `inflight` messages in flight and records
 //! the round-trip time of each (send → echo received; FIFO, since echo keeps order).
 
-use crate::client::{ConnError, Incoming, Pumped, WsConn, XorShift};
+use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
 use crate::{join_workers, live, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
@@ -25,6 +25,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EchoOptions {
     /// Where to connect.
     pub target: Target,
+    /// The wire protocol (hixie-76 carries text only: with binary messages every
+    /// connection fails with a protocol error).
+    pub protocol: Protocol,
     /// Connections, all open at once.
     pub connections: usize,
     /// Payload bytes per message.
@@ -72,6 +75,7 @@ impl EchoOptions {
     /// The settings as JSON.
     pub fn settings(&self) -> serde_json::Value {
         serde_json::json!({
+            "protocol": self.protocol.name(),
             "connections": self.connections,
             "size": self.size,
             "text": self.text,
@@ -111,6 +115,7 @@ impl EchoResults {
 
 struct Shared {
     target: Target,
+    protocol: Protocol,
     payload: Vec<u8>,
     opcode: OpCode,
     inflight: usize,
@@ -159,6 +164,7 @@ pub fn run(opts: &EchoOptions, bar: &indicatif::ProgressBar) -> EchoResults {
     };
     let shared = Arc::new(Shared {
         target: opts.target.clone(),
+        protocol: opts.protocol,
         payload,
         opcode: if opts.text {
             OpCode::Text
@@ -248,14 +254,15 @@ async fn one_connection(
     if Instant::now() >= shared.deadline {
         return;
     }
-    let mut conn = match WsConn::connect(&shared.target, rng, CONNECT_TIMEOUT).await {
-        Ok(c) => c,
-        Err(e) => {
-            live.failed.fetch_add(1, Relaxed);
-            stats.borrow_mut().error(&e, live);
-            return;
-        }
-    };
+    let mut conn =
+        match WsConn::connect(&shared.target, shared.protocol, rng, CONNECT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                live.failed.fetch_add(1, Relaxed);
+                stats.borrow_mut().error(&e, live);
+                return;
+            }
+        };
     drop(permit);
     stats.borrow_mut().handshakes += 1;
     live.handshakes.fetch_add(1, Relaxed);

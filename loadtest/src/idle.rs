@@ -1,8 +1,12 @@
 //! The idle scenario: open many connections at a bounded rate, keep them alive with
 //! pings, hold them, and (given the server's pid) measure the server's RSS growth per
 //! connection.
+//!
+//! Hixie-76 has no ping/pong: over it the connections are held without any keepalive
+//! traffic (the ping interval is ignored and pongs are reported as 0), so a server
+//! with an idle timeout shorter than the hold will close them.
 
-use crate::client::{ConnError, Incoming, Pumped, WsConn, XorShift};
+use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
 use crate::{join_workers, live, read_rss, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
@@ -25,11 +29,13 @@ const SETTLE: Duration = Duration::from_secs(1);
 pub struct IdleOptions {
     /// Where to connect.
     pub target: Target,
+    /// The wire protocol (hixie-76: no pings, see the module docs).
+    pub protocol: Protocol,
     /// Connections to open and hold.
     pub connections: usize,
     /// Connection attempts in progress at once (over all threads).
     pub open_concurrency: usize,
-    /// A ping per connection this often.
+    /// A ping per connection this often (RFC 6455 only).
     pub ping_interval: Duration,
     /// How long to hold the connections once all are open.
     pub duration: Duration,
@@ -54,7 +60,7 @@ pub struct IdleResults {
     pub open_time_s: f64,
     /// Latency from TCP connect started to 101 received.
     pub connect_latency: Latency,
-    /// Pongs received.
+    /// Pongs received (always 0 over hixie-76, which has no ping).
     pub pongs: u64,
     /// Server VmRSS before opening, bytes.
     pub server_rss_before: Option<u64>,
@@ -74,6 +80,7 @@ impl IdleOptions {
     /// The settings as JSON.
     pub fn settings(&self) -> serde_json::Value {
         serde_json::json!({
+            "protocol": self.protocol.name(),
             "connections": self.connections,
             "open_concurrency": self.open_concurrency,
             "ping_interval_s": report::secs(self.ping_interval),
@@ -127,6 +134,7 @@ impl IdleResults {
 
 struct Shared {
     target: Target,
+    protocol: Protocol,
     ping_interval: Duration,
     live: Arc<Live>,
     stop: watch::Receiver<bool>,
@@ -149,6 +157,7 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         target: opts.target.clone(),
+        protocol: opts.protocol,
         ping_interval: opts.ping_interval.max(Duration::from_millis(1)),
         live: Arc::clone(&live),
         stop: stop_rx,
@@ -242,14 +251,15 @@ async fn hold(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, sem: Rc<Semaphore>
         return;
     }
     let t0 = Instant::now();
-    let mut conn = match WsConn::connect(&shared.target, rng, CONNECT_TIMEOUT).await {
-        Ok(c) => c,
-        Err(e) => {
-            live.failed.fetch_add(1, Relaxed);
-            stats.borrow_mut().error(&e, live);
-            return;
-        }
-    };
+    let mut conn =
+        match WsConn::connect(&shared.target, shared.protocol, rng, CONNECT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                live.failed.fetch_add(1, Relaxed);
+                stats.borrow_mut().error(&e, live);
+                return;
+            }
+        };
     drop(permit);
     {
         let mut s = stats.borrow_mut();
@@ -258,6 +268,8 @@ async fn hold(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, sem: Rc<Semaphore>
     }
     live.handshakes.fetch_add(1, Relaxed);
     live.open.fetch_add(1, Relaxed);
+    // Hixie-76 has no ping: its connections are held silent.
+    let pinging = shared.protocol == Protocol::Rfc6455;
     let every = shared.ping_interval;
     let mut ticker = tokio::time::interval_at((Instant::now() + every).into(), every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -270,7 +282,7 @@ async fn hold(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, sem: Rc<Semaphore>
         };
         let step = tokio::select! {
             _ = stop.changed() => break Ok(()),
-            _ = ticker.tick() => conn.send(OpCode::Ping, b"ringws-loadtest").map(|()| Pumped::Open),
+            _ = ticker.tick(), if pinging => conn.send(OpCode::Ping, b"ringws-loadtest").map(|()| Pumped::Open),
             r = conn.pump(&mut on) => r,
         };
         stats.borrow_mut().pongs += pongs;

@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
 use ringws_loadtest::{connect, echo, idle, report};
 use ringws_loadtest::{default_threads, ensure_nofile, parse_duration, HARD_CAP_GRACE};
@@ -32,8 +33,8 @@ enum Scenario {
     /// Handshake rate: workers loop on TCP connect, upgrade, close; reports
     /// handshakes/s and connect latency (TCP connect started to 101 received).
     Connect(ConnectArgs),
-    /// Idle connections: open and hold many, pinging each; with --server-pid reports the
-    /// server's RSS growth per connection.
+    /// Idle connections: open and hold many, pinging each (not over hixie-76, which has no
+    /// ping); with --server-pid reports the server's RSS growth per connection.
     Idle(IdleArgs),
 }
 
@@ -42,6 +43,10 @@ struct Common {
     /// The WebSocket URL to load (ws:// only).
     #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
     url: String,
+    /// The wire protocol: rfc6455, or hixie76 (the legacy hixie-76/hybi-00 draft: text
+    /// messages only, no ping/pong, close is 0xFF 0x00).
+    #[arg(long, default_value = "rfc6455", value_parser = parse_protocol)]
+    protocol: Protocol,
     /// Worker threads, each with its own current-thread tokio runtime
     /// (default: available cores / 2, at least 1).
     #[arg(long)]
@@ -65,10 +70,10 @@ struct EchoArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 20)]
     size: usize,
-    /// Send binary messages (the default).
+    /// Send binary messages (the default with rfc6455; refused with hixie76).
     #[arg(long, conflicts_with = "text")]
     binary: bool,
-    /// Send text messages (ASCII payload).
+    /// Send text messages (ASCII payload; always so with --protocol hixie76).
     #[arg(long)]
     text: bool,
     /// Messages in flight per connection: 1 = send, wait for the echo, repeat (the
@@ -112,7 +117,8 @@ struct IdleArgs {
     /// Connection attempts in progress at once while opening.
     #[arg(long, default_value_t = 256)]
     open_concurrency: usize,
-    /// Send a ping on each connection this often.
+    /// Send a ping on each connection this often (rfc6455 only: hixie76 has no ping,
+    /// its connections are held without keepalive traffic and pongs are reported as 0).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     ping_interval: Duration,
     /// How long to hold the connections once all are open.
@@ -151,6 +157,10 @@ fn progress_bar(json: bool) -> ProgressBar {
     bar
 }
 
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    s.parse()
+}
+
 fn prepare(common: &Common, connections: usize) -> Result<(Target, usize), String> {
     let target = Target::parse(&common.url)?;
     target.check_allowed(common.i_own_the_target)?;
@@ -166,6 +176,14 @@ fn prepare(common: &Common, connections: usize) -> Result<(Target, usize), Strin
 fn run(cli: Cli) -> Result<u64, String> {
     match cli.scenario {
         Scenario::Echo(a) => {
+            let protocol = a.common.protocol;
+            if protocol == Protocol::Hixie76 && a.binary {
+                return Err(
+                    "--binary with --protocol hixie76: hixie-76 has text messages \
+                            only; drop --binary (payloads are text)"
+                        .into(),
+                );
+            }
             let (target, threads) = prepare(&a.common, a.connections)?;
             let duration = a.duration.unwrap_or(if a.messages.is_some() {
                 Duration::from_secs(300)
@@ -174,9 +192,10 @@ fn run(cli: Cli) -> Result<u64, String> {
             });
             let opts = echo::EchoOptions {
                 target,
+                protocol,
                 connections: a.connections,
                 size: a.size,
-                text: a.text && !a.binary,
+                text: (a.text && !a.binary) || protocol == Protocol::Hixie76,
                 inflight: a.inflight.max(1),
                 duration,
                 messages: a.messages,
@@ -190,8 +209,12 @@ fn run(cli: Cli) -> Result<u64, String> {
                 report::print_json("echo", &a.common.url, &opts.settings(), &r);
             } else {
                 println!(
-                    "echo {} ({} connections, {} B, inflight {})",
-                    a.common.url, opts.connections, opts.size, opts.inflight
+                    "echo {} ({protocol}, {} connections, {} B {}, inflight {})",
+                    a.common.url,
+                    opts.connections,
+                    opts.size,
+                    if opts.text { "text" } else { "binary" },
+                    opts.inflight
                 );
                 println!("{}", r.summary());
             }
@@ -206,6 +229,7 @@ fn run(cli: Cli) -> Result<u64, String> {
             });
             let opts = connect::ConnectOptions {
                 target,
+                protocol: a.common.protocol,
                 concurrency: a.connections,
                 duration,
                 count: a.count,
@@ -217,7 +241,10 @@ fn run(cli: Cli) -> Result<u64, String> {
             if a.common.json {
                 report::print_json("connect", &a.common.url, &opts.settings(), &r);
             } else {
-                println!("connect {} ({} workers)", a.common.url, opts.concurrency);
+                println!(
+                    "connect {} ({}, {} workers)",
+                    a.common.url, opts.protocol, opts.concurrency
+                );
                 println!("{}", r.summary());
             }
             Ok(r.errors.total())
@@ -226,6 +253,7 @@ fn run(cli: Cli) -> Result<u64, String> {
             let (target, threads) = prepare(&a.common, a.connections)?;
             let opts = idle::IdleOptions {
                 target,
+                protocol: a.common.protocol,
                 connections: a.connections,
                 open_concurrency: a.open_concurrency,
                 ping_interval: a.ping_interval,
@@ -240,7 +268,10 @@ fn run(cli: Cli) -> Result<u64, String> {
             if a.common.json {
                 report::print_json("idle", &a.common.url, &opts.settings(), &r);
             } else {
-                println!("idle {} ({} connections)", a.common.url, opts.connections);
+                println!(
+                    "idle {} ({}, {} connections)",
+                    a.common.url, opts.protocol, opts.connections
+                );
                 println!("{}", r.summary());
             }
             Ok(r.errors.total())

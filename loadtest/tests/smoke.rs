@@ -2,6 +2,7 @@
 
 use indicatif::ProgressBar;
 use ringws::{Conn, Handler, Message, RunningServer, Server};
+use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
 use ringws_loadtest::{connect, echo, idle};
 use std::time::Duration;
@@ -37,6 +38,7 @@ fn echo_scenario() {
     for text in [false, true] {
         let opts = echo::EchoOptions {
             target: target.clone(),
+            protocol: Protocol::Rfc6455,
             connections: 4,
             size: 20,
             text,
@@ -60,6 +62,7 @@ fn echo_scenario() {
     // A message budget stops the run early.
     let opts = echo::EchoOptions {
         target: target.clone(),
+        protocol: Protocol::Rfc6455,
         connections: 2,
         size: 1000,
         text: false,
@@ -81,6 +84,7 @@ fn connect_scenario() {
     let (server, target) = server();
     let opts = connect::ConnectOptions {
         target,
+        protocol: Protocol::Rfc6455,
         concurrency: 2,
         duration: Duration::from_secs(10),
         count: Some(20),
@@ -99,6 +103,7 @@ fn idle_scenario() {
     let (server, target) = server();
     let opts = idle::IdleOptions {
         target,
+        protocol: Protocol::Rfc6455,
         connections: 10,
         open_concurrency: 4,
         ping_interval: Duration::from_millis(100),
@@ -127,6 +132,7 @@ fn unreachable_server_counts_errors() {
     let target = Target::parse(&format!("ws://127.0.0.1:{port}/echo")).expect("url");
     let opts = echo::EchoOptions {
         target,
+        protocol: Protocol::Rfc6455,
         connections: 3,
         size: 20,
         text: false,
@@ -139,4 +145,74 @@ fn unreachable_server_counts_errors() {
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert_eq!(r.messages, 0);
     assert_eq!(r.errors.connect, 3, "{r:?}");
+}
+
+/// The in-process ringws server accepts hixie-76 on its websocket routes by default.
+#[test]
+fn hixie76_echo_and_connect() {
+    let (server, target) = server();
+    let opts = echo::EchoOptions {
+        target: target.clone(),
+        protocol: Protocol::Hixie76,
+        connections: 4,
+        size: 20,
+        text: true,
+        inflight: 2,
+        duration: Duration::from_secs(1),
+        messages: None,
+        warmup: Duration::ZERO,
+        threads: 2,
+    };
+    let r = echo::run(&opts, &ProgressBar::hidden());
+    assert!(r.messages > 0, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert_eq!(r.connections_established, 4);
+    assert_eq!(r.bytes, r.messages * 20);
+
+    let opts = connect::ConnectOptions {
+        target: target.clone(),
+        protocol: Protocol::Hixie76,
+        concurrency: 2,
+        duration: Duration::from_secs(10),
+        count: Some(10),
+        threads: 1,
+    };
+    let r = connect::run(&opts, &ProgressBar::hidden());
+    assert!(r.handshakes > 0, "{r:?}");
+    assert_eq!(r.handshakes, 10, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+
+    // Idle over hixie-76: held without pings, so no pongs.
+    let opts = idle::IdleOptions {
+        target: target.clone(),
+        protocol: Protocol::Hixie76,
+        connections: 4,
+        open_concurrency: 4,
+        ping_interval: Duration::from_millis(50),
+        duration: Duration::from_millis(300),
+        open_timeout: Duration::from_secs(10),
+        server_pid: None,
+        threads: 1,
+    };
+    let r = idle::run(&opts, &ProgressBar::hidden());
+    assert_eq!((r.opened, r.open_at_end), (4, 4), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert_eq!(r.pongs, 0, "{r:?}");
+
+    // Binary cannot travel over hixie-76: each connection reports a protocol error.
+    let opts = echo::EchoOptions {
+        target,
+        protocol: Protocol::Hixie76,
+        connections: 2,
+        size: 20,
+        text: false,
+        inflight: 1,
+        duration: Duration::from_millis(200),
+        messages: None,
+        warmup: Duration::ZERO,
+        threads: 1,
+    };
+    let r = echo::run(&opts, &ProgressBar::hidden());
+    assert_eq!((r.messages, r.errors.protocol), (0, 2), "{r:?}");
+    server.shutdown().expect("shutdown");
 }
