@@ -104,16 +104,17 @@ fi
 start_server() {
   local name=$1 port=$2 addr=127.0.0.1:$2
   case "$name" in
-    ringws-uring) taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend uring ;;
-    ringws-epoll) taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend epoll ;;
-    floor-uring) RINGWS_BACKEND=uring taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
-    floor-epoll) RINGWS_BACKEND=epoll taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
-    tungstenite) taskset -c "$SERVER_CPUS" $BIN/peer-tungstenite --bind "$addr" --threads "$SHARDS" ;;
-    fastwebsockets) taskset -c "$SERVER_CPUS" $BIN/peer-fastwebsockets --bind "$addr" --threads "$SHARDS" ;;
-    uws-js) PORT=$port taskset -c "$SERVER_CPUS" node "$UWSJS_DIR/echo.js" ;;
-    uws) taskset -c "$SERVER_CPUS" "$UWS_ECHO_SERVER" ;;
+    ringws-uring) exec taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend uring ;;
+    ringws-epoll) exec taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend epoll ;;
+    floor-uring) exec env RINGWS_BACKEND=uring taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
+    floor-epoll) exec env RINGWS_BACKEND=epoll taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
+    tungstenite) exec taskset -c "$SERVER_CPUS" $BIN/peer-tungstenite --bind "$addr" --threads "$SHARDS" ;;
+    fastwebsockets) exec taskset -c "$SERVER_CPUS" $BIN/peer-fastwebsockets --bind "$addr" --threads "$SHARDS" ;;
+    uws-js) exec env PORT=$port taskset -c "$SERVER_CPUS" node "$UWSJS_DIR/echo.js" ;;
+    uws) exec taskset -c "$SERVER_CPUS" "$UWS_ECHO_SERVER" ;;
     *) echo "compare: unknown server $name" >&2; return 1 ;;
   esac >/dev/null 2>&1 &
+  # Each branch execs, so $! is the server itself (perf and /proc read its PID).
   echo $!
 }
 
@@ -199,7 +200,10 @@ print(json.dumps({"server": name, "scenario": scenario, "repeat": int(repeat),
     "cpu_us_per_msg": per(user_us + sys_us),
     "syscalls_per_msg": (int(syscalls) / msgs) if syscalls != "null" and msgs else None}))
 EOF
-      echo "compare: [$repeat/$REPEATS] $scenario $name: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"msgs_per_sec\"] or 0:.0f} msgs/s, {r[\"cpu_us_per_msg\"] or 0:.2f} us cpu/msg")')" >&2
+      echo "compare: [$repeat/$REPEATS] $scenario $name: $(tail -1 "$RESULTS" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%.0f msgs/s, %.2f us cpu/msg" % (r["msgs_per_sec"] or 0, r["cpu_us_per_msg"] or 0))')" >&2
     done
   done
 done
