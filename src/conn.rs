@@ -134,7 +134,7 @@ impl Outbox {
         if self.closed || self.buffered() + frame.len() > self.limits.max_buffered {
             return SendStatus::Dropped;
         }
-        self.queued.extend_from_slice(frame);
+        crate::proto::copy::append(&mut self.queued, frame);
         self.status_after_queue()
     }
 

@@ -263,7 +263,7 @@ impl Decoder {
             if self.msg == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
                 return Err(self.fail(ProtocolError::invalid_utf8("text is not UTF-8")));
             }
-            self.buf.extend_from_slice(chunk);
+            super::copy::append(&mut self.buf, chunk);
         }
         fr.remaining -= avail as u64;
         fr.received += avail as u64;

@@ -51,7 +51,7 @@ pub fn encode_frame(
     out.reserve(n + payload.len());
     out.extend_from_slice(&hdr[..n]);
     let start = out.len();
-    out.extend_from_slice(payload);
+    super::copy::append(out, payload);
     if let Some(key) = mask {
         apply_mask(&mut out[start..], key, 0);
     }

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod close;
+pub mod copy;
 pub mod decode;
 pub mod encode;
 pub mod frame;
