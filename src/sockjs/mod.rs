@@ -11,6 +11,9 @@
 //! (`close` below is "add `Connection: close`", i.e. the connection will not be
 //! kept alive):
 //!
+//! HTTP/1.0 requests: pass `close = true` (these writers never add
+//! `Connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection).
+//!
 //! - `Greeting` → [`write_greeting`]; `Info` → [`write_info`] with a fresh random
 //!   `u32`; `Iframe` → [`write_iframe`] (ETag, 304); `Preflight { allow_methods }` →
 //!   [`write_preflight`]; `MethodNotAllowed { allow }` → [`write_method_not_allowed`];
@@ -95,7 +98,7 @@
 //! | WebSocket versions | hixie, 7, 8, 13 | hixie, 13 (raw `/websocket`: 8, 13 in both) |
 //! | 400 on a non-upgrade | `Can "Upgrade" only to "WebSocket".` / `"Connection" must be "Upgrade".` | `Not a valid websocket request` |
 //! | broken JSON on `websocket` | close 1002 `Broken framing.` | close 3000 `Broken framing.` |
-//! | default `sockjs_url` | [`LEGACY_SOCKJS_URL`] (set it yourself) | [`DEFAULT_SOCKJS_URL`] |
+//! | default `sockjs_url` | [`LEGACY_SOCKJS_URL`] | [`DEFAULT_SOCKJS_URL`] |
 //!
 //! Both accept `[]` and empty frames; the main suite only tests it.
 //!
@@ -152,3 +155,190 @@ pub use session::{
 pub use transport::{
     encode_frame, write_callback_error, CallbackError, Flow, HttpReceiver, ReceiverKind,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    /// A miniature server following the integration guide, with an echo handler or a
+    /// handler that closes each session at open (the suite's `echo` and `close`).
+    struct Service {
+        options: SockJsOptions,
+        close_at_open: bool,
+        sessions: HashMap<String, Session>,
+        next_id: u64,
+    }
+
+    impl Service {
+        fn new(close_at_open: bool) -> Self {
+            Self {
+                options: SockJsOptions::default().response_limit(4096),
+                close_at_open,
+                sessions: HashMap::new(),
+                next_id: 0,
+            }
+        }
+
+        fn run_handler(&mut self, sid: &str) {
+            let Some(s) = self.sessions.get_mut(sid) else {
+                return;
+            };
+            while let Some(e) = s.poll_event() {
+                match e {
+                    SessionEvent::Opened if self.close_at_open => {
+                        s.close(3000, "Go away!");
+                    }
+                    SessionEvent::Message(m) => {
+                        s.send(&m);
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        fn flush(
+            &mut self,
+            sid: &str,
+            id: ReceiverId,
+            rx: &mut HttpReceiver,
+            out: &mut Vec<u8>,
+            now: Instant,
+        ) -> Flow {
+            let s = self.sessions.get_mut(sid).unwrap();
+            while let Some(frame) = s.next_frame(id, now) {
+                if rx.write_frame(out, frame.bytes) == Flow::End {
+                    s.detach(id, false, now);
+                    return Flow::End;
+                }
+            }
+            Flow::Continue
+        }
+
+        /// Starts a receiving request; returns its receiver state and what was written.
+        fn receive(
+            &mut self,
+            sid: &str,
+            kind: ReceiverKind,
+            now: Instant,
+        ) -> (ReceiverId, HttpReceiver, Vec<u8>, Flow) {
+            let mut rx = HttpReceiver::new(kind, false, &self.options);
+            let mut out = Vec::new();
+            if self.sessions.get(sid).is_none_or(Session::is_expired) {
+                self.sessions
+                    .insert(sid.to_owned(), Session::new(&self.options, now));
+            }
+            self.next_id += 1;
+            let id = ReceiverId(self.next_id);
+            let attached = self.sessions.get_mut(sid).unwrap().attach(id, now);
+            if attached == Attached::AnotherConnectionStillOpen {
+                let flow = rx.write_frame(&mut out, ANOTHER_CONNECTION_STILL_OPEN);
+                return (id, rx, out, flow);
+            }
+            let mut flow = self.flush(sid, id, &mut rx, &mut out, now);
+            self.run_handler(sid);
+            if flow == Flow::Continue {
+                flow = self.flush(sid, id, &mut rx, &mut out, now);
+            }
+            (id, rx, out, flow)
+        }
+
+        fn xhr_send(&mut self, sid: &str, body: &[u8]) -> u16 {
+            let messages = match parse_client_messages(body) {
+                Ok(m) => m,
+                Err(_) => return 500,
+            };
+            let Some(s) = self.sessions.get_mut(sid) else {
+                return 404;
+            };
+            s.deliver(messages);
+            self.run_handler(sid);
+            204
+        }
+    }
+
+    fn body_of(out: &[u8]) -> String {
+        // Strip chunk framing of single-chunk writes: "<len>\r\n<data>\r\n".
+        let mut s = out;
+        let mut text = Vec::new();
+        while !s.is_empty() {
+            let nl = s.windows(2).position(|w| w == b"\r\n").unwrap();
+            let len = usize::from_str_radix(std::str::from_utf8(&s[..nl]).unwrap(), 16).unwrap();
+            text.extend_from_slice(&s[nl + 2..nl + 2 + len]);
+            s = &s[nl + 4 + len..];
+        }
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn suite_xhr_polling_echo() {
+        let t = Instant::now();
+        let mut svc = Service::new(false);
+        let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrPolling, t);
+        assert_eq!((body_of(&out), flow), ("o\n".to_owned(), Flow::End));
+        assert_eq!(svc.xhr_send("s", br#"["a"]"#), 204);
+        assert_eq!(svc.xhr_send("s", br#"["x"#), 500);
+        assert_eq!(svc.xhr_send("bad_session", br#"["a"]"#), 404);
+        let (_, _, out, _) = svc.receive("s", ReceiverKind::XhrPolling, t);
+        assert_eq!(body_of(&out), "a[\"a\"]\n");
+        // A waiting poll and a second one.
+        let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrPolling, t);
+        assert_eq!((out.is_empty(), flow), (true, Flow::Continue));
+        let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrPolling, t);
+        assert_eq!(body_of(&out), "c[2010,\"Another connection still open\"]\n");
+        assert_eq!(flow, Flow::End);
+    }
+
+    #[test]
+    fn suite_close_service_polling_and_streaming() {
+        let t = Instant::now();
+        let mut svc = Service::new(true);
+        let (_, _, out, _) = svc.receive("p", ReceiverKind::XhrPolling, t);
+        assert_eq!(body_of(&out), "o\n");
+        for _ in 0..2 {
+            let (_, _, out, _) = svc.receive(
+                "p",
+                ReceiverKind::Jsonp {
+                    callback: "x".into(),
+                },
+                t,
+            );
+            assert_eq!(body_of(&out), "/**/x(\"c[3000,\\\"Go away!\\\"]\");\r\n");
+        }
+        let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrStreaming, t);
+        assert_eq!(
+            (body_of(&out), flow),
+            ("o\nc[3000,\"Go away!\"]\n".to_owned(), Flow::End)
+        );
+        let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrStreaming, t);
+        assert_eq!(
+            (body_of(&out), flow),
+            ("c[3000,\"Go away!\"]\n".to_owned(), Flow::End)
+        );
+        // Expiry after the disconnect delay, then a new session.
+        let s = svc.sessions.get_mut("s").unwrap();
+        assert_eq!(s.on_timer(t + Duration::from_secs(5)), Timer::Expired);
+        let (_, _, out, _) = svc.receive("s", ReceiverKind::XhrPolling, t + Duration::from_secs(5));
+        assert_eq!(body_of(&out), "o\n");
+    }
+
+    #[test]
+    fn suite_xhr_streaming_echo_until_limit() {
+        let t = Instant::now();
+        let mut svc = Service::new(false);
+        let (id, mut rx, out, flow) = svc.receive("s", ReceiverKind::XhrStreaming, t);
+        assert_eq!((body_of(&out), flow), ("o\n".to_owned(), Flow::Continue));
+        let msg = format!("\"{}\"", "x".repeat(128));
+        for i in 0..31 {
+            assert_eq!(svc.xhr_send("s", format!("[{msg}]").as_bytes()), 204);
+            let mut out = Vec::new();
+            let flow = svc.flush("s", id, &mut rx, &mut out, t);
+            let expected_end = if i == 30 { "0\r\n\r\n" } else { "" };
+            assert!(out.ends_with(format!("a[{msg}]\n\r\n{expected_end}").as_bytes()));
+            assert_eq!(flow, if i == 30 { Flow::End } else { Flow::Continue });
+        }
+        assert_eq!(svc.sessions["s"].receiver(), None);
+        assert_eq!(svc.sessions["s"].state(), SessionState::Open);
+    }
+}

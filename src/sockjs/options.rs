@@ -184,9 +184,18 @@ impl SockJsOptions {
         self
     }
 
-    /// The protocol flavour (default [`Flavour::Current`]).
+    /// The protocol flavour (default [`Flavour::Current`]). While `sockjs_url` is still
+    /// a default, it follows the flavour: [`LEGACY_SOCKJS_URL`] (a sockjs-client 0.3
+    /// build) for 0.3.3, [`DEFAULT_SOCKJS_URL`] for the current flavour.
     pub fn flavour(mut self, flavour: Flavour) -> Self {
         self.flavour = flavour;
+        if self.sockjs_url == DEFAULT_SOCKJS_URL || self.sockjs_url == LEGACY_SOCKJS_URL {
+            self.sockjs_url = match flavour {
+                Flavour::V0_3_3 => LEGACY_SOCKJS_URL,
+                Flavour::Current => DEFAULT_SOCKJS_URL,
+            }
+            .to_owned();
+        }
         self
     }
 
@@ -246,6 +255,13 @@ mod tests {
         assert_eq!(o.sockjs_url, DEFAULT_SOCKJS_URL);
         assert_eq!(o.flavour, Flavour::Current);
         assert_eq!(o.transports, Transports::ALL);
+        let old = o.clone().flavour(Flavour::V0_3_3);
+        assert_eq!(old.sockjs_url, LEGACY_SOCKJS_URL);
+        assert_eq!(old.flavour(Flavour::Current).sockjs_url, DEFAULT_SOCKJS_URL);
+        let custom = SockJsOptions::default()
+            .sockjs_url("/s.js")
+            .flavour(Flavour::V0_3_3);
+        assert_eq!(custom.sockjs_url, "/s.js");
     }
 
     #[test]
