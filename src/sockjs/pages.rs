@@ -281,7 +281,7 @@ pub fn iframe_page(options: &SockJsOptions) -> (String, String) {
 
 /// `GET /iframe*.html`: 200 with the page, `ETag` and one-year caching headers; 304
 /// (no body, no `Content-Type`) when `If-None-Match` equals the ETag. `now` dates
-/// `Expires`.
+/// `Expires`. Computes the page each time; see [`write_iframe_page`] to reuse it.
 pub fn write_iframe(
     out: &mut Vec<u8>,
     request: &Request<'_>,
@@ -290,16 +290,28 @@ pub fn write_iframe(
     close: bool,
 ) {
     let (body, etag) = iframe_page(options);
-    if request.header_str("if-none-match") == Some(etag.as_str()) {
+    write_iframe_page(out, request, &body, &etag, now, close);
+}
+
+/// [`write_iframe`] with a page and ETag computed once by [`iframe_page`].
+pub fn write_iframe_page(
+    out: &mut Vec<u8>,
+    request: &Request<'_>,
+    body: &str,
+    etag: &str,
+    now: SystemTime,
+    close: bool,
+) {
+    if request.header_str("if-none-match") == Some(etag) {
         status_line(out, 304);
         write_cache_for(out, now);
-        header(out, "ETag", &etag);
+        header(out, "ETag", etag);
         finish(out, 304, None, b"", close);
         return;
     }
     status_line(out, 200);
     write_cache_for(out, now);
-    header(out, "ETag", &etag);
+    header(out, "ETag", etag);
     finish(
         out,
         200,
