@@ -38,6 +38,7 @@
 pub mod handshake;
 pub mod http;
 pub mod proto;
+pub mod sockjs;
 
 mod conn;
 mod connection;
