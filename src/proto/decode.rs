@@ -137,9 +137,9 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// `buf` holds a delivered message, to be cleared on the next call.
     release: bool,
-    /// Assembly buffer for a control frame split across calls.
-    ctrl: [u8; 125],
-    ctrl_len: u8,
+    /// Assembly buffer for a control frame split across calls (rare, so it is
+    /// allocated on first use rather than carried inline by every connection).
+    ctrl: Vec<u8>,
     utf8: Utf8Validator,
     finished: bool,
 }
@@ -158,8 +158,7 @@ impl Decoder {
             msg_len: 0,
             buf: Vec::new(),
             release: false,
-            ctrl: [0; 125],
-            ctrl_len: 0,
+            ctrl: Vec::new(),
             utf8: Utf8Validator::new(),
             finished: false,
         }
@@ -252,13 +251,14 @@ impl Decoder {
         }
         let chunk: &[u8] = chunk;
         if fr.opcode.is_control() {
-            let at = usize::from(self.ctrl_len);
             // A control payload is at most 125 bytes (checked in start_frame).
-            match self.ctrl.get_mut(at..at + avail) {
-                Some(dst) => dst.copy_from_slice(chunk),
-                None => return Err(self.fail(ProtocolError::protocol("control frame overflow"))),
+            if self.ctrl.len() + avail > 125 {
+                return Err(self.fail(ProtocolError::protocol("control frame overflow")));
             }
-            self.ctrl_len = (at + avail) as u8;
+            if self.ctrl.capacity() == 0 {
+                self.ctrl.reserve_exact(125);
+            }
+            self.ctrl.extend_from_slice(chunk);
         } else {
             if self.msg == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
                 return Err(self.fail(ProtocolError::invalid_utf8("text is not UTF-8")));
@@ -277,9 +277,7 @@ impl Decoder {
             if fr.opcode == OpCode::Close {
                 self.finished = true;
             }
-            let len = usize::from(self.ctrl_len);
-            self.ctrl_len = 0;
-            return match make_event(fr.opcode, &self.ctrl[..len]) {
+            return match make_event(fr.opcode, &self.ctrl) {
                 Ok(ev) => Ok((end, Some(ev))),
                 Err(e) => {
                     self.finished = true;
@@ -350,7 +348,7 @@ impl Decoder {
             if h.payload_len > 125 {
                 return Err(ProtocolError::protocol("control frame over 125 bytes"));
             }
-            self.ctrl_len = 0;
+            self.ctrl.clear();
         } else {
             match (opcode, self.msg) {
                 (OpCode::Continuation, None) => {
