@@ -263,6 +263,15 @@ impl Decoder {
             if self.msg == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
                 return Err(self.fail(ProtocolError::invalid_utf8("text is not UTF-8")));
             }
+            // Size the buffer for the frame from its header, but never more than 64 KiB
+            // beyond the bytes already here (a header alone must not make us allocate
+            // what it claims): a message arriving in reads then lands without the
+            // copies of repeated growth.
+            let room = self.buf.capacity() - self.buf.len();
+            if room < avail {
+                let remaining = usize::try_from(fr.remaining).unwrap_or(usize::MAX);
+                self.buf.reserve(remaining.min(avail + 64 * 1024));
+            }
             super::copy::append(&mut self.buf, chunk);
         }
         fr.remaining -= avail as u64;

@@ -343,8 +343,9 @@ fn huge_claim_never_allocates() {
     data.extend_from_slice(&[0u8; 1000]);
     assert_eq!(dec.decode(&mut data), Ok((1014, None)));
     assert!(dec.in_message());
+    // At most 64 KiB beyond the bytes that arrived, whatever the header claims.
     assert!(
-        dec.buffer_capacity() < 64 * 1024,
+        dec.buffer_capacity() <= 1000 + 64 * 1024,
         "{}",
         dec.buffer_capacity()
     );
