@@ -852,6 +852,20 @@ impl SessionTable {
         }
     }
 
+    /// The server shuts down: every open session closes with 1001 (its handler hears
+    /// `on_close`, an attached receiver gets the close frame) and is forgotten.
+    pub(crate) fn shutdown(&mut self, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
+        let indices: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
+        for index in indices {
+            self.slots[index]
+                .session
+                .close(1001, "Server shutting down");
+            self.run_and_flush(index, ctx, now, fx);
+        }
+        self.slots.clear();
+        self.by_key.clear();
+    }
+
     /// A `ConnHandle` closed a session.
     pub(crate) fn close(
         &mut self,

@@ -161,7 +161,12 @@ impl Shard {
                     self.touch(token);
                 }
             }
-            Command::Shutdown => self.shutdown(),
+            Command::Shutdown => {
+                self.shutdown();
+                let mut fx = Effects::default();
+                self.sessions.shutdown(&self.ctx, now, &mut fx);
+                self.apply(fx);
+            }
         }
     }
 
