@@ -159,11 +159,13 @@ impl Outbox {
         if opcode != OpCode::Text {
             return SendStatus::Unsupported;
         }
-        if self.closed {
+        // `in_flight` counts the session's pending bytes (set before each callback).
+        if self.closed || self.in_flight + payload.len() > self.limits.max_buffered {
             return SendStatus::Dropped;
         }
         match std::str::from_utf8(payload) {
             Ok(text) => {
+                self.in_flight += payload.len();
                 self.messages.push(text.to_owned());
                 SendStatus::Queued
             }

@@ -104,8 +104,9 @@ pub(crate) struct Connection {
     pub(crate) sockjs_requests: Vec<(usize, SockJsRequest)>,
     /// The state of the `/info` entropy generator (seeded by the shard).
     seed: u32,
-    /// The handler is the SockJS `websocket` adaptor: `ConnHandle` commands go through it.
-    sockjs_ws: bool,
+    /// The handler is the SockJS `websocket` adaptor (with this heartbeat delay):
+    /// `ConnHandle` commands and heartbeat ticks go through it.
+    sockjs_ws: Option<Duration>,
 }
 
 impl Connection {
@@ -126,7 +127,7 @@ impl Connection {
             requests_served: false,
             sockjs_requests: Vec::new(),
             seed: 0,
-            sockjs_ws: false,
+            sockjs_ws: None,
         }
     }
 
@@ -384,7 +385,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        self.deadline = None;
+        self.deadline = self.sockjs_ws.map(|heartbeat| now + heartbeat);
         self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
@@ -575,7 +576,7 @@ impl Connection {
     /// A frame encoded elsewhere (a `ConnHandle`, RFC 6455 framing) arrived for this
     /// connection; a hixie connection gets it re-encoded (text only).
     pub(crate) fn send_encoded(&mut self, frame: &[u8], ctx: &ShardContext, now: Instant) {
-        if self.sockjs_ws {
+        if self.sockjs_ws.is_some() {
             self.with_handler(ctx, now, |handler, conn| {
                 handler.on_remote(conn, crate::handler::Remote::Frame(frame));
             });
@@ -598,7 +599,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        if self.sockjs_ws {
+        if self.sockjs_ws.is_some() {
             self.with_handler(ctx, now, |handler, conn| {
                 handler.on_remote(conn, crate::handler::Remote::Close(code.0, reason));
             });
@@ -654,6 +655,18 @@ impl Connection {
                 },
                 ctx,
             ),
+            None if matches!(self.phase, Phase::Open { .. }) => {
+                // The SockJS `websocket` adaptor's heartbeat.
+                let Some(heartbeat) = self.sockjs_ws else {
+                    return;
+                };
+                self.with_handler(ctx, now, |handler, conn| {
+                    handler.on_remote(conn, crate::handler::Remote::Tick(now));
+                });
+                if self.deadline.is_none() && matches!(self.phase, Phase::Open { .. }) {
+                    self.deadline = Some(now + heartbeat);
+                }
+            }
             None => self.finish_http_timeout(),
         }
     }

@@ -127,4 +127,6 @@ pub enum Remote<'a> {
     Frame(&'a [u8]),
     /// A close with code and reason.
     Close(u16, &'a str),
+    /// A timer tick (heartbeats of the SockJS `websocket` transport).
+    Tick(std::time::Instant),
 }

@@ -552,6 +552,14 @@ fn heartbeats_and_expiry() {
     // The same id then starts a new session.
     let r = Client::new(addr).call("POST", &format!("/fast/000/{s}/xhr"), &[], "");
     assert_eq!(r.body, "o\n");
+    // The websocket transport has heartbeats too.
+    let mut ws = common::raw_upgrade(addr, &format!("/fast/000/{}/websocket", sid("hbw")));
+    let mut reader = FrameReader::default();
+    assert_eq!(reader.next(&mut ws), Received::Text("o".into()));
+    assert_eq!(reader.next(&mut ws), Received::Text("h".into()));
+    send_frame(&mut ws, OpCode::Text, true, br#"["x"]"#);
+    assert_eq!(reader.next(&mut ws), Received::Text(r#"a["x"]"#.into()));
+    assert_eq!(reader.next(&mut ws), Received::Text("h".into()));
 }
 
 #[test]

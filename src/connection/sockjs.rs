@@ -403,7 +403,7 @@ impl Connection {
                 headers: Vec::new(),
             })
         };
-        self.sockjs_ws = !raw;
+        self.sockjs_ws = (!raw).then_some(options.heartbeat_delay);
         self.upgrade(request, &hook, &WebSocketOptions::default(), ctx, now);
     }
 }
@@ -417,8 +417,8 @@ struct SockJsWebSocket {
     /// The user handler's outbox (SockJS framing: messages are collected).
     out: Outbox,
     flavour: Flavour,
-    /// The session's timers are not run on this transport (the WebSocket has its own
-    /// liveness); the session is driven at its creation instant.
+    /// The session's clock: its creation, then the last heartbeat tick (the connection
+    /// ticks every heartbeat delay), so an idle session gets `h` each tick.
     now: Instant,
 }
 
@@ -499,6 +499,12 @@ impl Handler for SockJsWebSocket {
                     self.session.send(text);
                 }
             }
+            Remote::Tick(now) => {
+                self.now = now;
+                if self.session.on_timer(now) != Timer::Heartbeat {
+                    return true;
+                }
+            }
             Remote::Close(code, reason) => {
                 self.session.close(code, reason);
                 run_events(
@@ -539,6 +545,7 @@ fn run_events(
     registry: &Arc<crate::runtime::mailbox::Registry>,
 ) {
     while let Some(event) = session.poll_event() {
+        out.in_flight = session.pending_bytes();
         let mut conn = Conn {
             id,
             out: &mut *out,
