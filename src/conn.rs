@@ -62,6 +62,9 @@ pub(crate) enum Framing {
     Hixie76,
     /// hixie-75: the same framing, but no closing handshake is awaited.
     Hixie75,
+    /// A SockJS session: text messages are collected in [`Outbox::messages`] and handed
+    /// to the session after the callback; nothing is encoded here.
+    SockJs,
 }
 
 /// Outgoing limits of one connection (from the server's configuration).
@@ -88,6 +91,8 @@ pub(crate) struct Outbox {
     pub(crate) limits: OutLimits,
     /// The framing written (RFC 6455 until a hixie upgrade says otherwise).
     pub(crate) framing: Framing,
+    /// [`Framing::SockJs`] only: the messages sent during a callback.
+    pub(crate) messages: Vec<String>,
 }
 
 impl Outbox {
@@ -100,6 +105,15 @@ impl Outbox {
             drain_owed: false,
             limits,
             framing: Framing::Rfc6455,
+            messages: Vec::new(),
+        }
+    }
+
+    /// The outbox of a SockJS session's handler (see [`Framing::SockJs`]).
+    pub(crate) fn sockjs(limits: OutLimits) -> Outbox {
+        Outbox {
+            framing: Framing::SockJs,
+            ..Outbox::new(limits)
         }
     }
 
@@ -111,6 +125,9 @@ impl Outbox {
     /// Queues one unmasked (server role) data or control frame; for a hixie connection,
     /// text only (anything else is [`SendStatus::Unsupported`]).
     pub(crate) fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        if self.framing == Framing::SockJs {
+            return self.send_sockjs(opcode, payload);
+        }
         let hixie = self.framing != Framing::Rfc6455;
         if hixie && opcode != OpCode::Text {
             return SendStatus::Unsupported;
@@ -138,6 +155,24 @@ impl Outbox {
         self.status_after_queue()
     }
 
+    fn send_sockjs(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        if opcode != OpCode::Text {
+            return SendStatus::Unsupported;
+        }
+        // `in_flight` counts the session's pending bytes (set before each callback).
+        if self.closed || self.in_flight + payload.len() > self.limits.max_buffered {
+            return SendStatus::Dropped;
+        }
+        match std::str::from_utf8(payload) {
+            Ok(text) => {
+                self.in_flight += payload.len();
+                self.messages.push(text.to_owned());
+                SendStatus::Queued
+            }
+            Err(_) => SendStatus::Unsupported,
+        }
+    }
+
     fn status_after_queue(&mut self) -> SendStatus {
         if self.buffered() > self.limits.backpressure_threshold {
             self.drain_owed = true;
@@ -157,6 +192,8 @@ impl Outbox {
         match self.framing {
             Framing::Rfc6455 => encode_close(&mut self.queued, code, reason, None),
             Framing::Hixie76 | Framing::Hixie75 => encode_hixie_close(&mut self.queued),
+            // The session writes its own close frame.
+            Framing::SockJs => {}
         }
         true
     }
@@ -210,7 +247,13 @@ impl Conn<'_> {
     /// True when the client speaks a hixie draft: text messages only, no ping, no close
     /// code on the wire.
     pub fn is_hixie(&self) -> bool {
-        self.out.framing != Framing::Rfc6455
+        matches!(self.out.framing, Framing::Hixie76 | Framing::Hixie75)
+    }
+
+    /// True when this is a SockJS session (any transport but the raw `/websocket`):
+    /// text messages only, no ping.
+    pub fn is_sockjs(&self) -> bool {
+        self.out.framing == Framing::SockJs
     }
 
     /// Sends a ping; the payload is cut to the 125 bytes a control frame may carry.

@@ -11,6 +11,12 @@
 //! (`hixie.rs`), behind the same handler callbacks.
 
 mod hixie;
+mod sockjs;
+
+pub(crate) use sockjs::{
+    init_wall_clock, is_session_token, owner_shard, Effects, SessionTable, SockJsReply,
+    SockJsRequest, HANDOFFS,
+};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
 use crate::proto::{CloseCode, Decoder, Event, HixieDecoder, Limits, OpCode, ProtocolError, Role};
-use crate::route::{Route, Routes, UpgradeRequest, WebSocketOptions};
+use crate::route::{Accept, Reject, Route, Routes, UpgradeRequest, WebSocketOptions};
 use crate::runtime::mailbox::Registry;
 
 /// Server-wide settings every connection reads.
@@ -66,6 +72,13 @@ enum Phase {
         inbound: Inbound,
         handler: Box<dyn Handler>,
     },
+    /// A SockJS session request is with the session's owner shard: its reply (or, for
+    /// a receiving request, its response bytes) comes back through
+    /// [`Connection::sockjs_reply`]; later requests wait in `buffered`.
+    SockJsWaiting {
+        wait: sockjs::Wait,
+        buffered: Vec<u8>,
+    },
     /// The handler has been told the connection closed; input is ignored.
     Ended,
 }
@@ -87,6 +100,13 @@ pub(crate) struct Connection {
     deadline: Option<Instant>,
     /// At least one HTTP request was answered on this (kept-alive) connection.
     requests_served: bool,
+    /// SockJS requests for session owners, taken by the shard: (owner shard, request).
+    pub(crate) sockjs_requests: Vec<(usize, SockJsRequest)>,
+    /// The state of the `/info` entropy generator (seeded by the shard).
+    seed: u32,
+    /// The handler is the SockJS `websocket` adaptor (with this heartbeat delay):
+    /// `ConnHandle` commands and heartbeat ticks go through it.
+    sockjs_ws: Option<Duration>,
 }
 
 impl Connection {
@@ -105,7 +125,15 @@ impl Connection {
             wants_close: false,
             deadline: Some(now + config.handshake_timeout),
             requests_served: false,
+            sockjs_requests: Vec::new(),
+            seed: 0,
+            sockjs_ws: None,
         }
+    }
+
+    /// Seeds the connection's `/info` entropy (randomness comes from the runtime).
+    pub(crate) fn set_seed(&mut self, seed: u32) {
+        self.seed = seed;
     }
 
     /// True when the socket should be closed once the queued bytes are written.
@@ -128,6 +156,7 @@ impl Connection {
                 ..
             } => self.receive_hixie_frames(data, ctx, now),
             Phase::Open { .. } => self.receive_frames(data, ctx, now),
+            Phase::SockJsWaiting { .. } => self.receive_while_waiting(data),
             Phase::Ended => {}
         }
     }
@@ -157,6 +186,10 @@ impl Connection {
                 Phase::Http { .. } if pos < input.len() => continue,
                 Phase::Open { .. } | Phase::Hixie76Body { .. } if pos < input.len() => {
                     self.receive(&mut input[pos..], ctx, now);
+                    return;
+                }
+                Phase::SockJsWaiting { .. } if pos < input.len() => {
+                    self.receive_while_waiting(&input[pos..]);
                     return;
                 }
                 _ => return,
@@ -198,9 +231,25 @@ impl Connection {
         }
         let request = request.with_body(&input[head_len..end]);
         let keep_alive = request.keep_alive();
-        match ctx.routes.find(request.path()) {
+        let path = request.path();
+        let exact = ctx.routes.find(path);
+        // An exact WebSocket route keeps its upgrades; a SockJS service with the same
+        // prefix answers the rest (its greeting).
+        let sockjs_first = match exact {
+            None => true,
+            Some(Route::WebSocket { .. }) => !handshake::is_websocket_request(&request),
+            Some(_) => false,
+        };
+        if sockjs_first {
+            if let Some((service, rest)) = ctx.routes.find_sockjs(path) {
+                let service = std::sync::Arc::clone(service);
+                self.serve_sockjs(&request, &service, rest, ctx, now);
+                return Some(end);
+            }
+        }
+        match exact {
             Some(Route::WebSocket { hook, options }) => {
-                self.upgrade(&request, hook, options, ctx, now)
+                self.upgrade(&request, hook.as_ref(), options, ctx, now)
             }
             Some(Route::Http(respond)) => {
                 let response = respond(&request);
@@ -246,7 +295,7 @@ impl Connection {
     fn upgrade(
         &mut self,
         request: &Request<'_>,
-        upgrade_fn: &crate::route::UpgradeFn,
+        upgrade_fn: &dyn Fn(&UpgradeRequest<'_, '_>) -> Result<Accept, Reject>,
         options: &WebSocketOptions,
         ctx: &ShardContext,
         now: Instant,
@@ -336,7 +385,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        self.deadline = None;
+        self.deadline = self.sockjs_ws.map(|heartbeat| now + heartbeat);
         self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
@@ -526,7 +575,13 @@ impl Connection {
 
     /// A frame encoded elsewhere (a `ConnHandle`, RFC 6455 framing) arrived for this
     /// connection; a hixie connection gets it re-encoded (text only).
-    pub(crate) fn send_encoded(&mut self, frame: &[u8]) {
+    pub(crate) fn send_encoded(&mut self, frame: &[u8], ctx: &ShardContext, now: Instant) {
+        if self.sockjs_ws.is_some() {
+            self.with_handler(ctx, now, |handler, conn| {
+                handler.on_remote(conn, crate::handler::Remote::Frame(frame));
+            });
+            return;
+        }
         if matches!(self.phase, Phase::Open { .. }) {
             if self.out.framing == Framing::Rfc6455 {
                 self.out.send_encoded(frame);
@@ -544,6 +599,12 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
+        if self.sockjs_ws.is_some() {
+            self.with_handler(ctx, now, |handler, conn| {
+                handler.on_remote(conn, crate::handler::Remote::Close(code.0, reason));
+            });
+            return;
+        }
         self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
     }
 
@@ -594,6 +655,18 @@ impl Connection {
                 },
                 ctx,
             ),
+            None if matches!(self.phase, Phase::Open { .. }) => {
+                // The SockJS `websocket` adaptor's heartbeat.
+                let Some(heartbeat) = self.sockjs_ws else {
+                    return;
+                };
+                self.with_handler(ctx, now, |handler, conn| {
+                    handler.on_remote(conn, crate::handler::Remote::Tick(now));
+                });
+                if self.deadline.is_none() && matches!(self.phase, Phase::Open { .. }) {
+                    self.deadline = Some(now + heartbeat);
+                }
+            }
             None => self.finish_http_timeout(),
         }
     }
@@ -622,6 +695,7 @@ impl Connection {
     /// The socket is gone (closed by the backend, or it failed): make sure the handler
     /// heard about it.
     pub(crate) fn transport_ended(&mut self, ctx: &ShardContext) {
+        self.transport_ended_sockjs();
         let reason = match self.local_close.take() {
             Some((code, reason)) => CloseReason {
                 code,
@@ -649,7 +723,7 @@ const HANDLER_PANICKED: ProtocolError = ProtocolError {
 /// the connection fails with 1011, while the shard and its other connections carry on.
 /// (The handler is not used again except for `on_close`, so a half-updated handler state
 /// is never observed by a later message.)
-fn guard(id: ConnId, callback: impl FnOnce()) -> Result<(), ProtocolError> {
+pub(crate) fn guard(id: ConnId, callback: impl FnOnce()) -> Result<(), ProtocolError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).map_err(|_| {
         tracing::error!(conn = %id, "handler panicked; closing the connection with 1011");
         HANDLER_PANICKED

@@ -109,4 +109,24 @@ pub trait Handler: 'static {
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);
     }
+
+    /// Internal: a [`ConnHandle`](crate::ConnHandle) command for a handler that wraps
+    /// another (the SockJS `websocket` transport). `true` when it was taken care of.
+    #[doc(hidden)]
+    fn on_remote(&mut self, conn: &mut Conn<'_>, remote: Remote<'_>) -> bool {
+        let _ = (conn, remote);
+        false
+    }
+}
+
+/// Internal: what a [`ConnHandle`](crate::ConnHandle) asked of a connection.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Remote<'a> {
+    /// An encoded RFC 6455 frame.
+    Frame(&'a [u8]),
+    /// A close with code and reason.
+    Close(u16, &'a str),
+    /// A timer tick (heartbeats of the SockJS `websocket` transport).
+    Tick(std::time::Instant),
 }

@@ -9,6 +9,8 @@
 //! - the connection state machine (HTTP head → upgrade → frames → handler), sans-I/O;
 //! - the runtime: shard threads that own sockets and drive the state machines on
 //!   io_uring or epoll (the only layer that does I/O);
+//! - [`sockjs`]: the SockJS protocol core (sessions, transports, pages), sans-I/O, which
+//!   [`Builder::sockjs`] serves next to the WebSocket routes;
 //! - [`Server`], [`Handler`], [`Conn`] and [`ConnHandle`]: what an application uses.
 //!
 //! ```no_run
@@ -53,3 +55,17 @@ pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
 pub use route::{Accept, HttpResponse, Reject, UpgradeRequest, WebSocketOptions};
 pub use server::{Backend, Builder, RunningServer, Server, ServerHandle};
+
+/// Internal (tests): the shard that owns SockJS session `session_id` of the service
+/// added `service_index`-th (from 0) to a server with `shards` shards.
+#[doc(hidden)]
+pub fn sockjs_owner_shard(service_index: u32, session_id: &str, shards: usize) -> usize {
+    connection::owner_shard(service_index, session_id, shards)
+}
+
+/// Internal (tests): how many SockJS requests were handed to another shard so far, in
+/// this process.
+#[doc(hidden)]
+pub fn sockjs_handoffs() -> usize {
+    connection::HANDOFFS.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -2,10 +2,12 @@
 //! types an upgrade hook sees and returns.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::handler::Handler;
 use crate::handshake::{Upgrade, Version};
 use crate::http::Request;
+use crate::sockjs::SockJsOptions;
 
 /// A WebSocket upgrade request as the route's upgrade hook sees it: the path, query,
 /// headers, origin and offered subprotocols, before anything is answered.
@@ -221,10 +223,25 @@ pub(crate) enum Route {
     Http(Box<HttpFn>),
 }
 
-/// The server's routes, matched by exact path.
+/// Makes the handler of one SockJS session (or raw `/websocket` connection).
+pub(crate) type HandlerFactory = dyn Fn() -> Box<dyn Handler> + Send + Sync;
+
+/// One SockJS service: its prefix, options, handler factory and precomputed iframe page.
+pub(crate) struct SockJsService {
+    /// Its position in [`Routes`], part of every session key.
+    pub(crate) index: u32,
+    pub(crate) prefix: String,
+    pub(crate) options: SockJsOptions,
+    pub(crate) factory: Box<HandlerFactory>,
+    /// The iframe page and its ETag ([`crate::sockjs::iframe_page`]).
+    pub(crate) iframe: (String, String),
+}
+
+/// The server's routes: exact paths first, then SockJS services by longest prefix.
 #[derive(Default)]
 pub(crate) struct Routes {
     entries: Vec<(String, Route)>,
+    sockjs: Vec<Arc<SockJsService>>,
 }
 
 impl Routes {
@@ -243,6 +260,52 @@ impl Routes {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.sockjs.is_empty()
+    }
+
+    /// Adds (or replaces) the SockJS service under `prefix` (no trailing `/`).
+    pub(crate) fn insert_sockjs(
+        &mut self,
+        prefix: &str,
+        options: SockJsOptions,
+        factory: Box<HandlerFactory>,
+    ) {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        let iframe = crate::sockjs::iframe_page(&options);
+        let service = SockJsService {
+            index: 0,
+            prefix,
+            options,
+            factory,
+            iframe,
+        };
+        match self.sockjs.iter().position(|s| s.prefix == service.prefix) {
+            Some(i) => {
+                let index = self.sockjs[i].index;
+                self.sockjs[i] = Arc::new(SockJsService { index, ..service });
+            }
+            None => {
+                let index = self.sockjs.len() as u32;
+                self.sockjs
+                    .push(Arc::new(SockJsService { index, ..service }));
+            }
+        }
+    }
+
+    /// The SockJS service whose prefix is the longest one matching `path` (`path` is
+    /// the prefix itself or starts with `prefix/`), and the rest of the path.
+    pub(crate) fn find_sockjs<'p>(&self, path: &'p str) -> Option<(&Arc<SockJsService>, &'p str)> {
+        self.sockjs
+            .iter()
+            .filter_map(|service| {
+                let rest = path.strip_prefix(service.prefix.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then_some((service, rest))
+            })
+            .max_by_key(|(service, _)| service.prefix.len())
+    }
+
+    /// The SockJS service with this index.
+    pub(crate) fn sockjs_service(&self, index: u32) -> Option<&Arc<SockJsService>> {
+        self.sockjs.get(index as usize)
     }
 }

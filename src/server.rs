@@ -14,6 +14,7 @@ use crate::proto::Limits;
 use crate::route::{Accept, HttpResponse, Reject, Route, Routes, UpgradeRequest, WebSocketOptions};
 use crate::runtime::mailbox::{Command, Registry};
 use crate::runtime::{self, ShardSpec};
+use crate::sockjs::SockJsOptions;
 
 /// Which I/O backend the shards run on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,6 +207,49 @@ impl Builder {
         self
     }
 
+    /// Serves a SockJS service under `prefix` (e.g. `/chat`): `/info`, the iframe page,
+    /// every transport (websocket, xhr, xhr_streaming, eventsource, htmlfile, jsonp and
+    /// their send halves) and the raw `/websocket` endpoint. Each session gets a handler
+    /// from `factory`; the same [`Handler`] serves WebSocket and SockJS clients (a
+    /// session has text messages only: `send_binary` and `ping` answer
+    /// [`SendStatus::Unsupported`](crate::SendStatus::Unsupported)).
+    ///
+    /// Any number of services may share the port; a request goes to the exact-path
+    /// routes first, then to the service with the longest matching prefix. An exact
+    /// WebSocket route on the prefix itself (say `.websocket("/echo", ..)` next to
+    /// `.sockjs("/echo", ..)`) keeps the WebSocket upgrades of `/echo`; every other
+    /// request on `/echo` (the greeting) goes to the SockJS service.
+    ///
+    /// Sessions span several TCP connections, which may land on different shards: a
+    /// session lives on the shard its id hashes to, and the other shards hand its
+    /// requests and responses over through their mailboxes.
+    ///
+    /// ```
+    /// use ringws::sockjs::SockJsOptions;
+    /// use ringws::{Conn, Handler, Message, Server};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+    ///         if let Message::Text(text) = message {
+    ///             conn.send_text(text);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let builder = Server::builder().sockjs("/echo", || Echo, SockJsOptions::default());
+    /// # let _ = builder;
+    /// ```
+    pub fn sockjs<H, F>(mut self, prefix: &str, factory: F, options: SockJsOptions) -> Builder
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let factory = Box::new(move || Box::new(factory()) as Box<dyn Handler>);
+        self.routes.insert_sockjs(prefix, options, factory);
+        self
+    }
+
     /// Benchmark floor only: instead of routes and handlers, every shard answers the
     /// handshake on any path and reflects each frame back unmasked, unvalidated. It shows
     /// what the kernel and the backend cost alone; never deploy it.
@@ -221,7 +265,7 @@ impl Builder {
         if self.routes.is_empty() && !self.reflector {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "no routes: add a websocket or http route",
+                "no routes: add a websocket, sockjs or http route",
             ));
         }
         let shards = self

@@ -1,10 +1,13 @@
 //! The `ringws` command: `ringws serve` runs an echo server on `/echo` with a short page
-//! at `/` that tells a person how to connect.
+//! at `/` that tells a person how to connect, plus the four SockJS services the SockJS
+//! protocol suites expect (`/echo`, `/close`, `/disabled_websocket_echo`,
+//! `/cookie_needed_echo`).
 
 use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ringws::sockjs::{Flavour, SockJsOptions};
 use ringws::{Backend, Conn, Handler, HttpResponse, Message, Server};
 
 #[global_allocator]
@@ -44,6 +47,17 @@ struct ServeArgs {
     /// Largest message accepted, in bytes (default 64 MiB).
     #[arg(long)]
     max_message_size: Option<usize>,
+    /// The SockJS protocol flavour of the SockJS services (0.3.3: sockjs-node 0.3.9 and
+    /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
+    #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
+    sockjs_flavour: FlavourArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FlavourArg {
+    #[value(name = "0.3.3")]
+    V033,
+    Current,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -63,6 +77,17 @@ impl Handler for Echo {
             Message::Binary(bytes) => conn.send_binary(bytes),
         };
     }
+}
+
+/// Closes every SockJS session at once with 3000 "Go away!" (the suites' `/close`).
+struct GoAway;
+
+impl Handler for GoAway {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        conn.close(3000, "Go away!");
+    }
+
+    fn on_message(&mut self, _conn: &mut Conn<'_>, _message: Message<'_>) {}
 }
 
 fn main() -> ExitCode {
@@ -104,7 +129,23 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(bytes) = args.max_message_size {
         builder = builder.max_message_size(bytes);
     }
+    let flavour = match args.sockjs_flavour {
+        FlavourArg::V033 => Flavour::V0_3_3,
+        FlavourArg::Current => Flavour::Current,
+    };
+    let options = SockJsOptions::default().flavour(flavour);
+    // The SockJS services the protocol suites expect. `/echo` is also the plain
+    // WebSocket echo: an upgrade of `/echo` itself goes to the WebSocket route, every
+    // other request under `/echo` to the SockJS service.
     let server = builder
+        .sockjs("/echo", || Echo, options.clone().response_limit(4096))
+        .sockjs("/close", || GoAway, options.clone())
+        .sockjs(
+            "/disabled_websocket_echo",
+            || Echo,
+            options.clone().websocket(false),
+        )
+        .sockjs("/cookie_needed_echo", || Echo, options.cookie_needed(true))
         .websocket("/echo", || Echo)
         .http("/", |_| {
             HttpResponse::text(
@@ -113,14 +154,19 @@ fn serve(args: ServeArgs) -> io::Result<()> {
                  Connect a WebSocket client to /echo on this host and port, for example:\n\
                  \n    websocat ws://HOST:PORT/echo\n\n\
                  Every text or binary message is sent back unchanged. Clients of every\n\
-                 version are served: RFC 6455, hybi-07/08, hixie-76 (hybi-00) and hixie-75.\n",
+                 version are served: RFC 6455, hybi-07/08, hixie-76 (hybi-00) and hixie-75.\n\
+                 \n\
+                 SockJS services: /echo (echo, streaming responses end at 4096 bytes),\n\
+                 /close (closes each session with 3000 \"Go away!\"),\n\
+                 /disabled_websocket_echo (echo without the websocket transport) and\n\
+                 /cookie_needed_echo (echo with the JSESSIONID cookie).\n",
             )
         })
         .build()?;
     let backend = server.backend();
     let running = server.start()?;
     eprintln!(
-        "ringws: serving ws://{}/echo ({backend:?} backend); Ctrl-C stops",
+        "ringws: serving ws://{}/echo and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
         running.local_addr()
     );
     let handle = running.handle();

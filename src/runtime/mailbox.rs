@@ -12,6 +12,7 @@ use crossbeam_queue::SegQueue;
 
 use super::core::Token;
 use super::eventfd::EventFd;
+use crate::connection::{SockJsReply, SockJsRequest};
 use crate::proto::CloseCode;
 
 /// Work for a shard, posted from any thread.
@@ -25,6 +26,10 @@ pub(crate) enum Command {
         code: CloseCode,
         reason: String,
     },
+    /// A SockJS request for a session this shard owns.
+    SockJs(SockJsRequest),
+    /// A session owner's reply for a connection of this shard.
+    SockJsReply { token: Token, reply: SockJsReply },
     /// Close every connection with 1001 and stop.
     Shutdown,
 }

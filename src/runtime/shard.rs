@@ -1,16 +1,20 @@
 //! A shard's connection table: the [`ShardCore`] both backends drive.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
 
 use slab::Slab;
 
 use super::core::{ShardCore, Token};
 use super::mailbox::Command;
 use crate::conn::ConnId;
-use crate::connection::{Connection, ShardContext};
+use crate::connection::{
+    init_wall_clock, is_session_token, Connection, Effects, SessionTable, ShardContext,
+    SockJsReply, SockJsRequest, HANDOFFS,
+};
 
 /// Output buffers larger than this are not kept for reuse after they drain, so one big
 /// message does not pin memory for the connection's whole life.
@@ -34,11 +38,35 @@ pub(crate) struct Shard {
     ready: Vec<Token>,
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
     shutting_down: bool,
+    /// The SockJS sessions this shard owns (their tokens have the session bit).
+    sessions: SessionTable,
+    /// SockJS requests and replies to run on this shard before the loop turn ends.
+    work: VecDeque<Work>,
+    /// xorshift64 state: seeds for the connections' `/info` entropy.
+    rng: u64,
+}
+
+/// SockJS work for this shard: a request for a session it owns, or a reply for one of
+/// its connections.
+enum Work {
+    Request(SockJsRequest),
+    Reply(Token, SockJsReply),
 }
 
 impl Shard {
     pub(crate) fn new(ctx: ShardContext) -> Shard {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        init_wall_clock(now, wall);
+        let nanos = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let rng = (nanos ^ (u64::from(ctx.shard) << 40) ^ (&ctx as *const _ as u64)) | 1;
+        let sessions = SessionTable::new(ctx.config.out_limits);
         Shard {
+            sessions,
+            work: VecDeque::new(),
+            rng,
             ctx,
             conns: Slab::new(),
             next_generation: 0,
@@ -64,6 +92,17 @@ impl Shard {
         else {
             return;
         };
+        if !entry.conn.sockjs_requests.is_empty() {
+            let requests = std::mem::take(&mut entry.conn.sockjs_requests);
+            self.dispatch(requests);
+        }
+        let Some(entry) = self
+            .conns
+            .get_mut(token.index())
+            .filter(|e| e.generation == token.generation())
+        else {
+            return;
+        };
         let conn = &entry.conn;
         if !entry.listed && (!conn.out.queued.is_empty() || conn.wants_close()) {
             entry.listed = true;
@@ -81,9 +120,30 @@ impl Shard {
 
     fn run_command(&mut self, command: Command, now: Instant) {
         match command {
+            Command::Frame { token, frame } if is_session_token(token) => {
+                let mut fx = Effects::default();
+                self.sessions.send_encoded(token, &frame, now, &mut fx);
+                self.apply(fx);
+            }
+            Command::Close {
+                token,
+                code,
+                reason,
+            } if is_session_token(token) => {
+                let mut fx = Effects::default();
+                self.sessions
+                    .close(token, code, &reason, &self.ctx, now, &mut fx);
+                self.apply(fx);
+            }
+            Command::SockJs(request) => self.work.push_back(Work::Request(request)),
+            Command::SockJsReply { token, reply } => self.work.push_back(Work::Reply(token, reply)),
             Command::Frame { token, frame } => {
-                if let Some(entry) = self.entry(token) {
-                    entry.conn.send_encoded(&frame);
+                let Shard { conns, ctx, .. } = self;
+                if let Some(entry) = conns
+                    .get_mut(token.index())
+                    .filter(|e| e.generation == token.generation())
+                {
+                    entry.conn.send_encoded(&frame, ctx, now);
                     self.touch(token);
                 }
             }
@@ -101,8 +161,75 @@ impl Shard {
                     self.touch(token);
                 }
             }
-            Command::Shutdown => self.shutdown(),
+            Command::Shutdown => {
+                self.shutdown();
+                let mut fx = Effects::default();
+                self.sessions.shutdown(&self.ctx, now, &mut fx);
+                self.apply(fx);
+            }
         }
+    }
+
+    /// Sends connections' SockJS requests to their sessions' owners (this shard's work
+    /// queue, or another shard's mailbox).
+    fn dispatch(&mut self, requests: Vec<(usize, SockJsRequest)>) {
+        for (owner, request) in requests {
+            if owner == self.ctx.shard as usize {
+                self.work.push_back(Work::Request(request));
+            } else {
+                HANDOFFS.fetch_add(1, Ordering::Relaxed);
+                // A stopped shard is shutting down: its sessions are gone anyway.
+                let _ = self.ctx.registry.post(owner, Command::SockJs(request));
+            }
+        }
+    }
+
+    /// Runs the SockJS work queued by this loop turn's events, including the work it
+    /// queues in turn (a reply resumes a connection, which may ask again).
+    fn run_work(&mut self, now: Instant) {
+        while let Some(work) = self.work.pop_front() {
+            match work {
+                Work::Request(request) => {
+                    let mut fx = Effects::default();
+                    self.sessions.handle(request, &self.ctx, now, &mut fx);
+                    self.apply(fx);
+                }
+                Work::Reply(token, reply) => {
+                    let Shard { conns, ctx, .. } = self;
+                    if let Some(entry) = conns
+                        .get_mut(token.index())
+                        .filter(|e| e.generation == token.generation())
+                    {
+                        entry.conn.sockjs_reply(reply, ctx, now);
+                        self.touch(token);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Arms the session timers and routes the replies of a session table call.
+    fn apply(&mut self, fx: Effects) {
+        for (deadline, token) in fx.timers {
+            self.timers.push(Reverse((deadline, token)));
+        }
+        for (shard, token, reply) in fx.replies {
+            if shard == self.ctx.shard {
+                self.work.push_back(Work::Reply(token, reply));
+            } else {
+                let command = Command::SockJsReply { token, reply };
+                let _ = self.ctx.registry.post(shard as usize, command);
+            }
+        }
+    }
+
+    fn next_seed(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 32) as u32
     }
 
     fn shutdown(&mut self) {
@@ -133,6 +260,7 @@ impl ShardCore for Shard {
     fn on_accept(&mut self, peer: Option<SocketAddr>, now: Instant) -> Token {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
+        let seed = self.next_seed();
         let vacant = self.conns.vacant_entry();
         let token = Token::new(vacant.key() as u32, generation);
         let id = ConnId {
@@ -140,6 +268,7 @@ impl ShardCore for Shard {
             token,
         };
         let mut conn = Connection::new(id, peer, &self.ctx.config, now);
+        conn.set_seed(seed);
         if self.shutting_down {
             conn.shutdown(&self.ctx);
         }
@@ -162,10 +291,11 @@ impl ShardCore for Shard {
         {
             entry.conn.receive(data, ctx, now);
             self.touch(token);
+            self.run_work(now);
         }
     }
 
-    fn on_eof(&mut self, token: Token, _now: Instant) {
+    fn on_eof(&mut self, token: Token, now: Instant) {
         let Shard { conns, ctx, .. } = self;
         if let Some(entry) = conns
             .get_mut(token.index())
@@ -173,6 +303,7 @@ impl ShardCore for Shard {
         {
             entry.conn.on_eof(ctx);
             self.touch(token);
+            self.run_work(now);
         }
     }
 
@@ -216,8 +347,10 @@ impl ShardCore for Shard {
                 entry.conn.on_eof(ctx);
             }
         }
-        entry.conn.on_written(ctx, Instant::now());
+        let now = Instant::now();
+        entry.conn.on_written(ctx, now);
         self.touch(token);
+        self.run_work(now);
     }
 
     fn wants_close(&self, token: Token) -> bool {
@@ -234,6 +367,11 @@ impl ShardCore for Shard {
         }
         let mut entry = self.conns.remove(token.index());
         entry.conn.transport_ended(&self.ctx);
+        if !entry.conn.sockjs_requests.is_empty() {
+            let requests = std::mem::take(&mut entry.conn.sockjs_requests);
+            self.dispatch(requests);
+            self.run_work(Instant::now());
+        }
     }
 
     fn on_wake(&mut self, now: Instant) {
@@ -243,6 +381,7 @@ impl ShardCore for Shard {
         while let Some(command) = mailbox.pop() {
             self.run_command(command, now);
         }
+        self.run_work(now);
     }
 
     fn on_timer(&mut self, now: Instant) {
@@ -251,6 +390,13 @@ impl ShardCore for Shard {
                 break;
             }
             self.timers.pop();
+            if is_session_token(token) {
+                let mut fx = Effects::default();
+                self.sessions
+                    .on_timer(token, deadline, &self.ctx, now, &mut fx);
+                self.apply(fx);
+                continue;
+            }
             let Shard { conns, ctx, .. } = self;
             if let Some(entry) = conns
                 .get_mut(token.index())
@@ -263,6 +409,7 @@ impl ShardCore for Shard {
                 self.touch(token);
             }
         }
+        self.run_work(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

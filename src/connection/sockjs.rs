@@ -1,0 +1,893 @@
+//! SockJS on top of [`Connection`] and the shard, following the integration guide of
+//! [`crate::sockjs`]:
+//!
+//! - the connection side ([`Connection::serve_sockjs`]) answers the plain pages
+//!   (greeting, `/info`, iframe, preflights, errors) into its outbox, upgrades the
+//!   `websocket` and raw `/websocket` endpoints, and turns session requests (sends and
+//!   receiving requests) into [`SockJsRequest`]s for the session's owner shard, then
+//!   waits for the [`SockJsReply`] before it reads its next request;
+//! - the owner side ([`SessionTable`], one per shard) holds the sessions that hash to
+//!   this shard ([`owner_shard`]) with their handlers, receivers and timers, and
+//!   answers with transport-encoded bytes that the connection's shard copies out as
+//!   they are.
+//!
+//! When the owner is the connection's own shard the same messages are handled in place
+//! (no mailbox); otherwise they travel as mailbox commands.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use slab::Slab;
+
+use super::{guard, Connection, Phase, ShardContext};
+use crate::conn::{Conn, ConnId, OutLimits, Outbox};
+use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
+use crate::handshake;
+use crate::http::Request;
+use crate::proto::{CloseCode, FrameHeader, OpCode};
+use crate::route::{Accept, Reject, SockJsService, UpgradeRequest, WebSocketOptions};
+use crate::runtime::core::Token;
+use crate::sockjs::{
+    parse_client_messages, parse_jsonp_send, parse_websocket_message, route, websocket_error_text,
+    write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
+    write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
+    write_send_error, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour, Flow,
+    HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
+    ANOTHER_CONNECTION_STILL_OPEN,
+};
+
+/// A session's key: the service's index and the session id from the URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SessionKey {
+    pub(crate) service: u32,
+    pub(crate) id: String,
+}
+
+/// The shard that owns the session `id` of service `service`, out of `shards`: a fixed
+/// hash (the same in every thread of the process), so every shard agrees.
+pub(crate) fn owner_shard(service: u32, id: &str, shards: usize) -> usize {
+    // `DefaultHasher::new` is the same in every thread of a process (fixed keys).
+    let mut hasher = std::hash::DefaultHasher::new();
+    service.hash(&mut hasher);
+    id.hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as usize
+}
+
+/// Requests handed to another shard's session table (for tests and diagnostics).
+pub(crate) static HANDOFFS: AtomicUsize = AtomicUsize::new(0);
+
+/// A connection's request to the session's owner.
+#[derive(Debug)]
+pub(crate) struct SockJsRequest {
+    pub(crate) key: SessionKey,
+    /// The shard and token of the connection that asks (the replies go there).
+    pub(crate) from_shard: u32,
+    pub(crate) from: Token,
+    pub(crate) op: SockJsOp,
+}
+
+/// What a connection asks of a session.
+#[derive(Debug)]
+pub(crate) enum SockJsOp {
+    /// `xhr_send` / `jsonp_send`: deliver these messages (reply [`SockJsReply::Sent`]).
+    Send(Vec<String>),
+    /// A receiving request: attach this receiver (replies [`SockJsReply::Output`] until
+    /// one with `end`).
+    Attach {
+        receiver: ReceiverId,
+        rx: HttpReceiver,
+    },
+    /// The receiving request's connection went away before its response ended.
+    Detach { receiver: ReceiverId },
+}
+
+/// The owner's answer to a connection.
+#[derive(Debug)]
+pub(crate) enum SockJsReply {
+    /// The send was delivered (`found`) or the session does not exist (404).
+    Sent { found: bool },
+    /// Transport-encoded bytes of a receiving response; `end`: the response is complete.
+    Output {
+        receiver: ReceiverId,
+        bytes: Vec<u8>,
+        end: bool,
+    },
+}
+
+/// What a connection waits for while a session request is with the owner.
+#[derive(Debug)]
+pub(super) enum Wait {
+    Send {
+        /// The success answer, written when the owner found the session.
+        ok: Vec<u8>,
+        keep_alive: bool,
+    },
+    Receive {
+        key: SessionKey,
+        receiver: ReceiverId,
+        owner: usize,
+        keep_alive: bool,
+    },
+}
+
+static WALL_BASE: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+
+/// Records one reading of both clocks (by the runtime, at shard start), so the
+/// connection can date `Expires` headers from its monotonic `now` without reading a
+/// clock.
+pub(crate) fn init_wall_clock(now: Instant, wall: SystemTime) {
+    let _ = WALL_BASE.set((now, wall));
+}
+
+fn wall(now: Instant) -> SystemTime {
+    match WALL_BASE.get() {
+        Some(&(base, wall)) => wall + now.saturating_duration_since(base),
+        None => SystemTime::UNIX_EPOCH,
+    }
+}
+
+/// The handed-over bytes a waiting connection buffers at most (a client that
+/// pipelines behind a streaming request).
+const MAX_BUFFERED_WHILE_WAITING: usize = 64 * 1024;
+
+impl Connection {
+    /// Serves one request for a SockJS service (`rest`: the path after its prefix).
+    pub(super) fn serve_sockjs(
+        &mut self,
+        request: &Request<'_>,
+        service: &Arc<SockJsService>,
+        rest: &str,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        let options = &service.options;
+        // The pages never say `Connection: keep-alive`, which HTTP/1.0 would need.
+        let keep_alive = request.keep_alive() && request.version_minor() >= 1;
+        let close = !keep_alive;
+        let out = &mut self.out.queued;
+        match route(request.method(), rest, options) {
+            Endpoint::Greeting => write_greeting(out, close),
+            Endpoint::Info => {
+                let entropy = self.next_entropy();
+                write_info(&mut self.out.queued, request, options, entropy, close);
+            }
+            Endpoint::Iframe => {
+                let (page, etag) = &service.iframe;
+                write_iframe_page(out, request, page, etag, wall(now), close);
+            }
+            Endpoint::Preflight { allow_methods } => {
+                write_preflight(out, request, options, allow_methods, wall(now), close);
+            }
+            Endpoint::MethodNotAllowed { allow } => write_method_not_allowed(out, allow, close),
+            Endpoint::NotFound => write_not_found(out, close),
+            Endpoint::RawWebSocket => {
+                self.sockjs_upgrade(request, service, true, keep_alive, ctx, now);
+                return;
+            }
+            Endpoint::Session {
+                session_id,
+                transport,
+                ..
+            } => {
+                let key = SessionKey {
+                    service: service.index,
+                    id: session_id.to_owned(),
+                };
+                match transport {
+                    Transport::WebSocket => {
+                        self.sockjs_upgrade(request, service, false, keep_alive, ctx, now);
+                        return;
+                    }
+                    Transport::XhrSend | Transport::JsonpSend => {
+                        let parsed = if transport == Transport::XhrSend {
+                            parse_client_messages(request.body())
+                        } else {
+                            parse_jsonp_send(request.body(), request.header_str("content-type"))
+                        };
+                        match parsed {
+                            Err(error) => {
+                                write_send_error(out, request, options, transport, error, close)
+                            }
+                            Ok(messages) => {
+                                let mut ok = Vec::new();
+                                if transport == Transport::XhrSend {
+                                    write_xhr_send_ok(&mut ok, request, options, close);
+                                } else {
+                                    write_jsonp_send_ok(&mut ok, request, options, close);
+                                }
+                                let wait = Wait::Send { ok, keep_alive };
+                                self.ask_owner(key, SockJsOp::Send(messages), wait, ctx);
+                                return;
+                            }
+                        }
+                    }
+                    _ => match ReceiverKind::from_request(transport, request, options) {
+                        Err(error) => write_callback_error(out, request, options, error, close),
+                        Ok(None) => write_not_found(out, close),
+                        Ok(Some(kind)) => {
+                            let rx = HttpReceiver::new(kind, request.version_minor() == 0, options);
+                            rx.write_head(out, request, options);
+                            let keep_alive = keep_alive && rx.keep_alive();
+                            let receiver = self.receiver_id();
+                            let owner = owner_shard(key.service, &key.id, ctx.registry.shards());
+                            let wait = Wait::Receive {
+                                key: key.clone(),
+                                receiver,
+                                owner,
+                                keep_alive,
+                            };
+                            self.ask_owner(key, SockJsOp::Attach { receiver, rx }, wait, ctx);
+                            return;
+                        }
+                    },
+                }
+            }
+        }
+        self.finish_http(keep_alive, ctx, now);
+    }
+
+    /// Posts `op` for the owner of `key` (the shard takes it from
+    /// `sockjs_requests`) and waits for the reply.
+    fn ask_owner(&mut self, key: SessionKey, op: SockJsOp, wait: Wait, ctx: &ShardContext) {
+        let owner = owner_shard(key.service, &key.id, ctx.registry.shards());
+        self.sockjs_requests.push((
+            owner,
+            SockJsRequest {
+                key,
+                from_shard: ctx.shard,
+                from: self.id.token,
+                op,
+            },
+        ));
+        self.deadline = None;
+        self.phase = Phase::SockJsWaiting {
+            wait,
+            buffered: Vec::new(),
+        };
+    }
+
+    /// A fresh `/info` entropy (xorshift32 over the seed the shard gave).
+    fn next_entropy(&mut self) -> u32 {
+        let mut x = self.seed | 1;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.seed = x;
+        x
+    }
+
+    /// A receiver id unique among the connections of every shard.
+    fn receiver_id(&self) -> ReceiverId {
+        let token = self.id.token;
+        ReceiverId(
+            (u64::from(self.id.shard) << 56)
+                | (u64::from(token.generation() & 0xff_ffff) << 32)
+                | token.index() as u64,
+        )
+    }
+
+    /// Bytes that arrived while waiting for the owner: kept for after the reply.
+    pub(super) fn receive_while_waiting(&mut self, data: &[u8]) {
+        if let Phase::SockJsWaiting { buffered, .. } = &mut self.phase {
+            if buffered.len() + data.len() > MAX_BUFFERED_WHILE_WAITING {
+                tracing::debug!(conn = %self.id, "too much pipelined input behind a SockJS request");
+                self.transport_ended_sockjs();
+                self.close_after_response();
+                return;
+            }
+            buffered.extend_from_slice(data);
+        }
+    }
+
+    /// The owner answered.
+    pub(crate) fn sockjs_reply(&mut self, reply: SockJsReply, ctx: &ShardContext, now: Instant) {
+        let Phase::SockJsWaiting { wait, .. } = &self.phase else {
+            return;
+        };
+        match (wait, reply) {
+            (Wait::Send { .. }, SockJsReply::Sent { found }) => {
+                let phase = std::mem::replace(&mut self.phase, Phase::Ended);
+                let Phase::SockJsWaiting {
+                    wait: Wait::Send { ok, keep_alive },
+                    buffered,
+                } = phase
+                else {
+                    return;
+                };
+                if found {
+                    self.out.queued.extend_from_slice(&ok);
+                } else {
+                    write_not_found(&mut self.out.queued, !keep_alive);
+                }
+                self.resume_http(keep_alive, buffered, ctx, now);
+            }
+            (
+                Wait::Receive { receiver, .. },
+                SockJsReply::Output {
+                    receiver: to,
+                    bytes,
+                    end,
+                },
+            ) if *receiver == to => {
+                self.out.queued.extend_from_slice(&bytes);
+                if end {
+                    let phase = std::mem::replace(&mut self.phase, Phase::Ended);
+                    if let Phase::SockJsWaiting {
+                        wait: Wait::Receive { keep_alive, .. },
+                        buffered,
+                    } = phase
+                    {
+                        self.resume_http(keep_alive, buffered, ctx, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn resume_http(
+        &mut self,
+        keep_alive: bool,
+        mut buffered: Vec<u8>,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        self.finish_http(keep_alive, ctx, now);
+        if keep_alive && !buffered.is_empty() {
+            self.receive(&mut buffered, ctx, now);
+        }
+    }
+
+    /// The connection goes away: a receiving request still waiting tells the owner (the
+    /// session closes with `c[1002,"Connection interrupted"]`).
+    pub(super) fn transport_ended_sockjs(&mut self) {
+        if let Phase::SockJsWaiting {
+            wait:
+                Wait::Receive {
+                    key,
+                    receiver,
+                    owner,
+                    ..
+                },
+            ..
+        } = &self.phase
+        {
+            let request = SockJsRequest {
+                key: key.clone(),
+                from_shard: self.id.shard,
+                from: self.id.token,
+                op: SockJsOp::Detach {
+                    receiver: *receiver,
+                },
+            };
+            self.sockjs_requests.push((*owner, request));
+            self.phase = Phase::Ended;
+        }
+    }
+
+    /// The `websocket` transport (`raw = false`) or the raw `/websocket` endpoint.
+    fn sockjs_upgrade(
+        &mut self,
+        request: &Request<'_>,
+        service: &Arc<SockJsService>,
+        raw: bool,
+        keep_alive: bool,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        let options = &service.options;
+        let version = request.header_str("Sec-WebSocket-Version");
+        let upgradable = handshake::is_websocket_request(request)
+            && request.header_has_token("connection", "upgrade")
+            && options.flavour.accepts_websocket_version(raw, version);
+        if !upgradable {
+            let text = websocket_error_text(request, options);
+            write_bad_request(&mut self.out.queued, text, !keep_alive);
+            self.finish_http(keep_alive, ctx, now);
+            return;
+        }
+        let flavour = options.flavour;
+        let hook = |_: &UpgradeRequest<'_, '_>| -> Result<Accept, Reject> {
+            let user = (service.factory)();
+            let handler: Box<dyn Handler> = if raw {
+                user
+            } else {
+                Box::new(SockJsWebSocket::new(user, service, flavour, now, ctx))
+            };
+            Ok(Accept {
+                handler,
+                protocol: None,
+                headers: Vec::new(),
+            })
+        };
+        self.sockjs_ws = (!raw).then_some(options.heartbeat_delay);
+        self.upgrade(request, &hook, &WebSocketOptions::default(), ctx, now);
+    }
+}
+
+/// The `websocket` transport: a private session whose frames are the WebSocket's text
+/// messages, serving the user's handler (wrapped, so the connection drives it like any
+/// WebSocket handler).
+struct SockJsWebSocket {
+    session: Session,
+    user: Box<dyn Handler>,
+    /// The user handler's outbox (SockJS framing: messages are collected).
+    out: Outbox,
+    flavour: Flavour,
+    /// The session's clock: its creation, then the last heartbeat tick (the connection
+    /// ticks every heartbeat delay), so an idle session gets `h` each tick.
+    now: Instant,
+}
+
+const WS_RECEIVER: ReceiverId = ReceiverId(0);
+
+impl SockJsWebSocket {
+    fn new(
+        user: Box<dyn Handler>,
+        service: &SockJsService,
+        flavour: Flavour,
+        now: Instant,
+        ctx: &ShardContext,
+    ) -> SockJsWebSocket {
+        SockJsWebSocket {
+            session: Session::new(&service.options, now),
+            user,
+            out: Outbox::sockjs(ctx.config.out_limits),
+            flavour,
+            now,
+        }
+    }
+
+    /// Drains the session's events into the user's handler, then writes its frames.
+    fn run(&mut self, conn: &mut Conn<'_>) {
+        run_events(
+            &mut self.session,
+            self.user.as_mut(),
+            &mut self.out,
+            conn.id,
+            conn.registry,
+        );
+        self.flush(conn);
+    }
+
+    fn flush(&mut self, conn: &mut Conn<'_>) {
+        while let Some(frame) = self.session.next_frame(WS_RECEIVER, self.now) {
+            conn.send_text(std::str::from_utf8(frame.bytes).unwrap_or_default());
+            if frame.is_close {
+                conn.close(1000, "Normal closure");
+                break;
+            }
+        }
+    }
+}
+
+impl Handler for SockJsWebSocket {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.session.attach(WS_RECEIVER, self.now);
+        self.flush(conn);
+        self.run(conn);
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        match parse_websocket_message(text) {
+            Ok(messages) => {
+                self.session.deliver(messages);
+                self.run(conn);
+            }
+            Err(_) => {
+                let (code, reason) = self.flavour.broken_framing_close();
+                conn.close(code, reason);
+            }
+        }
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<'_>, _reason: CloseReason) {
+        self.session.detach(WS_RECEIVER, true, self.now);
+        self.run(conn);
+    }
+
+    fn on_remote(&mut self, conn: &mut Conn<'_>, remote: Remote<'_>) -> bool {
+        match remote {
+            Remote::Frame(frame) => {
+                if let Some(text) = text_of_frame(frame) {
+                    self.session.send(text);
+                }
+            }
+            Remote::Tick(now) => {
+                self.now = now;
+                if self.session.on_timer(now) != Timer::Heartbeat {
+                    return true;
+                }
+            }
+            Remote::Close(code, reason) => {
+                self.session.close(code, reason);
+                run_events(
+                    &mut self.session,
+                    self.user.as_mut(),
+                    &mut self.out,
+                    conn.id,
+                    conn.registry,
+                );
+            }
+        }
+        self.flush(conn);
+        true
+    }
+}
+
+/// The text of a whole, unfragmented RFC 6455 text frame (as a `ConnHandle` encodes).
+fn text_of_frame(frame: &[u8]) -> Option<&str> {
+    let Ok(Some((header, len))) = FrameHeader::parse(frame) else {
+        return None;
+    };
+    let whole = frame.len() as u64 - len as u64 == header.payload_len;
+    if header.fin && whole && OpCode::from_u8(header.opcode) == Some(OpCode::Text) {
+        std::str::from_utf8(&frame[len..]).ok()
+    } else {
+        None
+    }
+}
+
+/// Drains a session's events into its handler ([`SessionEvent::Opened`] → `on_open`,
+/// messages → `on_message`, [`SessionEvent::Closed`] → `on_close`), handing what the
+/// handler sent or closed back to the session after each call.
+fn run_events(
+    session: &mut Session,
+    handler: &mut dyn Handler,
+    out: &mut Outbox,
+    id: ConnId,
+    registry: &Arc<crate::runtime::mailbox::Registry>,
+) {
+    while let Some(event) = session.poll_event() {
+        out.in_flight = session.pending_bytes();
+        let mut conn = Conn {
+            id,
+            out: &mut *out,
+            registry,
+        };
+        let result = match event {
+            SessionEvent::Opened => guard(id, || handler.on_open(&mut conn)),
+            SessionEvent::Message(text) => {
+                guard(id, || handler.on_message(&mut conn, Message::Text(&text)))
+            }
+            SessionEvent::Closed(cause) => {
+                conn.out.closed = true;
+                let reason = match cause {
+                    CloseCause::Closed { code, reason } => CloseReason {
+                        code: CloseCode(code),
+                        reason,
+                        initiator: CloseInitiator::Local,
+                    },
+                    CloseCause::Interrupted => CloseReason {
+                        code: CloseCode(1002),
+                        reason: "Connection interrupted".to_owned(),
+                        initiator: CloseInitiator::Transport,
+                    },
+                    CloseCause::TimedOut => CloseReason {
+                        code: CloseCode::ABNORMAL,
+                        reason: "session timed out".to_owned(),
+                        initiator: CloseInitiator::Transport,
+                    },
+                };
+                guard(id, || handler.on_close(&mut conn, reason))
+            }
+        };
+        for message in out.messages.drain(..) {
+            session.send(&message);
+        }
+        if let Some((code, reason)) = out.close_started.take() {
+            session.close(code.0, &reason);
+        }
+        if result.is_err() {
+            session.close(1011, "internal server error");
+        }
+    }
+}
+
+/// Session tokens have this bit set in their index, so the shard tells them from
+/// connection tokens (`ConnId`s of sessions, timers, `ConnHandle` commands).
+const SESSION_BIT: u32 = 1 << 31;
+
+/// True for the token of a session (not a connection).
+pub(crate) fn is_session_token(token: Token) -> bool {
+    token.index() as u32 & SESSION_BIT != 0
+}
+
+/// An attached receiving request.
+struct Receiver {
+    id: ReceiverId,
+    rx: HttpReceiver,
+    shard: u32,
+    token: Token,
+}
+
+struct Slot {
+    key: SessionKey,
+    generation: u32,
+    session: Session,
+    handler: Box<dyn Handler>,
+    out: Outbox,
+    receiver: Option<Receiver>,
+    armed: Option<Instant>,
+}
+
+/// What the shard must do after a session table call.
+#[derive(Default)]
+pub(crate) struct Effects {
+    /// Replies for connections: (their shard, their token, the reply).
+    pub(crate) replies: Vec<(u32, Token, SockJsReply)>,
+    /// Timers to arm: (deadline, session token).
+    pub(crate) timers: Vec<(Instant, Token)>,
+}
+
+/// The sessions a shard owns.
+pub(crate) struct SessionTable {
+    slots: Slab<Slot>,
+    by_key: HashMap<SessionKey, usize>,
+    next_generation: u32,
+    limits: OutLimits,
+}
+
+impl SessionTable {
+    pub(crate) fn new(limits: OutLimits) -> SessionTable {
+        SessionTable {
+            slots: Slab::new(),
+            by_key: HashMap::new(),
+            next_generation: 0,
+            limits,
+        }
+    }
+
+    fn token(index: usize, generation: u32) -> Token {
+        Token::new(index as u32 | SESSION_BIT, generation)
+    }
+
+    fn slot_of(&self, token: Token) -> Option<usize> {
+        let index = (token.index() as u32 & !SESSION_BIT) as usize;
+        self.slots
+            .get(index)
+            .filter(|s| s.generation == token.generation())
+            .map(|_| index)
+    }
+
+    fn create(&mut self, key: SessionKey, service: &SockJsService, now: Instant) -> usize {
+        if let Some(old) = self.by_key.remove(&key) {
+            self.slots.remove(old);
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let index = self.slots.insert(Slot {
+            key: key.clone(),
+            generation,
+            session: Session::new(&service.options, now),
+            handler: (service.factory)(),
+            out: Outbox::sockjs(self.limits),
+            receiver: None,
+            armed: None,
+        });
+        self.by_key.insert(key, index);
+        index
+    }
+
+    /// Runs a connection's request.
+    pub(crate) fn handle(
+        &mut self,
+        request: SockJsRequest,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let SockJsRequest {
+            key,
+            from_shard,
+            from,
+            op,
+        } = request;
+        let Some(service) = ctx.routes.sockjs_service(key.service).cloned() else {
+            return;
+        };
+        let existing = self
+            .by_key
+            .get(&key)
+            .copied()
+            .filter(|&i| !self.slots[i].session.is_expired());
+        let index = match op {
+            SockJsOp::Send(messages) => {
+                let found = existing.is_some();
+                fx.replies
+                    .push((from_shard, from, SockJsReply::Sent { found }));
+                let Some(index) = existing else {
+                    return;
+                };
+                self.slots[index].session.deliver(messages);
+                self.run_and_flush(index, ctx, now, fx);
+                index
+            }
+            SockJsOp::Attach { receiver, mut rx } => {
+                let index = match existing {
+                    Some(index) => index,
+                    None => self.create(key, &service, now),
+                };
+                let slot = &mut self.slots[index];
+                if slot.session.attach(receiver, now) == Attached::AnotherConnectionStillOpen {
+                    let mut bytes = Vec::new();
+                    rx.write_frame(&mut bytes, ANOTHER_CONNECTION_STILL_OPEN);
+                    let output = SockJsReply::Output {
+                        receiver,
+                        bytes,
+                        end: true,
+                    };
+                    fx.replies.push((from_shard, from, output));
+                    return;
+                }
+                slot.receiver = Some(Receiver {
+                    id: receiver,
+                    rx,
+                    shard: from_shard,
+                    token: from,
+                });
+                self.flush(index, now, fx);
+                self.run_and_flush(index, ctx, now, fx);
+                index
+            }
+            SockJsOp::Detach { receiver } => {
+                let Some(index) = existing else {
+                    return;
+                };
+                let slot = &mut self.slots[index];
+                slot.session.detach(receiver, true, now);
+                if slot.receiver.as_ref().is_some_and(|r| r.id == receiver) {
+                    slot.receiver = None;
+                }
+                self.run_and_flush(index, ctx, now, fx);
+                index
+            }
+        };
+        self.arm(index, fx);
+    }
+
+    fn run_and_flush(&mut self, index: usize, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
+        let slot = &mut self.slots[index];
+        let id = ConnId {
+            shard: ctx.shard,
+            token: Self::token(index, slot.generation),
+        };
+        run_events(
+            &mut slot.session,
+            slot.handler.as_mut(),
+            &mut slot.out,
+            id,
+            &ctx.registry,
+        );
+        self.flush(index, now, fx);
+    }
+
+    /// Writes the session's frames to its attached receiver, if any.
+    fn flush(&mut self, index: usize, now: Instant, fx: &mut Effects) {
+        let slot = &mut self.slots[index];
+        let Some(receiver) = &mut slot.receiver else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        let mut end = false;
+        while let Some(frame) = slot.session.next_frame(receiver.id, now) {
+            if receiver.rx.write_frame(&mut bytes, frame.bytes) == Flow::End {
+                end = true;
+                break;
+            }
+        }
+        if end {
+            slot.session.detach(receiver.id, false, now);
+        }
+        if !bytes.is_empty() || end {
+            let output = SockJsReply::Output {
+                receiver: receiver.id,
+                bytes,
+                end,
+            };
+            fx.replies.push((receiver.shard, receiver.token, output));
+        }
+        if end {
+            slot.receiver = None;
+        }
+    }
+
+    fn arm(&mut self, index: usize, fx: &mut Effects) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        if let Some(deadline) = slot.session.deadline() {
+            if slot.armed != Some(deadline) {
+                slot.armed = Some(deadline);
+                fx.timers
+                    .push((deadline, Self::token(index, slot.generation)));
+            }
+        }
+    }
+
+    /// A session's timer fired: a heartbeat, or its expiry.
+    pub(crate) fn on_timer(
+        &mut self,
+        token: Token,
+        deadline: Instant,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        let slot = &mut self.slots[index];
+        if slot.armed == Some(deadline) {
+            slot.armed = None;
+        }
+        match slot.session.on_timer(now) {
+            Timer::Idle => {}
+            Timer::Heartbeat => self.flush(index, now, fx),
+            Timer::Expired => {
+                self.run_and_flush(index, ctx, now, fx);
+                let slot = self.slots.remove(index);
+                self.by_key.remove(&slot.key);
+                return;
+            }
+        }
+        self.arm(index, fx);
+    }
+
+    /// A `ConnHandle` sent a frame (RFC 6455 encoded) to a session: its text goes out as
+    /// a SockJS message; other frames are dropped.
+    pub(crate) fn send_encoded(
+        &mut self,
+        token: Token,
+        frame: &[u8],
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        if let Some(text) = text_of_frame(frame) {
+            self.slots[index].session.send(text);
+            self.flush(index, now, fx);
+            self.arm(index, fx);
+        }
+    }
+
+    /// The server shuts down: every open session closes with 1001 (its handler hears
+    /// `on_close`, an attached receiver gets the close frame) and is forgotten.
+    pub(crate) fn shutdown(&mut self, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
+        let indices: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
+        for index in indices {
+            self.slots[index]
+                .session
+                .close(1001, "Server shutting down");
+            self.run_and_flush(index, ctx, now, fx);
+        }
+        self.slots.clear();
+        self.by_key.clear();
+    }
+
+    /// A `ConnHandle` closed a session.
+    pub(crate) fn close(
+        &mut self,
+        token: Token,
+        code: CloseCode,
+        reason: &str,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        self.slots[index].session.close(code.0, reason);
+        self.run_and_flush(index, ctx, now, fx);
+        self.arm(index, fx);
+    }
+}
