@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::handler::Handler;
 use crate::handshake::{Upgrade, Version};
 use crate::http::Request;
+use crate::runtime::files::StaticDir;
 use crate::sockjs::SockJsOptions;
 
 /// A WebSocket upgrade request as the route's upgrade hook sees it: the path, query,
@@ -223,6 +224,14 @@ pub(crate) enum Route {
     Http(Box<HttpFn>),
 }
 
+/// What serves every path below a prefix.
+pub(crate) enum PrefixRoute {
+    /// A user handler ([`Builder::http`](crate::Builder::http) with a path ending in `/`).
+    Http(Box<HttpFn>),
+    /// A directory ([`Builder::static_files`](crate::Builder::static_files)).
+    Static(StaticDir),
+}
+
 /// Makes the handler of one SockJS session (or raw `/websocket` connection).
 pub(crate) type HandlerFactory = dyn Fn() -> Box<dyn Handler> + Send + Sync;
 
@@ -237,11 +246,14 @@ pub(crate) struct SockJsService {
     pub(crate) iframe: (String, String),
 }
 
-/// The server's routes: exact paths first, then SockJS services by longest prefix.
+/// The server's routes: exact paths first, then SockJS services by longest prefix,
+/// then HTTP and static prefixes by longest prefix.
 #[derive(Default)]
 pub(crate) struct Routes {
     entries: Vec<(String, Route)>,
     sockjs: Vec<Arc<SockJsService>>,
+    /// Prefixes ending in `/`.
+    prefixes: Vec<(String, PrefixRoute)>,
 }
 
 impl Routes {
@@ -260,7 +272,41 @@ impl Routes {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.sockjs.is_empty()
+        self.entries.is_empty() && self.sockjs.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Adds (or replaces) the route for every path starting with `prefix`, which ends
+    /// with `/`.
+    pub(crate) fn insert_prefix(&mut self, prefix: &str, route: PrefixRoute) {
+        self.prefixes.retain(|(p, _)| p != prefix);
+        self.prefixes.push((prefix.to_owned(), route));
+    }
+
+    /// The prefix route with the longest prefix matching `path`, and the rest of the
+    /// path after the prefix. A static directory also matches its prefix without the
+    /// final `/` (`/static` for `/static/`), with no rest: that path is redirected.
+    pub(crate) fn find_prefix<'p>(&self, path: &'p str) -> Option<(&PrefixRoute, Option<&'p str>)> {
+        self.prefixes
+            .iter()
+            .filter_map(|(prefix, route)| match path.strip_prefix(prefix.as_str()) {
+                Some(rest) => Some((prefix.len(), route, Some(rest))),
+                None => {
+                    let bare = prefix.strip_suffix('/').filter(|bare| !bare.is_empty())?;
+                    let redirect = path == bare && matches!(route, PrefixRoute::Static(_));
+                    redirect.then_some((prefix.len(), route, None))
+                }
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, route, rest)| (route, rest))
+    }
+
+    /// Sets the body cap of every static directory.
+    pub(crate) fn set_max_static_file_size(&mut self, bytes: u64) {
+        for (_, route) in &mut self.prefixes {
+            if let PrefixRoute::Static(dir) = route {
+                dir.max_file_size = bytes;
+            }
+        }
     }
 
     /// Adds (or replaces) the SockJS service under `prefix` (no trailing `/`).
