@@ -355,3 +355,56 @@ impl Routes {
         self.sockjs.get(index as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_prefix() -> PrefixRoute {
+        PrefixRoute::Http(Box::new(|_| HttpResponse::text(200, "")))
+    }
+
+    fn static_dir() -> PrefixRoute {
+        let dir = StaticDir::new(&std::env::temp_dir()).expect("the temp dir exists");
+        PrefixRoute::Static(dir)
+    }
+
+    fn rest_of<'p>(routes: &Routes, path: &'p str) -> Option<Option<&'p str>> {
+        routes.find_prefix(path).map(|(_, rest)| rest)
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let mut routes = Routes::default();
+        routes.insert_prefix("/", http_prefix());
+        routes.insert_prefix("/static/", static_dir());
+        routes.insert_prefix("/static/api/", http_prefix());
+        let kind = |path| match routes.find_prefix(path) {
+            Some((PrefixRoute::Http(_), _)) => "http",
+            Some((PrefixRoute::Static(_), _)) => "static",
+            None => "none",
+        };
+        assert_eq!(kind("/"), "http");
+        assert_eq!(kind("/other"), "http");
+        assert_eq!(kind("/static/a.css"), "static");
+        assert_eq!(kind("/static/api/x"), "http");
+        assert_eq!(kind("/static/api"), "static");
+        assert_eq!(rest_of(&routes, "/static/a/b.css"), Some(Some("a/b.css")));
+        assert_eq!(rest_of(&routes, "/static/api/x"), Some(Some("x")));
+    }
+
+    #[test]
+    fn a_static_prefix_without_its_slash_is_a_redirect_and_http_prefixes_need_it() {
+        let mut routes = Routes::default();
+        routes.insert_prefix("/static/", static_dir());
+        routes.insert_prefix("/api/", http_prefix());
+        assert_eq!(rest_of(&routes, "/static"), Some(None));
+        assert_eq!(rest_of(&routes, "/static/"), Some(Some("")));
+        assert_eq!(rest_of(&routes, "/api"), None);
+        assert_eq!(rest_of(&routes, "/apix"), None);
+        assert_eq!(rest_of(&routes, "/staticx"), None);
+        // Replacing a prefix keeps one entry.
+        routes.insert_prefix("/api/", http_prefix());
+        assert_eq!(routes.prefixes.len(), 2);
+    }
+}

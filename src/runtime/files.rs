@@ -210,3 +210,54 @@ fn redirect_to_slash(request: &Request<'_>) -> FileAnswer {
     answer.response = answer.response.header("Location", location);
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{header_storage, parse_request, Parse};
+
+    fn answer(head: &str, rest: Option<&str>) -> FileAnswer {
+        let dir = StaticDir::new(&std::env::temp_dir()).expect("the temp dir exists");
+        let buf = format!("{head}\r\nHost: x\r\n\r\n");
+        let mut headers = header_storage();
+        let Ok(Parse::Complete { request, .. }) = parse_request(buf.as_bytes(), &mut headers, 8192)
+        else {
+            panic!("bad test request");
+        };
+        dir.serve(&request, rest)
+    }
+
+    fn header<'a>(answer: &'a FileAnswer, name: &str) -> Option<&'a str> {
+        let headers = &answer.response.headers;
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn methods_redirects_and_refusals() {
+        let post = answer("POST /s/x HTTP/1.1", Some("x"));
+        assert_eq!(post.response.status, 405);
+        assert_eq!(header(&post, "Allow"), Some("GET, HEAD"));
+        let bare = answer("GET /s?q=1 HTTP/1.1", None);
+        assert_eq!(bare.response.status, 301);
+        assert_eq!(header(&bare, "Location"), Some("/s/?q=1"));
+        for rest in [
+            "../x",
+            "%2e%2e/x",
+            "a%00",
+            "/etc/passwd",
+            "no-such-file-here",
+        ] {
+            assert_eq!(answer("GET /s/ HTTP/1.1", Some(rest)).response.status, 404);
+        }
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error() {
+        let error = StaticDir::new(Path::new("/nonexistent/ringws")).expect_err("missing");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(error.to_string().contains("/nonexistent/ringws"), "{error}");
+    }
+}
