@@ -183,6 +183,13 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         "ringws: chat at http://{0}/, help at http://{0}/help; serving ws://{0}/echo and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
         running.local_addr()
     );
+    if let Some(dir) = &args.static_dir {
+        eprintln!(
+            "ringws: the files of {} at http://{}/static/",
+            dir.display(),
+            running.local_addr()
+        );
+    }
     let handle = running.handle();
     std::thread::spawn(move || {
         wait_for_signal(&signals);
