@@ -27,7 +27,9 @@ use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
 use crate::proto::{CloseCode, Decoder, Event, HixieDecoder, Limits, OpCode, ProtocolError, Role};
-use crate::route::{Accept, Reject, Route, Routes, UpgradeRequest, WebSocketOptions};
+use crate::route::{
+    Accept, HttpResponse, PrefixRoute, Reject, Route, Routes, UpgradeRequest, WebSocketOptions,
+};
 use crate::runtime::mailbox::Registry;
 
 /// Server-wide settings every connection reads.
@@ -230,7 +232,6 @@ impl Connection {
             return None;
         }
         let request = request.with_body(&input[head_len..end]);
-        let keep_alive = request.keep_alive();
         let path = request.path();
         let exact = ctx.routes.find(path);
         // An exact WebSocket route keeps its upgrades; a SockJS service with the same
@@ -253,43 +254,61 @@ impl Connection {
             }
             Some(Route::Http(respond)) => {
                 let response = respond(&request);
-                let mut headers: Vec<(&str, &str)> = response
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                if keep_alive && request.version_minor() == 0 {
-                    headers.push(("Connection", "keep-alive"));
+                let length = Some(response.body.len() as u64);
+                self.answer_http(&request, &response, length, ctx, now);
+            }
+            None => match ctx.routes.find_prefix(path) {
+                Some((PrefixRoute::Http(respond), _)) => {
+                    let response = respond(&request);
+                    let length = Some(response.body.len() as u64);
+                    self.answer_http(&request, &response, length, ctx, now);
                 }
-                let body: &[u8] = if request.method() == "HEAD" {
-                    &[]
-                } else {
-                    &response.body
-                };
-                http::write_response(
-                    &mut self.out.queued,
-                    response.status,
-                    &headers,
-                    &response.content_type,
-                    body,
-                    !keep_alive,
-                );
-                self.finish_http(keep_alive, ctx, now);
-            }
-            None => {
-                let body = format!("no route for {}\n", request.path());
-                http::write_response(
-                    &mut self.out.queued,
-                    404,
-                    &[],
-                    "text/plain; charset=utf-8",
-                    body.as_bytes(),
-                    !keep_alive,
-                );
-                self.finish_http(keep_alive, ctx, now);
-            }
+                Some((PrefixRoute::Static(dir), rest)) => {
+                    let answer = dir.serve(&request, rest);
+                    self.answer_http(&request, &answer.response, answer.length, ctx, now);
+                }
+                None => {
+                    let body = format!("no route for {}\n", request.path());
+                    let response = HttpResponse::text(404, body);
+                    let length = Some(response.body.len() as u64);
+                    self.answer_http(&request, &response, length, ctx, now);
+                }
+            },
         }
         Some(end)
+    }
+
+    /// Queues a plain HTTP answer announcing `length` body bytes (the body itself is
+    /// left out for HEAD and for a 304), then waits for the next request or closes.
+    fn answer_http(
+        &mut self,
+        request: &Request<'_>,
+        response: &HttpResponse,
+        length: Option<u64>,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        let keep_alive = request.keep_alive();
+        let mut headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if keep_alive && request.version_minor() == 0 {
+            headers.push(("Connection", "keep-alive"));
+        }
+        http::write_response_head(
+            &mut self.out.queued,
+            response.status,
+            &headers,
+            &response.content_type,
+            length,
+            !keep_alive,
+        );
+        if request.method() != "HEAD" && response.status != 304 {
+            self.out.queued.extend_from_slice(&response.body);
+        }
+        self.finish_http(keep_alive, ctx, now);
     }
 
     fn upgrade(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::handler::Handler;
 use crate::handshake::{Upgrade, Version};
 use crate::http::Request;
+use crate::runtime::files::StaticDir;
 use crate::sockjs::SockJsOptions;
 
 /// A WebSocket upgrade request as the route's upgrade hook sees it: the path, query,
@@ -223,6 +224,14 @@ pub(crate) enum Route {
     Http(Box<HttpFn>),
 }
 
+/// What serves every path below a prefix.
+pub(crate) enum PrefixRoute {
+    /// A user handler ([`Builder::http`](crate::Builder::http) with a path ending in `/`).
+    Http(Box<HttpFn>),
+    /// A directory ([`Builder::static_files`](crate::Builder::static_files)).
+    Static(StaticDir),
+}
+
 /// Makes the handler of one SockJS session (or raw `/websocket` connection).
 pub(crate) type HandlerFactory = dyn Fn() -> Box<dyn Handler> + Send + Sync;
 
@@ -237,11 +246,14 @@ pub(crate) struct SockJsService {
     pub(crate) iframe: (String, String),
 }
 
-/// The server's routes: exact paths first, then SockJS services by longest prefix.
+/// The server's routes: exact paths first, then SockJS services by longest prefix,
+/// then HTTP and static prefixes by longest prefix.
 #[derive(Default)]
 pub(crate) struct Routes {
     entries: Vec<(String, Route)>,
     sockjs: Vec<Arc<SockJsService>>,
+    /// Prefixes ending in `/`.
+    prefixes: Vec<(String, PrefixRoute)>,
 }
 
 impl Routes {
@@ -260,7 +272,41 @@ impl Routes {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.sockjs.is_empty()
+        self.entries.is_empty() && self.sockjs.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Adds (or replaces) the route for every path starting with `prefix`, which ends
+    /// with `/`.
+    pub(crate) fn insert_prefix(&mut self, prefix: &str, route: PrefixRoute) {
+        self.prefixes.retain(|(p, _)| p != prefix);
+        self.prefixes.push((prefix.to_owned(), route));
+    }
+
+    /// The prefix route with the longest prefix matching `path`, and the rest of the
+    /// path after the prefix. A static directory also matches its prefix without the
+    /// final `/` (`/static` for `/static/`), with no rest: that path is redirected.
+    pub(crate) fn find_prefix<'p>(&self, path: &'p str) -> Option<(&PrefixRoute, Option<&'p str>)> {
+        self.prefixes
+            .iter()
+            .filter_map(|(prefix, route)| match path.strip_prefix(prefix.as_str()) {
+                Some(rest) => Some((prefix.len(), route, Some(rest))),
+                None => {
+                    let bare = prefix.strip_suffix('/').filter(|bare| !bare.is_empty())?;
+                    let redirect = path == bare && matches!(route, PrefixRoute::Static(_));
+                    redirect.then_some((prefix.len(), route, None))
+                }
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, route, rest)| (route, rest))
+    }
+
+    /// Sets the body cap of every static directory.
+    pub(crate) fn set_max_static_file_size(&mut self, bytes: u64) {
+        for (_, route) in &mut self.prefixes {
+            if let PrefixRoute::Static(dir) = route {
+                dir.max_file_size = bytes;
+            }
+        }
     }
 
     /// Adds (or replaces) the SockJS service under `prefix` (no trailing `/`).
@@ -307,5 +353,58 @@ impl Routes {
     /// The SockJS service with this index.
     pub(crate) fn sockjs_service(&self, index: u32) -> Option<&Arc<SockJsService>> {
         self.sockjs.get(index as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_prefix() -> PrefixRoute {
+        PrefixRoute::Http(Box::new(|_| HttpResponse::text(200, "")))
+    }
+
+    fn static_dir() -> PrefixRoute {
+        let dir = StaticDir::new(&std::env::temp_dir()).expect("the temp dir exists");
+        PrefixRoute::Static(dir)
+    }
+
+    fn rest_of<'p>(routes: &Routes, path: &'p str) -> Option<Option<&'p str>> {
+        routes.find_prefix(path).map(|(_, rest)| rest)
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let mut routes = Routes::default();
+        routes.insert_prefix("/", http_prefix());
+        routes.insert_prefix("/static/", static_dir());
+        routes.insert_prefix("/static/api/", http_prefix());
+        let kind = |path| match routes.find_prefix(path) {
+            Some((PrefixRoute::Http(_), _)) => "http",
+            Some((PrefixRoute::Static(_), _)) => "static",
+            None => "none",
+        };
+        assert_eq!(kind("/"), "http");
+        assert_eq!(kind("/other"), "http");
+        assert_eq!(kind("/static/a.css"), "static");
+        assert_eq!(kind("/static/api/x"), "http");
+        assert_eq!(kind("/static/api"), "static");
+        assert_eq!(rest_of(&routes, "/static/a/b.css"), Some(Some("a/b.css")));
+        assert_eq!(rest_of(&routes, "/static/api/x"), Some(Some("x")));
+    }
+
+    #[test]
+    fn a_static_prefix_without_its_slash_is_a_redirect_and_http_prefixes_need_it() {
+        let mut routes = Routes::default();
+        routes.insert_prefix("/static/", static_dir());
+        routes.insert_prefix("/api/", http_prefix());
+        assert_eq!(rest_of(&routes, "/static"), Some(None));
+        assert_eq!(rest_of(&routes, "/static/"), Some(Some("")));
+        assert_eq!(rest_of(&routes, "/api"), None);
+        assert_eq!(rest_of(&routes, "/apix"), None);
+        assert_eq!(rest_of(&routes, "/staticx"), None);
+        // Replacing a prefix keeps one entry.
+        routes.insert_prefix("/api/", http_prefix());
+        assert_eq!(routes.prefixes.len(), 2);
     }
 }

@@ -11,7 +11,10 @@ use crate::connection::Config;
 use crate::handler::Handler;
 use crate::http::Request;
 use crate::proto::Limits;
-use crate::route::{Accept, HttpResponse, Reject, Route, Routes, UpgradeRequest, WebSocketOptions};
+use crate::route::{
+    Accept, HttpResponse, PrefixRoute, Reject, Route, Routes, UpgradeRequest, WebSocketOptions,
+};
+use crate::runtime::files::StaticDir;
 use crate::runtime::mailbox::{Command, Registry};
 use crate::runtime::{self, ShardSpec};
 use crate::sockjs::SockJsOptions;
@@ -40,6 +43,9 @@ pub struct Builder {
     reflector: bool,
     routes: Routes,
     config: Config,
+    /// The first error of a route that could not be set up (reported by `build`).
+    route_error: Option<io::Error>,
+    max_static_file_size: u64,
 }
 
 impl Default for Builder {
@@ -51,6 +57,8 @@ impl Default for Builder {
             pin_cores: false,
             reflector: false,
             routes: Routes::default(),
+            route_error: None,
+            max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
             config: Config {
                 limits: Limits::default(),
                 out_limits: OutLimits {
@@ -197,13 +205,91 @@ impl Builder {
         self
     }
 
-    /// Answers plain HTTP requests for `path` (a WebSocket upgrade on this path is
-    /// answered the same way).
+    /// Answers plain HTTP requests with `respond`, which gets the request with its body
+    /// ([`Request::body`]); the connection is kept alive as the client asks, and a HEAD
+    /// request gets the head alone (with the body's `Content-Length`).
+    ///
+    /// The rule: a `path` ending in `/` is a **prefix** and serves every path that starts
+    /// with it (`"/api/"` serves `/api/` and `/api/users/7`, not `/api`; `"/"` serves
+    /// whatever no other route takes); any other `path` is **exact** (`"/status"`
+    /// serves `/status` only). Exact routes (HTTP or WebSocket) come first, then SockJS
+    /// services, then the longest matching prefix among HTTP and static prefixes. A
+    /// WebSocket upgrade on an HTTP path is answered the same way.
+    ///
+    /// ```
+    /// use ringws::{HttpResponse, Server};
+    ///
+    /// let builder = Server::builder()
+    ///     .http("/status", |_| HttpResponse::text(200, "ok\n"))
+    ///     .http("/api/", |request| {
+    ///         let answer = format!("{} {}\n", request.method(), request.path());
+    ///         HttpResponse::text(200, answer)
+    ///     });
+    /// # let _ = builder;
+    /// ```
     pub fn http<F>(mut self, path: &str, respond: F) -> Builder
     where
         F: Fn(&Request<'_>) -> HttpResponse + Send + Sync + 'static,
     {
-        self.routes.insert(path, Route::Http(Box::new(respond)));
+        if path.ends_with('/') {
+            let route = PrefixRoute::Http(Box::new(respond));
+            self.routes.insert_prefix(path, route);
+        } else {
+            self.routes.insert(path, Route::Http(Box::new(respond)));
+        }
+        self
+    }
+
+    /// Serves the files under `dir` for request paths starting with `prefix` (a `/` is
+    /// appended to `prefix` when it lacks one; `/static` itself is redirected to
+    /// `/static/`). The file is the path after the prefix, percent-decoded, below `dir`.
+    ///
+    /// - GET and HEAD (others get 405 with `Allow: GET, HEAD`); content types by
+    ///   extension; `ETag` (size and mtime) with `If-None-Match`, `Last-Modified` with
+    ///   `If-Modified-Since` (→ 304); single `Range: bytes=` ranges (→ 206, or 416
+    ///   with `Content-Range: bytes */len`; several ranges get the whole file);
+    /// - a directory is served by its `index.html`, and a directory path without its
+    ///   final `/` is redirected (301) to the `/` form;
+    /// - **no escape**: `..` segments (also as `%2e%2e` or behind `%2f`), NUL bytes,
+    ///   backslashes, empty segments (an absolute path) and anything whose canonical
+    ///   path lies outside `dir` (a symlink leading out) are answered **404**, like a
+    ///   missing file. Symlinks that stay inside `dir` are followed.
+    ///
+    /// Files are read whole (or the range) into the response, with `std::fs` on the
+    /// shard thread: meant for a site's assets. Bodies above
+    /// [`Builder::max_static_file_size`] get 413. Routing: as prefixes of
+    /// [`Builder::http`]. `build` fails when `dir` is not a readable directory.
+    ///
+    /// ```no_run
+    /// use ringws::Server;
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     Server::builder()
+    ///         .bind("127.0.0.1:8080")
+    ///         .static_files("/", "./public")
+    ///         .build()?
+    ///         .run()
+    /// }
+    /// ```
+    pub fn static_files(mut self, prefix: &str, dir: impl AsRef<std::path::Path>) -> Builder {
+        let prefix = if prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        match StaticDir::new(dir.as_ref()) {
+            Ok(dir) => self.routes.insert_prefix(&prefix, PrefixRoute::Static(dir)),
+            Err(error) => {
+                self.route_error.get_or_insert(error);
+            }
+        }
+        self
+    }
+
+    /// The largest body a static route serves, a whole file or a range (default
+    /// 64 MiB); a larger one is answered 413.
+    pub fn max_static_file_size(mut self, bytes: u64) -> Builder {
+        self.max_static_file_size = bytes;
         self
     }
 
@@ -260,8 +346,13 @@ impl Builder {
     }
 
     /// Chooses the backend and binds the listeners (one per shard).
-    pub fn build(self) -> io::Result<Server> {
+    pub fn build(mut self) -> io::Result<Server> {
         let addr = self.addr?;
+        if let Some(error) = self.route_error {
+            return Err(error);
+        }
+        self.routes
+            .set_max_static_file_size(self.max_static_file_size);
         if self.routes.is_empty() && !self.reflector {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

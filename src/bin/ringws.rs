@@ -1,9 +1,14 @@
-//! The `ringws` command: `ringws serve` runs an echo server on `/echo` with a short page
-//! at `/` that tells a person how to connect, plus the four SockJS services the SockJS
-//! protocol suites expect (`/echo`, `/close`, `/disabled_websocket_echo`,
-//! `/cookie_needed_echo`).
+//! The `ringws` command: `ringws serve` runs a chat page at `/` with its WebSocket room
+//! at `/chat` (see `chat.rs`), an echo server on `/echo` with a short page at `/help`
+//! that tells a person how to connect, the four SockJS services the SockJS protocol
+//! suites expect (`/echo`, `/close`, `/disabled_websocket_echo`, `/cookie_needed_echo`)
+//! and, with `--static DIR`, the files of DIR under `/static/`.
+
+#[path = "ringws/chat.rs"]
+mod chat;
 
 use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a WebSocket echo endpoint at /echo (and a help page at /).
+    /// Serve a chat page at / (WebSocket room at /chat), a WebSocket echo endpoint at
+    /// /echo and a help page at /help.
     Serve(ServeArgs),
 }
 
@@ -51,6 +57,9 @@ struct ServeArgs {
     /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
     #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
     sockjs_flavour: FlavourArg,
+    /// Serve the files of this directory under /static/.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +143,10 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         FlavourArg::Current => Flavour::Current,
     };
     let options = SockJsOptions::default().flavour(flavour);
+    if let Some(dir) = &args.static_dir {
+        builder = builder.static_files("/static/", dir);
+    }
+    let builder = chat::add_chat(builder);
     // The SockJS services the protocol suites expect. `/echo` is also the plain
     // WebSocket echo: an upgrade of `/echo` itself goes to the WebSocket route, every
     // other request under `/echo` to the SockJS service.
@@ -147,10 +160,11 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         )
         .sockjs("/cookie_needed_echo", || Echo, options.cookie_needed(true))
         .websocket("/echo", || Echo)
-        .http("/", |_| {
+        .http("/help", |_| {
             HttpResponse::text(
                 200,
                 "ringws: a WebSocket echo server.\n\
+                 Open / in a browser for the chat demo (its WebSocket room is /chat).\n\
                  Connect a WebSocket client to /echo on this host and port, for example:\n\
                  \n    websocat ws://HOST:PORT/echo\n\n\
                  Every text or binary message is sent back unchanged. Clients of every\n\
@@ -166,9 +180,16 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     let backend = server.backend();
     let running = server.start()?;
     eprintln!(
-        "ringws: serving ws://{}/echo and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
+        "ringws: chat at http://{0}/, help at http://{0}/help; serving ws://{0}/echo and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
         running.local_addr()
     );
+    if let Some(dir) = &args.static_dir {
+        eprintln!(
+            "ringws: the files of {} at http://{}/static/",
+            dir.display(),
+            running.local_addr()
+        );
+    }
     let handle = running.handle();
     std::thread::spawn(move || {
         wait_for_signal(&signals);

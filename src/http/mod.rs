@@ -21,12 +21,14 @@
 //! }
 //! ```
 
+pub(crate) mod conditional;
 mod request;
 mod response;
+pub(crate) mod static_path;
 
 pub use request::{parse_request, Parse, Request};
 pub use response::{write_error, write_response};
-pub(crate) use response::{write_header, write_headers, write_status_line};
+pub(crate) use response::{write_header, write_headers, write_response_head, write_status_line};
 
 /// Max header entries parsed into the stack array.
 pub const MAX_HEADERS: usize = 64;

@@ -25,19 +25,36 @@ pub fn write_response(
     body: &[u8],
     close: bool,
 ) {
+    let length = Some(body.len() as u64);
+    write_response_head(out, status, extra_headers, content_type, length, close);
+    out.extend_from_slice(body);
+}
+
+/// Writes a response head only, as [`write_response`] would for a body of
+/// `content_length` bytes (no `Content-Length` when `None`, as for a 304); the caller
+/// appends the body, or none for a HEAD request.
+pub(crate) fn write_response_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    content_type: &str,
+    content_length: Option<u64>,
+    close: bool,
+) {
     write_status_line(out, status);
     write_headers(out, extra_headers);
     if !content_type.is_empty() {
         write_header(out, "Content-Type", content_type);
     }
-    out.extend_from_slice(b"Content-Length: ");
-    write_decimal(out, body.len() as u64);
-    out.extend_from_slice(b"\r\n");
+    if let Some(length) = content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(out, length);
+        out.extend_from_slice(b"\r\n");
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
 }
 
 /// Writes `err` as a `text/plain` response whose body is the reason followed by `"\n"`,

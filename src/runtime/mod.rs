@@ -7,6 +7,7 @@
 pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod files;
 pub(crate) mod mailbox;
 pub(crate) mod reflector;
 pub(crate) mod shard;

@@ -1,0 +1,440 @@
+//! Static files and HTTP prefix routes: content types, validators (304), HEAD, ranges,
+//! index pages and redirects, 405, every directory-escape refusal (all answered 404),
+//! and user handlers on prefixes next to exact and WebSocket routes.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{raw_connect, read_to_close};
+use ringws::{HttpResponse, RunningServer};
+
+/// A served tree under the system temp dir, removed on drop:
+/// `<base>/site` is served, `<base>/outside` is what escapes would reach.
+struct Tree {
+    base: PathBuf,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "ringws-static-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        let site = base.join("site");
+        for dir in ["site/docs", "site/empty", "outside"] {
+            std::fs::create_dir_all(base.join(dir)).expect("mkdir");
+        }
+        let files: [(&str, &[u8]); 6] = [
+            ("site/index.html", b"<h1>home</h1>"),
+            ("site/digits.txt", b"0123456789"),
+            ("site/docs/index.html", b"<h1>docs</h1>"),
+            ("site/a b.txt", b"spaced"),
+            ("outside/secret.txt", b"top secret"),
+            ("site/empty.bin", b""),
+        ];
+        for (path, contents) in files {
+            std::fs::write(base.join(path), contents).expect("write");
+        }
+        let symlink = |target: &Path, link: &str| {
+            std::os::unix::fs::symlink(target, site.join(link)).expect("symlink")
+        };
+        symlink(&base.join("outside/secret.txt"), "escape.txt");
+        symlink(&base.join("outside"), "escape_dir");
+        symlink(Path::new("digits.txt"), "link.txt");
+        symlink(Path::new("docs"), "linkdir");
+        Tree { base }
+    }
+
+    fn site(&self) -> PathBuf {
+        self.base.join("site")
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn server(tree: &Tree) -> RunningServer {
+    common::builder()
+        .static_files("/files", tree.site())
+        .websocket("/files/ws", || common::Echo)
+        .http("/files/api/", |request| {
+            HttpResponse::text(200, format!("api {}", request.path()))
+        })
+        .http("/status", |_| HttpResponse::text(200, "ok"))
+        .http("/api/", |request| {
+            let body = format!(
+                "{} {} {}",
+                request.method(),
+                request.path(),
+                request.body().len()
+            );
+            HttpResponse::text(200, body).header("X-Handler", "api")
+        })
+        .build()
+        .expect("build")
+        .start()
+        .expect("start")
+}
+
+/// A response: status, head (lines), body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(": ")?;
+            n.eq_ignore_ascii_case(name).then_some(v)
+        })
+    }
+}
+
+/// Sends `method target` with `headers` (and `Connection: close`), reads to the close.
+fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    raw_request(addr, head.as_bytes())
+}
+
+fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Answer {
+    let mut stream = raw_connect(addr);
+    stream.write_all(bytes).expect("write");
+    let response = read_to_close(&mut stream);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> Answer {
+    request(addr, "GET", target, &[])
+}
+
+#[test]
+fn content_types_by_extension() {
+    let tree = Tree::new();
+    let cases = [
+        ("x.html", "text/html; charset=utf-8"),
+        ("x.css", "text/css; charset=utf-8"),
+        ("x.js", "text/javascript; charset=utf-8"),
+        ("x.mjs", "text/javascript; charset=utf-8"),
+        ("x.json", "application/json"),
+        ("x.svg", "image/svg+xml"),
+        ("x.png", "image/png"),
+        ("x.jpg", "image/jpeg"),
+        ("x.jpeg", "image/jpeg"),
+        ("x.gif", "image/gif"),
+        ("x.webp", "image/webp"),
+        ("x.ico", "image/x-icon"),
+        ("x.txt", "text/plain; charset=utf-8"),
+        ("x.wasm", "application/wasm"),
+        ("x.woff2", "font/woff2"),
+        ("x.js.map", "application/json"),
+        ("x.xml", "application/xml"),
+        ("x.pdf", "application/pdf"),
+        ("x.unknown", "application/octet-stream"),
+        ("noextension", "application/octet-stream"),
+    ];
+    for (name, _) in cases {
+        std::fs::write(tree.site().join(name), name).expect("write");
+    }
+    let server = server(&tree);
+    for (name, content_type) in cases {
+        let answer = get(server.local_addr(), &format!("/files/{name}"));
+        assert_eq!(answer.status, 200, "{name}: {}", answer.head);
+        assert_eq!(answer.header("Content-Type"), Some(content_type), "{name}");
+        assert_eq!(answer.body, name);
+    }
+}
+
+#[test]
+fn etag_and_last_modified_give_304() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    let first = get(addr, "/files/digits.txt");
+    assert_eq!((first.status, first.body.as_str()), (200, "0123456789"));
+    assert_eq!(first.header("Accept-Ranges"), Some("bytes"));
+    let etag = first.header("ETag").expect("ETag").to_owned();
+    assert!(etag.starts_with("\"a-") && etag.ends_with('"'), "{etag}");
+    let modified = first
+        .header("Last-Modified")
+        .expect("Last-Modified")
+        .to_owned();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+
+    let again = request(
+        addr,
+        "GET",
+        "/files/digits.txt",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(again.status, 304, "{}", again.head);
+    assert_eq!(again.body, "");
+    assert_eq!(again.header("ETag"), Some(etag.as_str()));
+    assert_eq!(again.header("Content-Length"), None);
+    let other = request(
+        addr,
+        "GET",
+        "/files/digits.txt",
+        &[("If-None-Match", "\"other\"")],
+    );
+    assert_eq!(other.status, 200);
+
+    let since = request(
+        addr,
+        "GET",
+        "/files/digits.txt",
+        &[("If-Modified-Since", &modified)],
+    );
+    assert_eq!(since.status, 304, "{}", since.head);
+    let old = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let stale = request(
+        addr,
+        "GET",
+        "/files/digits.txt",
+        &[("If-Modified-Since", old)],
+    );
+    assert_eq!((stale.status, stale.body.as_str()), (200, "0123456789"));
+
+    // A changed file gets a new tag.
+    std::fs::write(tree.site().join("digits.txt"), "01234567890").expect("write");
+    let changed = request(
+        addr,
+        "GET",
+        "/files/digits.txt",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("ETag"), Some(etag.as_str()));
+}
+
+#[test]
+fn head_sends_headers_only() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let answer = request(server.local_addr(), "HEAD", "/files/digits.txt", &[]);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("Content-Length"), Some("10"));
+    assert!(answer.header("ETag").is_some());
+    assert_eq!(answer.body, "");
+    // A user handler's HEAD also announces its body's length.
+    let answer = request(server.local_addr(), "HEAD", "/status", &[]);
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    assert_eq!(answer.header("Content-Length"), Some("2"));
+}
+
+#[test]
+fn single_ranges_multiple_ranges_and_unsatisfiable() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    let range = |value: &str| request(addr, "GET", "/files/digits.txt", &[("Range", value)]);
+    for (value, body, content_range) in [
+        ("bytes=2-5", "2345", "bytes 2-5/10"),
+        ("bytes=7-", "789", "bytes 7-9/10"),
+        ("bytes=-3", "789", "bytes 7-9/10"),
+        ("bytes=8-100", "89", "bytes 8-9/10"),
+    ] {
+        let answer = range(value);
+        assert_eq!(answer.status, 206, "{value}: {}", answer.head);
+        assert_eq!(answer.body, body, "{value}");
+        assert_eq!(answer.header("Content-Range"), Some(content_range));
+        assert_eq!(
+            answer.header("Content-Length"),
+            Some(&*body.len().to_string())
+        );
+    }
+    for value in ["bytes=10-", "bytes=20-30", "bytes=-0"] {
+        let answer = range(value);
+        assert_eq!(answer.status, 416, "{value}: {}", answer.head);
+        assert_eq!(answer.header("Content-Range"), Some("bytes */10"));
+    }
+    let answer = range("bytes=0-1,4-5");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "0123456789"));
+    assert_eq!(answer.header("Content-Range"), None);
+    let empty = request(addr, "GET", "/files/empty.bin", &[("Range", "bytes=0-")]);
+    assert_eq!(empty.status, 416);
+}
+
+#[test]
+fn index_html_and_the_slash_redirect() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    let root = get(addr, "/files/");
+    assert_eq!((root.status, root.body.as_str()), (200, "<h1>home</h1>"));
+    assert_eq!(
+        root.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    let docs = get(addr, "/files/docs/");
+    assert_eq!((docs.status, docs.body.as_str()), (200, "<h1>docs</h1>"));
+    let redirect = get(addr, "/files/docs?x=1");
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("Location"), Some("/files/docs/?x=1"));
+    let bare = get(addr, "/files");
+    assert_eq!(bare.status, 301);
+    assert_eq!(bare.header("Location"), Some("/files/"));
+    assert_eq!(get(addr, "/files/empty/").status, 404);
+    assert_eq!(get(addr, "/files/digits.txt/").status, 404);
+    assert_eq!(get(addr, "/files/missing.txt").status, 404);
+    assert_eq!(get(addr, "/files/a%20b.txt").body, "spaced");
+}
+
+#[test]
+fn other_methods_get_405() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let answer = request(server.local_addr(), method, "/files/digits.txt", &[]);
+        assert_eq!(answer.status, 405, "{method}");
+        assert_eq!(answer.header("Allow"), Some("GET, HEAD"));
+    }
+}
+
+#[test]
+fn every_escape_is_refused_with_404() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    for target in [
+        "/files/../outside/secret.txt",
+        "/files/docs/../../outside/secret.txt",
+        "/files/%2e%2e/outside/secret.txt",
+        "/files/%2E%2E/outside/secret.txt",
+        "/files/%2f../outside/secret.txt",
+        "/files/docs%2f..%2f..%2foutside%2fsecret.txt",
+        "/files/digits.txt%00.html",
+        "/files/..%5coutside%5csecret.txt",
+        "/files/..\\outside\\secret.txt",
+        "/files//etc/passwd",
+        "/files/%2fetc%2fpasswd",
+        "/files/escape.txt",
+        "/files/escape_dir/secret.txt",
+        "/files/escape_dir/",
+        "/files/%zz",
+    ] {
+        let answer = get(addr, target);
+        assert_eq!(answer.status, 404, "{target}: {}", answer.head);
+        assert!(!answer.body.contains("secret"), "{target}");
+    }
+    // A raw NUL never gets past the request parser.
+    let answer = raw_request(
+        addr,
+        b"GET /files/digits.txt\0.html HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(answer.status, 400, "{}", answer.head);
+}
+
+#[test]
+fn symlinks_inside_the_root_are_followed() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let link = get(server.local_addr(), "/files/link.txt");
+    assert_eq!((link.status, link.body.as_str()), (200, "0123456789"));
+    let dir = get(server.local_addr(), "/files/linkdir/");
+    assert_eq!((dir.status, dir.body.as_str()), (200, "<h1>docs</h1>"));
+}
+
+#[test]
+fn a_missing_directory_fails_the_build() {
+    let error = common::builder()
+        .static_files("/", "/nonexistent/ringws/dir")
+        .build()
+        .err()
+        .expect("build fails");
+    assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn a_file_above_the_cap_gets_413_but_a_range_within_it_is_served() {
+    let tree = Tree::new();
+    let server = common::builder()
+        .static_files("/", tree.site())
+        .max_static_file_size(5)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/digits.txt").status, 413);
+    let range = request(addr, "GET", "/digits.txt", &[("Range", "bytes=0-4")]);
+    assert_eq!((range.status, range.body.as_str()), (206, "01234"));
+}
+
+#[test]
+fn user_handlers_on_prefixes_exact_paths_and_websockets_share_the_tree() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    // `/api/` is a prefix: every path below it, with the request body.
+    let answer = request(addr, "POST", "/api/users/7", &[("Content-Length", "0")]);
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "POST /api/users/7 0")
+    );
+    assert_eq!(answer.header("X-Handler"), Some("api"));
+    let mut stream = raw_connect(addr);
+    stream
+        .write_all(
+            b"PUT /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+        )
+        .expect("write");
+    assert!(read_to_close(&mut stream).ends_with("PUT /api/x 3"));
+    assert_eq!(get(addr, "/api/").body, "GET /api/ 0");
+    // ...but not the prefix without its slash, and `/status` is exact.
+    assert_eq!(get(addr, "/api").status, 404);
+    assert_eq!(get(addr, "/status").body, "ok");
+    assert_eq!(get(addr, "/status/x").status, 404);
+    // The longest prefix wins over the static directory.
+    assert_eq!(get(addr, "/files/api/v1").body, "api /files/api/v1");
+    // An exact WebSocket route below the static prefix keeps its upgrades.
+    let mut ws = common::raw_upgrade(addr, "/files/ws");
+    common::send_frame(&mut ws, ringws::proto::OpCode::Text, true, b"still echoing");
+    assert_eq!(
+        common::FrameReader::default().next(&mut ws),
+        common::Received::Text("still echoing".into())
+    );
+}
+
+#[test]
+fn keep_alive_serves_several_files_on_one_connection() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let mut stream = raw_connect(server.local_addr());
+    stream
+        .write_all(
+            b"GET /files/digits.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+              HEAD /files/docs/ HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /files/link.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let all = read_to_close(&mut stream);
+    assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 3, "{all}");
+    assert_eq!(all.matches("0123456789").count(), 2, "{all}");
+    assert!(!all.contains("<h1>docs</h1>"), "{all}");
+}
