@@ -302,3 +302,36 @@ async fn garbage_instead_of_a_client_hello_is_closed_and_the_server_goes_on() {
     let (_, body) = response(&mut tls).await;
     assert_eq!(body, "hello over tls");
 }
+
+#[tokio::test]
+async fn shutdown_closes_wss_with_1001_then_close_notify() {
+    let pki = pki();
+    let server = server(&pki);
+    let tls = connect(&server, &pki).await;
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/echo", tls)
+        .await
+        .expect("upgrade");
+    ws.send(Message::text("before")).await.expect("send");
+    let echoed = tokio::time::timeout(STEP, ws.next())
+        .await
+        .expect("echo in time");
+    assert_eq!(
+        echoed.expect("a message").expect("no error"),
+        Message::text("before")
+    );
+    let stopping = tokio::task::spawn_blocking(move || server.shutdown());
+    let mut code = None;
+    loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(frame))) => code = frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            None => break,
+            Some(Err(error)) => panic!("unclean close: {error}"),
+        }
+    }
+    assert_eq!(code, Some(1001));
+    stopping.await.expect("join").expect("shutdown");
+}
