@@ -165,7 +165,12 @@ impl TlsSession {
     /// `close_notify` once; appends every record ready to send to `out`, after the
     /// ciphertext a partial send left behind.
     pub(crate) fn seal(&mut self, plaintext: &mut Vec<u8>, close: bool, out: &mut Vec<u8>) {
-        out.append(&mut self.pending);
+        if out.is_empty() {
+            // The common case after a partial send: reuse its buffer rather than copy.
+            std::mem::swap(out, &mut self.pending);
+        } else {
+            out.append(&mut self.pending);
+        }
         if self.dead {
             plaintext.clear();
             out.clear();
