@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     /// How long we wait for the peer's close frame after sending ours.
     pub(crate) close_timeout: Duration,
+    /// Every connection speaks TLS with this configuration (see `runtime::tls`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What every connection of a shard shares.

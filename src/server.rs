@@ -46,6 +46,8 @@ pub struct Builder {
     /// The first error of a route that could not be set up (reported by `build`).
     route_error: Option<io::Error>,
     max_static_file_size: u64,
+    /// The TLS configuration from [`Builder::tls`], or why it could not be made.
+    tls: Option<io::Result<Arc<rustls::ServerConfig>>>,
 }
 
 impl Default for Builder {
@@ -69,7 +71,9 @@ impl Default for Builder {
                 max_body_bytes: 1024 * 1024,
                 handshake_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
+                tls: None,
             },
+            tls: None,
         }
     }
 }
@@ -336,6 +340,61 @@ impl Builder {
         self
     }
 
+    /// Serves every connection over TLS (`wss://`, `https://`, SockJS over https):
+    /// `cert_chain_pem` is the PEM certificate chain, leaf first; `private_key_pem` the
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2 and 1.3 (rustls with the ring
+    /// provider), ALPN `http/1.1`. A server is all-TLS or all-plain: every shard's
+    /// listener on the bound address speaks TLS once this is set.
+    ///
+    /// A certificate or key that cannot be used makes [`Builder::build`] fail with an
+    /// `InvalidInput` error saying what is wrong.
+    ///
+    /// ```no_run
+    /// use ringws::{Conn, Handler, Message, Server};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+    ///         if let Message::Text(text) = message {
+    ///             conn.send_text(text);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let cert = std::fs::read("cert.pem")?;
+    ///     let key = std::fs::read("key.pem")?;
+    ///     Server::builder()
+    ///         .bind("0.0.0.0:8443")
+    ///         .tls(cert, key)
+    ///         .websocket("/echo", || Echo)
+    ///         .build()?
+    ///         .run()
+    /// }
+    /// ```
+    pub fn tls(
+        mut self,
+        cert_chain_pem: impl AsRef<[u8]>,
+        private_key_pem: impl AsRef<[u8]>,
+    ) -> Builder {
+        let config = runtime::tls::server_config(cert_chain_pem.as_ref(), private_key_pem.as_ref());
+        self.tls = Some(config);
+        self
+    }
+
+    /// Like [`Builder::tls`], reading the PEM certificate chain and private key from
+    /// files; a file that cannot be read makes [`Builder::build`] fail naming its path.
+    pub fn tls_files(
+        mut self,
+        cert_chain_path: impl AsRef<std::path::Path>,
+        private_key_path: impl AsRef<std::path::Path>,
+    ) -> Builder {
+        let config =
+            runtime::tls::server_config_files(cert_chain_path.as_ref(), private_key_path.as_ref());
+        self.tls = Some(config);
+        self
+    }
+
     /// Benchmark floor only: instead of routes and handlers, every shard answers the
     /// handshake on any path and reflects each frame back unmasked, unvalidated. It shows
     /// what the kernel and the backend cost alone; never deploy it.
@@ -348,11 +407,14 @@ impl Builder {
     /// Chooses the backend and binds the listeners (one per shard).
     pub fn build(mut self) -> io::Result<Server> {
         let addr = self.addr?;
-        if let Some(error) = self.route_error {
+        if let Some(error) = self.route_error.take() {
             return Err(error);
         }
         self.routes
             .set_max_static_file_size(self.max_static_file_size);
+        if let Some(tls) = self.tls.take() {
+            self.config.tls = Some(tls?);
+        }
         if self.routes.is_empty() && !self.reflector {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -10,9 +10,6 @@ use crate::handshake::{self, HixieHead, Upgrade, Version};
 use crate::http::Request;
 use crate::proto::{FrameHeader, HixieDecoder, HixieEvent, OpCode, ProtocolError};
 
-/// The scheme written in `Sec-WebSocket-Location` (a TLS listener will pass `wss`).
-const SCHEME: &str = "ws";
-
 impl Connection {
     /// Answers an accepted hixie request. hixie-75 opens at once; hixie-76 sends its
     /// 101 head now (a proxy holds the client's 8 bytes until it sees it) and waits for
@@ -30,7 +27,12 @@ impl Connection {
     ) {
         let head = HixieHead {
             origin: upgrade.origin(),
-            scheme: SCHEME,
+            // The scheme written in `Sec-WebSocket-Location`.
+            scheme: if ctx.config.tls.is_some() {
+                "wss"
+            } else {
+                "ws"
+            },
             host: request.header_str("Host").unwrap_or(""),
             resource: request.target(),
             protocol,

@@ -11,6 +11,7 @@ pub(crate) mod files;
 pub(crate) mod mailbox;
 pub(crate) mod reflector;
 pub(crate) mod shard;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
 use std::io;

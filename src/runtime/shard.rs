@@ -10,6 +10,7 @@ use slab::Slab;
 
 use super::core::{ShardCore, Token};
 use super::mailbox::Command;
+use super::tls::{Received, TlsSession};
 use crate::conn::ConnId;
 use crate::connection::{
     init_wall_clock, is_session_token, Connection, Effects, SessionTable, ShardContext,
@@ -29,6 +30,8 @@ struct Entry {
     spare: Vec<u8>,
     /// The deadline this entry has in `Shard::timers`, so each is pushed once.
     armed: Option<Instant>,
+    /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
+    tls: Option<Box<TlsSession>>,
 }
 
 pub(crate) struct Shard {
@@ -44,6 +47,9 @@ pub(crate) struct Shard {
     work: VecDeque<Work>,
     /// xorshift64 state: seeds for the connections' `/info` entropy.
     rng: u64,
+    /// Decrypted bytes of the current `on_recv` (TLS only): one buffer for the shard,
+    /// lent to one connection's `receive` at a time.
+    plain: Vec<u8>,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -67,6 +73,7 @@ impl Shard {
             sessions,
             work: VecDeque::new(),
             rng,
+            plain: Vec::new(),
             ctx,
             conns: Slab::new(),
             next_generation: 0,
@@ -104,7 +111,8 @@ impl Shard {
             return;
         };
         let conn = &entry.conn;
-        if !entry.listed && (!conn.out.queued.is_empty() || conn.wants_close()) {
+        let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
+        if !entry.listed && (!conn.out.queued.is_empty() || tls_output || conn.wants_close()) {
             entry.listed = true;
             self.ready.push(token);
         }
@@ -272,7 +280,19 @@ impl ShardCore for Shard {
         if self.shutting_down {
             conn.shutdown(&self.ctx);
         }
+        let tls = match &self.ctx.config.tls {
+            None => None,
+            Some(config) => match TlsSession::new(config) {
+                Ok(session) => Some(Box::new(session)),
+                Err(error) => {
+                    tracing::warn!(conn = %id, %error, "could not start a TLS session");
+                    conn.on_eof(&self.ctx);
+                    None
+                }
+            },
+        };
         vacant.insert(Entry {
+            tls,
             generation,
             conn,
             listed: false,
@@ -284,15 +304,33 @@ impl ShardCore for Shard {
     }
 
     fn on_recv(&mut self, token: Token, data: &mut [u8], now: Instant) {
-        let Shard { conns, ctx, .. } = self;
-        if let Some(entry) = conns
+        let Shard {
+            conns, ctx, plain, ..
+        } = self;
+        let Some(entry) = conns
             .get_mut(token.index())
             .filter(|e| e.generation == token.generation())
-        {
-            entry.conn.receive(data, ctx, now);
-            self.touch(token);
-            self.run_work(now);
+        else {
+            return;
+        };
+        match entry.tls.as_mut() {
+            None => entry.conn.receive(data, ctx, now),
+            Some(tls) => {
+                plain.clear();
+                let received = tls.receive(data, plain);
+                if !plain.is_empty() {
+                    entry.conn.receive(plain, ctx, now);
+                }
+                if received != Received::Open {
+                    entry.conn.on_eof(ctx);
+                }
+                if plain.capacity() > MAX_RETAINED_OUT {
+                    *plain = Vec::new();
+                }
+            }
         }
+        self.touch(token);
+        self.run_work(now);
     }
 
     fn on_eof(&mut self, token: Token, now: Instant) {
@@ -309,6 +347,18 @@ impl ShardCore for Shard {
 
     fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
         let entry = self.entry(token)?;
+        if let Some(tls) = entry.tls.as_mut() {
+            // Plaintext in, records out; `close_notify` follows the last plaintext.
+            let mut buf = std::mem::take(&mut entry.spare);
+            let close = entry.conn.wants_close();
+            tls.seal(&mut entry.conn.out.queued, close, &mut buf);
+            if buf.is_empty() {
+                entry.spare = buf;
+                return None;
+            }
+            entry.conn.out.in_flight = buf.len();
+            return Some(buf);
+        }
         let out = &mut entry.conn.out;
         if out.queued.is_empty() {
             return None;
@@ -329,6 +379,14 @@ impl ShardCore for Shard {
         let out = &mut entry.conn.out;
         out.in_flight = 0;
         match written {
+            Ok(n) if n < buf.len() && entry.tls.is_some() => {
+                // Ciphertext cannot rejoin the plaintext queue: the session keeps it.
+                buf.drain(..n);
+                out.in_flight = buf.len();
+                if let Some(tls) = entry.tls.as_mut() {
+                    tls.unsent(buf);
+                }
+            }
             Ok(n) if n < buf.len() => {
                 // The rest goes out before anything queued since.
                 buf.drain(..n);
@@ -344,6 +402,9 @@ impl ShardCore for Shard {
             }
             Err(error) => {
                 tracing::debug!(conn = %ConnId { shard: ctx.shard, token }, %error, "send failed");
+                if let Some(tls) = entry.tls.as_mut() {
+                    tls.socket_failed();
+                }
                 entry.conn.on_eof(ctx);
             }
         }
@@ -355,7 +416,10 @@ impl ShardCore for Shard {
 
     fn wants_close(&self, token: Token) -> bool {
         match self.conns.get(token.index()) {
-            Some(entry) if entry.generation == token.generation() => entry.conn.wants_close(),
+            // Over TLS, only once `close_notify` (or an alert) was handed to the backend.
+            Some(entry) if entry.generation == token.generation() => {
+                entry.conn.wants_close() && entry.tls.as_ref().is_none_or(|tls| tls.close_queued())
+            }
             // Unknown tokens have nothing to keep a socket open for.
             _ => true,
         }
