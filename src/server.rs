@@ -358,7 +358,7 @@ impl Server {
         for (index, listener) in self.listeners.into_iter().enumerate() {
             let spec = ShardSpec {
                 index,
-                listener,
+                listeners: vec![listener],
                 backend: self.backend,
                 core_id: (!core_ids.is_empty()).then(|| core_ids[index % core_ids.len()]),
                 registry: Arc::clone(&self.registry),

@@ -4,6 +4,8 @@
 //! ([`shard::Shard`]) and its own backend loop (io_uring or epoll); shards share nothing
 //! on the hot path. Other threads reach a shard only through its mailbox.
 
+#[cfg(test)]
+mod contract_tests;
 pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
@@ -111,7 +113,9 @@ pub(crate) fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<
 /// Everything a shard thread needs.
 pub(crate) struct ShardSpec {
     pub(crate) index: usize,
-    pub(crate) listener: TcpListener,
+    /// Listener 0 serves HTTP/WebSocket/SockJS; the others are the raw TCP doors, in
+    /// the order they were added.
+    pub(crate) listeners: Vec<TcpListener>,
     pub(crate) backend: Backend,
     pub(crate) core_id: Option<core_affinity::CoreId>,
     pub(crate) registry: Arc<Registry>,
@@ -147,9 +151,9 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
     let wake = &spec.registry.mailbox(spec.index).wake;
     let result = if spec.reflector {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
-        run_core(floor, spec.backend, spec.listener, wake)
+        run_core(floor, spec.backend, spec.listeners, wake)
     } else {
-        run_core(shard::Shard::new(ctx), spec.backend, spec.listener, wake)
+        run_core(shard::Shard::new(ctx), spec.backend, spec.listeners, wake)
     };
     if let Err(error) = &result {
         tracing::error!(shard = spec.index, %error, "shard stopped with an error");
@@ -162,11 +166,11 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
 fn run_core<C: core::ShardCore + 'static>(
     mut core: C,
     backend: Backend,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     wake: &eventfd::EventFd,
 ) -> io::Result<()> {
     match backend {
-        Backend::Uring => uring::run(&mut core, listener, wake, &uring::UringOptions::default()),
-        _ => epoll::run(core, listener, wake),
+        Backend::Uring => uring::run(&mut core, listeners, wake, &uring::UringOptions::default()),
+        _ => epoll::run(core, listeners, wake),
     }
 }

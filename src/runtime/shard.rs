@@ -257,7 +257,8 @@ impl Shard {
 }
 
 impl ShardCore for Shard {
-    fn on_accept(&mut self, peer: Option<SocketAddr>, now: Instant) -> Token {
+    fn on_accept(&mut self, listener: usize, peer: Option<SocketAddr>, now: Instant) -> Token {
+        let _ = listener;
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
