@@ -1,14 +1,17 @@
 //! Shard threads and the I/O backends that drive them. The only layer that does I/O.
 //!
-//! Each shard is a thread with its own SO_REUSEPORT listener, its own connections
+//! Each shard is a thread with its own SO_REUSEPORT listeners (the HTTP one, then one
+//! per raw TCP door), its own connections
 //! ([`shard::Shard`]) and its own backend loop (io_uring or epoll); shards share nothing
 //! on the hot path. Other threads reach a shard only through its mailbox.
 
+pub(crate) mod bridge;
 #[cfg(test)]
 mod contract_tests;
 pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod link;
 pub(crate) mod mailbox;
 pub(crate) mod reflector;
 pub(crate) mod shard;
@@ -121,6 +124,8 @@ pub(crate) struct ShardSpec {
     pub(crate) registry: Arc<Registry>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) config: Arc<Config>,
+    /// The protocols of `listeners[1..]`, in order.
+    pub(crate) protocols: Arc<Vec<link::ProtocolFactory>>,
     /// Run the benchmark floor (`reflector::Reflector`) instead of the WebSocket shard.
     pub(crate) reflector: bool,
 }
@@ -153,7 +158,9 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
         run_core(floor, spec.backend, spec.listeners, wake)
     } else {
-        run_core(shard::Shard::new(ctx), spec.backend, spec.listeners, wake)
+        let mut shard = shard::Shard::new(ctx);
+        shard.set_protocols(spec.protocols);
+        run_core(shard, spec.backend, spec.listeners, wake)
     };
     if let Err(error) = &result {
         tracing::error!(shard = spec.index, %error, "shard stopped with an error");
