@@ -168,6 +168,10 @@ impl ShardCore for DoorsCore {
         self.tick = now + Duration::from_millis(10);
         self.stopping |= self.seen.stop.load(Ordering::SeqCst);
         self.ready.extend(self.socks.keys().copied());
+        if self.stopping {
+            // Still connecting (the black hole): abandoned, since `wants_close` is true.
+            self.ready.extend(self.pending.keys().copied());
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -237,7 +241,9 @@ fn listeners_connects_and_read_pauses() {
         let core = DoorsCore {
             socks: HashMap::new(),
             next: 0,
-            targets: vec![refused, far_addr],
+            // 192.0.2.0/24 is TEST-NET-1: the connect hangs (or fails at once where
+            // there is no route); either way shutdown must not wait for it.
+            targets: vec![refused, far_addr, SocketAddr::from(([192, 0, 2, 1], 9))],
             pending: HashMap::new(),
             ready: Vec::new(),
             seen: Arc::clone(&seen),
@@ -287,6 +293,11 @@ fn listeners_connects_and_read_pauses() {
 
         seen.stop.store(true, Ordering::SeqCst);
         wake.signal();
+        let stopping = Instant::now();
         shard.join().expect("shard panicked").expect("shard failed");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "{backend:?}: stop waited for a connect"
+        );
     }
 }

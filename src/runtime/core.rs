@@ -27,7 +27,8 @@
 //! Tokens of outgoing connections come from the core (`take_connects`); from a
 //! successful `on_connected` on they are ordinary sockets (recv, send, eof, close, like
 //! accepted ones). After `on_connected(token, Err(_))` the backend forgets the token and
-//! never reports `on_closed` for it. A core lists a token in `drain_ready` whenever its
+//! never reports `on_closed` for it. A core that lists a still-connecting token with
+//! `wants_close` true has the connect abandoned: it ends with `on_connected(Err(_))`. A core lists a token in `drain_ready` whenever its
 //! `wants_read` answer changes, so the backend looks at it again.
 
 use std::net::SocketAddr;

@@ -186,12 +186,26 @@ async fn accept_loop<C: ShardCore + 'static>(
 }
 
 /// Connects an outgoing connection, reports it, and serves it once connected.
+/// A core that no longer wants the connection while it connects has it abandoned
+/// (reported as a failed connect).
 async fn connect<C: ShardCore + 'static>(shared: Rc<Shared<C>>, token: Token, addr: SocketAddr) {
-    match TcpStream::connect(addr).await {
+    let notify = Rc::new(Notify::new());
+    shared.register(token, &notify);
+    let connecting = TcpStream::connect(addr);
+    tokio::pin!(connecting);
+    let result = loop {
+        tokio::select! {
+            result = &mut connecting => break result,
+            _ = notify.notified() => {
+                if shared.core.borrow().wants_close(token) {
+                    break Err(io::Error::new(io::ErrorKind::Interrupted, "connect abandoned"));
+                }
+            }
+        }
+    };
+    match result {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            let notify = Rc::new(Notify::new());
-            shared.register(token, &notify);
             shared
                 .core
                 .borrow_mut()
@@ -200,6 +214,11 @@ async fn connect<C: ShardCore + 'static>(shared: Rc<Shared<C>>, token: Token, ad
             serve(shared, stream, token, notify).await;
         }
         Err(error) => {
+            if let Some(slot) = shared.tasks.borrow_mut().get_mut(token.slot()) {
+                if slot.as_ref().is_some_and(|(owner, _)| *owner == token) {
+                    *slot = None;
+                }
+            }
             shared
                 .core
                 .borrow_mut()

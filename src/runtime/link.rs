@@ -334,6 +334,8 @@ impl Streams {
         match &stream.kind {
             Kind::Protocol(_) => stream.closing && stream.out.is_empty(),
             Kind::Link(bridge) => match bridge.try_borrow() {
+                // Abandon a connect nobody waits for any more.
+                Ok(b) if stream.connecting => b.ws_closed || self.shutting_down,
                 Ok(b) => {
                     stream.closing
                         || self.shutting_down && b.ws.is_none()

@@ -481,6 +481,7 @@ impl<'w> Driver<'w> {
             return;
         };
         conn.connecting = None;
+        conn.cancel_sent = false;
         let token = conn.token;
         if res < 0 || finishing {
             self.conns[d.index] = None;
@@ -690,8 +691,17 @@ impl<'w> Driver<'w> {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if conn.token != token || conn.connecting.is_some() {
-            return; // stale token, or the connect's completion will bring it back
+        if conn.token != token {
+            return; // stale token
+        }
+        if conn.connecting.is_some() {
+            // The connect's completion brings it back; a core that no longer wants
+            // the connection has it abandoned (reported as a failed connect).
+            if !conn.cancel_sent && core.wants_close(token) {
+                conn.cancel_sent = true;
+                self.cancel(ops::encode(Op::Connect, Some(token)));
+            }
+            return;
         }
         if !conn.closing && !conn.read_done {
             conn.paused = !core.wants_read(token);
