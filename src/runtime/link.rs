@@ -201,8 +201,9 @@ impl Streams {
     /// A connection arrived on raw TCP listener `door` (0-based among the raw ones).
     pub(crate) fn on_accept(&mut self, door: usize) -> Token {
         let protocol = self.protocols.get(door).map(|factory| factory());
+        let orphan = protocol.is_none();
         let token = self.insert(Kind::Protocol(protocol), false);
-        if self.shutting_down {
+        if self.shutting_down || orphan {
             if let Some(stream) = self.get(token) {
                 stream.closing = true;
             }
@@ -264,7 +265,12 @@ impl Streams {
                 None => bridge::Backend::Closed,
             };
         }
+        // Nothing more reaches the backend: a WebSocket paused for it reads again (and
+        // sees its close handshake).
+        b.to_backend = Vec::new();
+        b.in_flight = 0;
         self.pumps.extend(b.ws);
+        self.ready.extend(b.ws);
     }
 
     pub(crate) fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
@@ -334,8 +340,11 @@ impl Streams {
         match &stream.kind {
             Kind::Protocol(_) => stream.closing && stream.out.is_empty(),
             Kind::Link(bridge) => match bridge.try_borrow() {
-                // Abandon a connect nobody waits for any more.
-                Ok(b) if stream.connecting => b.ws_closed || self.shutting_down,
+                // Abandon a connect nobody waits for any more (bytes the WebSocket sent
+                // before it closed still go to the backend).
+                Ok(b) if stream.connecting => {
+                    self.shutting_down || b.ws_closed && b.to_backend.is_empty()
+                }
                 Ok(b) => {
                     stream.closing
                         || self.shutting_down && b.ws.is_none()
@@ -437,6 +446,9 @@ impl Streams {
     /// A WebSocket connection changed (`buffered`: its queued outgoing bytes): update
     /// its bridge's congestion and list the link when it has work.
     pub(crate) fn touched(&mut self, ws: Token, buffered: usize) {
+        if self.bridges.is_empty() {
+            return;
+        }
         let Some(bridge) = self.bridges.get(&ws) else {
             return;
         };
