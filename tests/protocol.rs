@@ -185,3 +185,56 @@ fn sockjs_xhr() {
     let (_, frame) = http(addr, &format!("{session}/xhr"), "");
     assert_eq!(frame, "c[1000,\"\"]\n");
 }
+
+/// Panics on a line that says so.
+struct Fragile;
+
+impl Protocol for Fragile {
+    fn data_received(&mut self, transport: &mut Transport<'_>, data: &[u8]) {
+        assert!(!data.starts_with(b"panic"), "asked to panic");
+        transport.write(data);
+    }
+}
+
+#[test]
+fn a_panicking_protocol_closes_only_its_connection() {
+    let server = Server::builder()
+        .shards(1)
+        .tcp("127.0.0.1:0", || Fragile)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let addr = server.tcp_addrs()[0];
+    let mut calm = TcpStream::connect(addr).expect("connect");
+    calm.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut boom = TcpStream::connect(addr).expect("connect");
+    boom.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    boom.write_all(b"panic").expect("write");
+    let mut rest = Vec::new();
+    boom.read_to_end(&mut rest).expect("closed, not reset");
+    assert!(rest.is_empty());
+    calm.write_all(b"still here").expect("write");
+    let mut got = [0; 10];
+    calm.read_exact(&mut got).expect("read");
+    assert_eq!(&got, b"still here");
+}
+
+#[test]
+fn shutdown_closes_raw_tcp_connections() {
+    let server = server();
+    let mut s = TcpStream::connect(server.tcp_addrs()[0]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut ready = [0; 6];
+    s.read_exact(&mut ready).expect("READY");
+    s.write_all(b"half a line").expect("write");
+    let started = Instant::now();
+    server.shutdown().expect("shutdown");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+}
