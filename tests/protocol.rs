@@ -201,6 +201,7 @@ fn a_panicking_protocol_closes_only_its_connection() {
     let server = Server::builder()
         .shards(1)
         .tcp("127.0.0.1:0", || Fragile)
+        .tcp("127.0.0.1:0", Shout::default)
         .build()
         .expect("build")
         .start()
@@ -220,6 +221,13 @@ fn a_panicking_protocol_closes_only_its_connection() {
     let mut got = [0; 10];
     calm.read_exact(&mut got).expect("read");
     assert_eq!(&got, b"still here");
+    // The second door serves its own protocol.
+    let mut shout = TcpStream::connect(server.tcp_addrs()[1]).expect("connect");
+    shout.write_all(b"hi\n").expect("write");
+    shout.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut all = String::new();
+    shout.read_to_string(&mut all).expect("read");
+    assert_eq!(all, "READY\nHI\n");
 }
 
 #[test]

@@ -51,7 +51,8 @@ impl Streams {
                 continue;
             };
             let Some(ws) = b.ws else { continue };
-            if b.ws_closed {
+            // At shutdown the WebSocket is closing: no backend for it.
+            if b.ws_closed || self.shutting_down {
                 continue;
             }
             b.threshold = self.limits.backpressure_threshold;
