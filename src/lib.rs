@@ -11,7 +11,9 @@
 //!   io_uring or epoll (the only layer that does I/O);
 //! - [`sockjs`]: the SockJS protocol core (sessions, transports, pages), sans-I/O, which
 //!   [`Builder::sockjs`] serves next to the WebSocket routes;
-//! - [`Server`], [`Handler`], [`Conn`] and [`ConnHandle`]: what an application uses.
+//! - [`Server`], [`Handler`], [`Conn`] and [`ConnHandle`]: what an application uses;
+//!   [`Protocol`] and [`Transport`] for byte streams served over raw TCP, WebSocket and
+//!   SockJS alike.
 //!
 //! ```no_run
 //! use ringws::{Conn, Handler, Message, Server};
@@ -46,6 +48,7 @@ mod conn;
 mod connection;
 mod handle;
 mod handler;
+mod protocol;
 mod route;
 pub(crate) mod runtime;
 mod server;
@@ -53,6 +56,7 @@ mod server;
 pub use conn::{Conn, ConnId, SendStatus};
 pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
+pub use protocol::{Protocol, Transport};
 pub use route::{Accept, HttpResponse, Reject, UpgradeRequest, WebSocketOptions};
 pub use server::{Backend, Builder, RunningServer, Server, ServerHandle};
 

@@ -11,6 +11,7 @@ use crate::connection::Config;
 use crate::handler::Handler;
 use crate::http::Request;
 use crate::proto::Limits;
+use crate::protocol::{Protocol, ProtocolHandler};
 use crate::route::{
     Accept, HttpResponse, PrefixRoute, Reject, Route, Routes, UpgradeRequest, WebSocketOptions,
 };
@@ -48,6 +49,8 @@ pub struct Builder {
     max_static_file_size: u64,
     /// The TLS configuration from [`Builder::tls`], or why it could not be made.
     tls: Option<io::Result<Arc<rustls::ServerConfig>>>,
+    /// Raw TCP doors: address and protocol factory, in order.
+    tcp: Vec<(io::Result<SocketAddr>, runtime::link::ProtocolFactory)>,
 }
 
 impl Default for Builder {
@@ -58,6 +61,7 @@ impl Default for Builder {
             backend: Backend::Auto,
             pin_cores: false,
             reflector: false,
+            tcp: Vec::new(),
             routes: Routes::default(),
             route_error: None,
             max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
@@ -395,6 +399,85 @@ impl Builder {
         self
     }
 
+    /// Serves a byte-stream [`Protocol`] on a raw TCP listener at `addr` (same shards,
+    /// one SO_REUSEPORT listener per shard), one protocol value per connection from
+    /// `factory`. Several may be added; [`Server::tcp_addrs`] gives their bound addresses
+    /// in the order they were added.
+    ///
+    /// ```
+    /// use ringws::{Protocol, Server, Transport};
+    ///
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, transport: &mut Transport<'_>, data: &[u8]) {
+    ///         transport.write(data);
+    ///     }
+    /// }
+    ///
+    /// let builder = Server::builder()
+    ///     .tcp("127.0.0.1:0", || Echo)
+    ///     .websocket_protocol("/echo", || Echo);
+    /// # let _ = builder;
+    /// ```
+    pub fn tcp<P, F>(mut self, addr: impl ToSocketAddrs, factory: F) -> Builder
+    where
+        P: Protocol,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let addr = addr.to_socket_addrs().and_then(|mut addrs| {
+            addrs.next().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+            })
+        });
+        let factory: runtime::link::ProtocolFactory =
+            Arc::new(move || Box::new(factory()) as Box<dyn Protocol>);
+        self.tcp.push((addr, factory));
+        self
+    }
+
+    /// Serves a byte-stream [`Protocol`] over WebSocket on `path`: every message's bytes
+    /// (binary or text) are stream data, and [`Transport::write`](crate::Transport::write)
+    /// sends binary messages.
+    pub fn websocket_protocol<P, F>(self, path: &str, factory: F) -> Builder
+    where
+        P: Protocol,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.websocket(path, move || ProtocolHandler::new(factory()))
+    }
+
+    /// Serves a byte-stream [`Protocol`] as a SockJS service under `prefix`; SockJS
+    /// carries text, so written bytes are sent as text (invalid UTF-8 replaced).
+    pub fn sockjs_protocol<P, F>(self, prefix: &str, factory: F, options: SockJsOptions) -> Builder
+    where
+        P: Protocol,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.sockjs(prefix, move || ProtocolHandler::new(factory()), options)
+    }
+
+    /// Bridges WebSocket connections on `path` to the TCP service at `backend`
+    /// (websockify's job): each connection opens its own TCP connection and bytes are
+    /// copied both ways, in order, with backpressure on both sides. The subprotocols
+    /// `binary` (binary messages) and `base64` (text messages carrying base64) are
+    /// negotiated from `Sec-WebSocket-Protocol`; without either, binary. A backend that
+    /// refuses closes the WebSocket with 1011 `backend unavailable: <reason>`; a backend
+    /// that closes closes it with 1000 `backend closed`.
+    ///
+    /// ```
+    /// let builder = ringws::Server::builder()
+    ///     .bind("127.0.0.1:8080")
+    ///     .bridge("/", "127.0.0.1:6379".parse().expect("address"));
+    /// # let _ = builder;
+    /// ```
+    pub fn bridge(self, path: &str, backend: SocketAddr) -> Builder {
+        self.websocket_with_options(
+            path,
+            WebSocketOptions::default().legacy_drafts(false),
+            move |request| Ok(runtime::bridge::accept(request, backend)),
+        )
+    }
+
     /// Benchmark floor only: instead of routes and handlers, every shard answers the
     /// handshake on any path and reflects each frame back unmasked, unvalidated. It shows
     /// what the kernel and the backend cost alone; never deploy it.
@@ -415,7 +498,7 @@ impl Builder {
         if let Some(tls) = self.tls.take() {
             self.config.tls = Some(tls?);
         }
-        if self.routes.is_empty() && !self.reflector {
+        if self.routes.is_empty() && !self.reflector && self.tcp.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no routes: add a websocket, sockjs or http route",
@@ -427,7 +510,20 @@ impl Builder {
         let backend = runtime::choose_backend(self.backend)?;
         let listeners = runtime::bind_listeners(addr, shards)?;
         let local_addr = listeners[0].local_addr()?;
+        let mut doors = Vec::with_capacity(self.tcp.len());
+        let mut protocols = Vec::with_capacity(self.tcp.len());
+        for (addr, factory) in self.tcp {
+            doors.push(runtime::bind_listeners(addr?, shards)?);
+            protocols.push(factory);
+        }
+        let tcp_addrs = doors
+            .iter()
+            .map(|door| door[0].local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(Server {
+            doors,
+            tcp_addrs,
+            protocols: Arc::new(protocols),
             listeners,
             local_addr,
             backend,
@@ -461,6 +557,10 @@ impl Builder {
 /// ```
 pub struct Server {
     listeners: Vec<TcpListener>,
+    /// Per raw TCP door, one listener per shard.
+    doors: Vec<Vec<TcpListener>>,
+    tcp_addrs: Vec<SocketAddr>,
+    protocols: Arc<Vec<runtime::link::ProtocolFactory>>,
     local_addr: SocketAddr,
     backend: Backend,
     pin_cores: bool,
@@ -479,6 +579,12 @@ impl Server {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound addresses of the raw TCP doors ([`Builder::tcp`]), in the order they
+    /// were added.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
     }
 
     /// The backend the shards will run on ([`Backend::Uring`] or [`Backend::Epoll`]).
@@ -508,10 +614,14 @@ impl Server {
         };
         let handle = self.handle();
         let mut threads = Vec::with_capacity(self.listeners.len());
+        let mut doors: Vec<_> = self.doors.into_iter().map(Vec::into_iter).collect();
         for (index, listener) in self.listeners.into_iter().enumerate() {
+            let mut listeners = vec![listener];
+            listeners.extend(doors.iter_mut().filter_map(Iterator::next));
             let spec = ShardSpec {
                 index,
-                listener,
+                listeners,
+                protocols: Arc::clone(&self.protocols),
                 backend: self.backend,
                 core_id: (!core_ids.is_empty()).then(|| core_ids[index % core_ids.len()]),
                 registry: Arc::clone(&self.registry),
@@ -529,6 +639,7 @@ impl Server {
         }
         tracing::info!(addr = %self.local_addr, shards = threads.len(), backend = ?self.backend, "listening");
         Ok(RunningServer {
+            tcp_addrs: self.tcp_addrs,
             local_addr: self.local_addr,
             handle,
             threads,
@@ -556,6 +667,7 @@ impl ServerHandle {
 /// A server running on background threads. Dropping it shuts it down and waits.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    tcp_addrs: Vec<SocketAddr>,
     handle: ServerHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -569,6 +681,11 @@ impl RunningServer {
     /// A handle that shuts the server down from any thread.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
+    }
+
+    /// The bound addresses of the raw TCP doors, in the order they were added.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
     }
 
     /// Shuts the server down and waits for every shard to finish.

@@ -2,7 +2,8 @@
 //! at `/chat` (see `chat.rs`), an echo server on `/echo` with a short page at `/help`
 //! that tells a person how to connect, the four SockJS services the SockJS protocol
 //! suites expect (`/echo`, `/close`, `/disabled_websocket_echo`, `/cookie_needed_echo`)
-//! and, with `--static DIR`, the files of DIR under `/static/`.
+//! and, with `--static DIR`, the files of DIR under `/static/`. `ringws bridge` bridges
+//! WebSocket connections to a TCP service (websockify's job).
 
 #[path = "ringws/chat.rs"]
 mod chat;
@@ -34,6 +35,29 @@ enum Command {
     /// Serve a chat page at / (WebSocket room at /chat), a WebSocket echo endpoint at
     /// /echo and a help page at /help.
     Serve(ServeArgs),
+    /// Bridge WebSocket connections to a TCP service: each connection opens its own TCP
+    /// connection to --to and bytes are copied both ways (subprotocols `binary` and
+    /// `base64`).
+    Bridge(BridgeArgs),
+}
+
+#[derive(clap::Args)]
+struct BridgeArgs {
+    /// Address to listen on for WebSocket clients.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The TCP service to bridge to.
+    #[arg(long)]
+    to: std::net::SocketAddr,
+    /// The WebSocket path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Shard threads (default: available cores).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// I/O backend; RINGWS_BACKEND overrides it.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
 }
 
 #[derive(clap::Args)]
@@ -107,10 +131,11 @@ fn main() -> ExitCode {
         )
         .with_writer(io::stderr)
         .init();
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
-    match serve(args) {
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Bridge(args) => bridge(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ringws: {error}");
@@ -119,12 +144,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> io::Result<()> {
-    let backend = match args.backend {
+fn backend(arg: BackendArg) -> Backend {
+    match arg {
         BackendArg::Auto => Backend::Auto,
         BackendArg::Uring => Backend::Uring,
         BackendArg::Epoll => Backend::Epoll,
-    };
+    }
+}
+
+fn bridge(args: BridgeArgs) -> io::Result<()> {
+    let signals = shutdown_signals();
+    let mut builder = Server::builder()
+        .bind(args.listen.as_str())
+        .backend(backend(args.backend))
+        .bridge(&args.path, args.to);
+    if let Some(shards) = args.shards {
+        builder = builder.shards(shards);
+    }
+    let server = builder.build()?;
+    let backend = server.backend();
+    let running = server.start()?;
+    eprintln!(
+        "ringws: bridging ws://{}{} to tcp://{} ({backend:?} backend); Ctrl-C stops",
+        running.local_addr(),
+        args.path,
+        args.to
+    );
+    let handle = running.handle();
+    std::thread::spawn(move || {
+        wait_for_signal(&signals);
+        handle.shutdown();
+    });
+    running.join()
+}
+
+fn serve(args: ServeArgs) -> io::Result<()> {
+    let backend = backend(args.backend);
     // Block SIGINT/SIGTERM before any shard thread starts, so they all inherit the mask
     // and this thread alone receives the signals, with sigwait below.
     let signals = shutdown_signals();

@@ -7,16 +7,29 @@
 //! the same core the same way, so protocol behaviour never depends on the backend.
 //!
 //! The calling protocol, per loop turn:
-//! 1. report events: [`ShardCore::on_accept`], [`ShardCore::on_recv`],
-//!    [`ShardCore::on_eof`], [`ShardCore::on_sent`], [`ShardCore::on_wake`],
-//!    [`ShardCore::on_timer`];
-//! 2. collect the tokens that changed with [`ShardCore::drain_ready`]; for each one that
-//!    has no send in flight, [`ShardCore::take_send`] gives the next bytes to write;
-//!    when it returns `None` and [`ShardCore::wants_close`] is true, close the socket
-//!    and report [`ShardCore::on_closed`];
-//! 3. wait for I/O until [`ShardCore::next_deadline`] at the latest;
-//! 4. stop the loop once [`ShardCore::is_finished`] is true (after a shutdown every
+//! 1. report events: [`ShardCore::on_accept`] (with the index of the listener that
+//!    accepted, in the order the backend was given its listeners),
+//!    [`ShardCore::on_connected`], [`ShardCore::on_recv`], [`ShardCore::on_eof`],
+//!    [`ShardCore::on_sent`], [`ShardCore::on_wake`], [`ShardCore::on_timer`];
+//! 2. start the outgoing connections [`ShardCore::take_connects`] asks for (without
+//!    blocking; each ends with one `on_connected`, `Ok` or `Err`);
+//! 3. collect the tokens that changed with [`ShardCore::drain_ready`]; for each one that
+//!    has no send in flight (and is not still connecting), [`ShardCore::take_send`]
+//!    gives the next bytes to write; when it returns `None` and
+//!    [`ShardCore::wants_close`] is true, close the socket and report
+//!    [`ShardCore::on_closed`]; reading is (re)started only while
+//!    [`ShardCore::wants_read`] is true, and stopped (a few bytes already on their way
+//!    may still be reported) when it turns false;
+//! 4. wait for I/O until [`ShardCore::next_deadline`] at the latest;
+//! 5. stop the loop once [`ShardCore::is_finished`] is true (after a shutdown every
 //!    connection was closed and reported with `on_closed`).
+//!
+//! Tokens of outgoing connections come from the core (`take_connects`); from a
+//! successful `on_connected` on they are ordinary sockets (recv, send, eof, close, like
+//! accepted ones). After `on_connected(token, Err(_))` the backend forgets the token and
+//! never reports `on_closed` for it. A core that lists a still-connecting token with
+//! `wants_close` true has the connect abandoned: it ends with `on_connected(Err(_))`. A core lists a token in `drain_ready` whenever its
+//! `wants_read` answer changes, so the backend looks at it again.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -32,9 +45,21 @@ impl Token {
         Token(((generation as u64) << 32) | index as u64)
     }
 
-    /// The slab index: dense, small, usable as an index into a backend's own table.
+    /// The slab index as the core numbers it (the core may use a high bit to keep two
+    /// kinds of sockets apart, see [`STREAM_BIT`]).
     pub(crate) fn index(self) -> usize {
         (self.0 & 0xffff_ffff) as usize
+    }
+
+    /// A dense, small index for a backend's own table: the core's two index spaces
+    /// (with and without [`STREAM_BIT`]) interleaved.
+    pub(crate) fn slot(self) -> usize {
+        let index = self.0 as u32;
+        if index & STREAM_BIT != 0 {
+            (((index & !STREAM_BIT) as usize) << 1) | 1
+        } else {
+            (index as usize) << 1
+        }
     }
 
     /// The generation of the slot when this token was issued.
@@ -43,11 +68,36 @@ impl Token {
     }
 }
 
+/// A core may mark the tokens of a second table (raw TCP streams, outgoing links) with
+/// this index bit; backends index their tables with [`Token::slot`], which stays dense.
+pub(crate) const STREAM_BIT: u32 = 1 << 30;
+
 /// Everything a backend needs from a shard: implemented by the shard's connection table
 /// (`runtime::shard::Shard`), and by small test cores in the backends' own tests.
 pub(crate) trait ShardCore {
-    /// A connection was accepted. Returns its token; the backend keeps the socket under it.
-    fn on_accept(&mut self, peer: Option<SocketAddr>, now: Instant) -> Token;
+    /// A connection was accepted on listener `listener` (its index in the backend's
+    /// list). Returns its token; the backend keeps the socket under it.
+    fn on_accept(&mut self, listener: usize, peer: Option<SocketAddr>, now: Instant) -> Token;
+
+    /// Moves the outgoing connections the core wants into `out`: a token the core
+    /// allocated and the address to connect to. Each is answered by one `on_connected`.
+    fn take_connects(&mut self, out: &mut Vec<(Token, SocketAddr)>) {
+        let _ = out;
+    }
+
+    /// An outgoing connection asked for with `take_connects` finished connecting, or
+    /// failed (then the token is forgotten: no `on_closed` follows).
+    fn on_connected(&mut self, token: Token, result: std::io::Result<()>, now: Instant) {
+        let _ = (token, result, now);
+    }
+
+    /// False while the core wants no bytes from `token` (backpressure). The backend
+    /// checks it before reading or re-arming a read; the core lists the token in
+    /// `drain_ready` when the answer changes.
+    fn wants_read(&self, token: Token) -> bool {
+        let _ = token;
+        true
+    }
 
     /// Bytes arrived on `token`. The core may modify them in place (unmasking) and
     /// borrows them only for this call, so the backend may recycle the buffer afterwards.
@@ -102,5 +152,12 @@ mod tests {
         let t = Token::new(7, 0xdead_beef);
         assert_eq!(t.index(), 7);
         assert_eq!(t.generation(), 0xdead_beef);
+    }
+
+    #[test]
+    fn slots_interleave_the_two_index_spaces() {
+        assert_eq!(Token::new(3, 1).slot(), 6);
+        assert_eq!(Token::new(super::STREAM_BIT | 3, 1).slot(), 7);
+        assert_eq!(Token::new(super::STREAM_BIT, 0).slot(), 1);
     }
 }

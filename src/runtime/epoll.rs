@@ -5,9 +5,12 @@
 //! reads and writes at the same time (a peer that writes without reading cannot wedge
 //! it). All connections of a shard share one read buffer: reading and handing the bytes
 //! to the core happen with no await in between, so an idle connection holds no buffer.
+//! Every listener has its own accept task; an outgoing connection is a local task that
+//! connects (`TcpStream::connect`) and then serves the socket like an accepted one.
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
@@ -30,10 +33,11 @@ type TaskSlot = (Token, Rc<Notify>);
 
 struct Shared<C> {
     core: RefCell<C>,
-    /// Wake-up per connection task, by token index.
+    /// Wake-up per connection task, by [`Token::slot`].
     tasks: RefCell<Vec<Option<TaskSlot>>>,
     read_buffer: RefCell<Vec<u8>>,
     ready: RefCell<Vec<Token>>,
+    connects: RefCell<Vec<(Token, SocketAddr)>>,
     /// The deadline the timer task sleeps towards.
     timer_target: Cell<Option<Instant>>,
     timer_changed: Notify,
@@ -41,19 +45,25 @@ struct Shared<C> {
     state_changed: Notify,
 }
 
-impl<C: ShardCore> Shared<C> {
-    /// Wakes the tasks of connections whose state changed, and the timer task if the
-    /// next deadline moved. Called after every call into the core.
-    fn dispatch(&self) {
+impl<C: ShardCore + 'static> Shared<C> {
+    /// Starts the outgoing connections the core asks for, wakes the tasks of
+    /// connections whose state changed, and the timer task if the next deadline moved.
+    /// Called after every call into the core.
+    fn dispatch(self: &Rc<Self>) {
         let mut ready = self.ready.borrow_mut();
+        let mut connects = self.connects.borrow_mut();
         let (deadline, shutting_down) = {
             let mut core = self.core.borrow_mut();
+            core.take_connects(&mut connects);
             core.drain_ready(&mut ready);
             (core.next_deadline(), core.is_shutting_down())
         };
+        for (token, addr) in connects.drain(..) {
+            tokio::task::spawn_local(connect(Rc::clone(self), token, addr));
+        }
         let tasks = self.tasks.borrow();
         for token in ready.drain(..) {
-            if let Some(Some((owner, notify))) = tasks.get(token.index()) {
+            if let Some(Some((owner, notify))) = tasks.get(token.slot()) {
                 if *owner == token {
                     notify.notify_one();
                 }
@@ -65,6 +75,15 @@ impl<C: ShardCore> Shared<C> {
         if shutting_down {
             self.state_changed.notify_waiters();
         }
+    }
+
+    /// Lists a connection task's wake-up under its token.
+    fn register(&self, token: Token, notify: &Rc<Notify>) {
+        let mut tasks = self.tasks.borrow_mut();
+        if tasks.len() <= token.slot() {
+            tasks.resize_with(token.slot() + 1, || None);
+        }
+        tasks[token.slot()] = Some((token, Rc::clone(notify)));
     }
 }
 
@@ -78,9 +97,10 @@ impl AsRawFd for Fd {
 }
 
 /// Runs one shard on the current thread until the core has shut down and finished.
+/// The core sees `listeners[i]`'s connections as accepted on listener `i`.
 pub(crate) fn run<C: ShardCore + 'static>(
     core: C,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     wake: &EventFd,
 ) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -93,18 +113,24 @@ pub(crate) fn run<C: ShardCore + 'static>(
         tasks: RefCell::new(Vec::new()),
         read_buffer: RefCell::new(vec![0; READ_BUFFER]),
         ready: RefCell::new(Vec::new()),
+        connects: RefCell::new(Vec::new()),
         timer_target: Cell::new(None),
         timer_changed: Notify::new(),
         state_changed: Notify::new(),
     });
     let wake_fd = wake.as_raw_fd();
     local.block_on(&runtime, async move {
-        listener.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(listener)?;
+        let mut accepting = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            listener.set_nonblocking(true)?;
+            accepting.push(TcpListener::from_std(listener)?);
+        }
         // SAFETY: the eventfd belongs to the shard's mailbox, which the caller's `wake`
         // borrow keeps open for this whole function; the AsyncFd is dropped inside it.
         let wake = unsafe { AsyncFd::register_with_interest(Fd(wake_fd), Interest::READABLE)? };
-        tokio::task::spawn_local(accept_loop(Rc::clone(&shared), listener));
+        for (index, listener) in accepting.into_iter().enumerate() {
+            tokio::task::spawn_local(accept_loop(Rc::clone(&shared), index, listener));
+        }
         tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
         loop {
             if shared.core.borrow().is_finished() {
@@ -123,7 +149,11 @@ pub(crate) fn run<C: ShardCore + 'static>(
     })
 }
 
-async fn accept_loop<C: ShardCore + 'static>(shared: Rc<Shared<C>>, listener: TcpListener) {
+async fn accept_loop<C: ShardCore + 'static>(
+    shared: Rc<Shared<C>>,
+    index: usize,
+    listener: TcpListener,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -147,17 +177,54 @@ async fn accept_loop<C: ShardCore + 'static>(shared: Rc<Shared<C>>, listener: Tc
         let token = shared
             .core
             .borrow_mut()
-            .on_accept(Some(peer), Instant::now());
+            .on_accept(index, Some(peer), Instant::now());
         let notify = Rc::new(Notify::new());
-        {
-            let mut tasks = shared.tasks.borrow_mut();
-            if tasks.len() <= token.index() {
-                tasks.resize_with(token.index() + 1, || None);
-            }
-            tasks[token.index()] = Some((token, Rc::clone(&notify)));
-        }
+        shared.register(token, &notify);
         tokio::task::spawn_local(serve(Rc::clone(&shared), stream, token, notify));
         shared.dispatch();
+    }
+}
+
+/// Connects an outgoing connection, reports it, and serves it once connected.
+/// A core that no longer wants the connection while it connects has it abandoned
+/// (reported as a failed connect).
+async fn connect<C: ShardCore + 'static>(shared: Rc<Shared<C>>, token: Token, addr: SocketAddr) {
+    let notify = Rc::new(Notify::new());
+    shared.register(token, &notify);
+    let connecting = TcpStream::connect(addr);
+    tokio::pin!(connecting);
+    let result = loop {
+        tokio::select! {
+            result = &mut connecting => break result,
+            _ = notify.notified() => {
+                if shared.core.borrow().wants_close(token) {
+                    break Err(io::Error::new(io::ErrorKind::Interrupted, "connect abandoned"));
+                }
+            }
+        }
+    };
+    match result {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            shared
+                .core
+                .borrow_mut()
+                .on_connected(token, Ok(()), Instant::now());
+            shared.dispatch();
+            serve(shared, stream, token, notify).await;
+        }
+        Err(error) => {
+            if let Some(slot) = shared.tasks.borrow_mut().get_mut(token.slot()) {
+                if slot.as_ref().is_some_and(|(owner, _)| *owner == token) {
+                    *slot = None;
+                }
+            }
+            shared
+                .core
+                .borrow_mut()
+                .on_connected(token, Err(error), Instant::now());
+            shared.dispatch();
+        }
     }
 }
 
@@ -200,7 +267,8 @@ async fn serve<C: ShardCore + 'static>(
         if sending.is_none() && shared.core.borrow().wants_close(token) {
             break;
         }
-        let interest = match (read_open, sending.is_some()) {
+        let reading = read_open && shared.core.borrow().wants_read(token);
+        let interest = match (reading, sending.is_some()) {
             (true, true) => Interest::READABLE | Interest::WRITABLE,
             (true, false) => Interest::READABLE,
             (false, true) => Interest::WRITABLE,
@@ -222,7 +290,7 @@ async fn serve<C: ShardCore + 'static>(
                 continue;
             }
         };
-        if ready.is_readable() && read_open {
+        if ready.is_readable() && reading {
             read_open = read_some(&shared, &stream, token);
         }
         if ready.is_writable() {
@@ -249,7 +317,7 @@ async fn serve<C: ShardCore + 'static>(
     }
     drop(stream);
     shared.core.borrow_mut().on_closed(token);
-    if let Some(slot) = shared.tasks.borrow_mut().get_mut(token.index()) {
+    if let Some(slot) = shared.tasks.borrow_mut().get_mut(token.slot()) {
         if slot.as_ref().is_some_and(|(owner, _)| *owner == token) {
             *slot = None;
         }

@@ -1,13 +1,18 @@
 //! Shard threads and the I/O backends that drive them. The only layer that does I/O.
 //!
-//! Each shard is a thread with its own SO_REUSEPORT listener, its own connections
+//! Each shard is a thread with its own SO_REUSEPORT listeners (the HTTP one, then one
+//! per raw TCP door), its own connections
 //! ([`shard::Shard`]) and its own backend loop (io_uring or epoll); shards share nothing
 //! on the hot path. Other threads reach a shard only through its mailbox.
 
+pub(crate) mod bridge;
+#[cfg(test)]
+mod contract_tests;
 pub(crate) mod core;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod files;
+pub(crate) mod link;
 pub(crate) mod mailbox;
 pub(crate) mod reflector;
 pub(crate) mod shard;
@@ -113,12 +118,16 @@ pub(crate) fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<
 /// Everything a shard thread needs.
 pub(crate) struct ShardSpec {
     pub(crate) index: usize,
-    pub(crate) listener: TcpListener,
+    /// Listener 0 serves HTTP/WebSocket/SockJS; the others are the raw TCP doors, in
+    /// the order they were added.
+    pub(crate) listeners: Vec<TcpListener>,
     pub(crate) backend: Backend,
     pub(crate) core_id: Option<core_affinity::CoreId>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) config: Arc<Config>,
+    /// The protocols of `listeners[1..]`, in order.
+    pub(crate) protocols: Arc<Vec<link::ProtocolFactory>>,
     /// Run the benchmark floor (`reflector::Reflector`) instead of the WebSocket shard.
     pub(crate) reflector: bool,
 }
@@ -149,9 +158,11 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
     let wake = &spec.registry.mailbox(spec.index).wake;
     let result = if spec.reflector {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
-        run_core(floor, spec.backend, spec.listener, wake)
+        run_core(floor, spec.backend, spec.listeners, wake)
     } else {
-        run_core(shard::Shard::new(ctx), spec.backend, spec.listener, wake)
+        let mut shard = shard::Shard::new(ctx);
+        shard.set_protocols(spec.protocols);
+        run_core(shard, spec.backend, spec.listeners, wake)
     };
     if let Err(error) = &result {
         tracing::error!(shard = spec.index, %error, "shard stopped with an error");
@@ -164,11 +175,11 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
 fn run_core<C: core::ShardCore + 'static>(
     mut core: C,
     backend: Backend,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     wake: &eventfd::EventFd,
 ) -> io::Result<()> {
     match backend {
-        Backend::Uring => uring::run(&mut core, listener, wake, &uring::UringOptions::default()),
-        _ => epoll::run(core, listener, wake),
+        Backend::Uring => uring::run(&mut core, listeners, wake, &uring::UringOptions::default()),
+        _ => epoll::run(core, listeners, wake),
     }
 }

@@ -138,7 +138,7 @@ impl Reflection {
 }
 
 impl ShardCore for Reflector {
-    fn on_accept(&mut self, _peer: Option<SocketAddr>, _now: Instant) -> Token {
+    fn on_accept(&mut self, _listener: usize, _peer: Option<SocketAddr>, _now: Instant) -> Token {
         let generation = self.next_generation;
         self.next_generation = generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -270,7 +270,7 @@ mod tests {
         let registry = Arc::new(Registry::new(1).expect("registry"));
         let mut core = Reflector::new(0, registry);
         let now = Instant::now();
-        let token = core.on_accept(None, now);
+        let token = core.on_accept(0, None, now);
         let mut input =
             b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

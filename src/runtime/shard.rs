@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use slab::Slab;
 
 use super::core::{ShardCore, Token};
+use super::link::{is_stream, ProtocolFactory, Streams};
 use super::mailbox::Command;
 use super::tls::{Received, TlsSession};
 use crate::conn::ConnId;
@@ -50,6 +51,8 @@ pub(crate) struct Shard {
     /// Decrypted bytes of the current `on_recv` (TLS only): one buffer for the shard,
     /// lent to one connection's `receive` at a time.
     plain: Vec<u8>,
+    /// Raw TCP streams and bridge links (tokens with `STREAM_BIT`).
+    streams: Streams,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -69,7 +72,9 @@ impl Shard {
             .map_or(0, |d| d.as_nanos() as u64);
         let rng = (nanos ^ (u64::from(ctx.shard) << 40) ^ (&ctx as *const _ as u64)) | 1;
         let sessions = SessionTable::new(ctx.config.out_limits);
+        let streams = Streams::new(ctx.shard, ctx.config.out_limits);
         Shard {
+            streams,
             sessions,
             work: VecDeque::new(),
             rng,
@@ -80,6 +85,28 @@ impl Shard {
             ready: Vec::new(),
             timers: BinaryHeap::new(),
             shutting_down: false,
+        }
+    }
+
+    /// The protocols of the shard's raw TCP listeners (listener `i + 1` serves `[i]`).
+    pub(crate) fn set_protocols(&mut self, protocols: std::sync::Arc<Vec<ProtocolFactory>>) {
+        self.streams.set_protocols(protocols);
+    }
+
+    /// Applies what bridge links left for their WebSocket connections.
+    fn run_pumps(&mut self) {
+        for ws in self.streams.take_pumps() {
+            let Some(bridge) = self.streams.bridge(ws) else {
+                continue;
+            };
+            let Shard { conns, ctx, .. } = self;
+            if let Some(entry) = conns
+                .get_mut(ws.index())
+                .filter(|e| e.generation == ws.generation())
+            {
+                super::bridge::pump(&bridge, &mut entry.conn, ctx);
+                self.touch(ws);
+            }
         }
     }
 
@@ -111,6 +138,7 @@ impl Shard {
             return;
         };
         let conn = &entry.conn;
+        self.streams.touched(token, conn.out.buffered());
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
         if !entry.listed && (!conn.out.queued.is_empty() || tls_output || conn.wants_close()) {
             entry.listed = true;
@@ -250,6 +278,7 @@ impl Shard {
             "shard shutting down"
         );
         self.shutting_down = true;
+        self.streams.shutdown();
         let tokens: Vec<Token> = self
             .conns
             .iter()
@@ -265,7 +294,10 @@ impl Shard {
 }
 
 impl ShardCore for Shard {
-    fn on_accept(&mut self, peer: Option<SocketAddr>, now: Instant) -> Token {
+    fn on_accept(&mut self, listener: usize, peer: Option<SocketAddr>, now: Instant) -> Token {
+        if listener > 0 {
+            return self.streams.on_accept(listener - 1);
+        }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
@@ -303,7 +335,29 @@ impl ShardCore for Shard {
         token
     }
 
+    fn take_connects(&mut self, out: &mut Vec<(Token, SocketAddr)>) {
+        self.streams.take_connects(out);
+    }
+
+    fn on_connected(&mut self, token: Token, result: std::io::Result<()>, _now: Instant) {
+        self.streams.on_connected(token, result);
+        self.run_pumps();
+    }
+
+    fn wants_read(&self, token: Token) -> bool {
+        if is_stream(token) {
+            self.streams.wants_read(token)
+        } else {
+            self.streams.ws_wants_read(token)
+        }
+    }
+
     fn on_recv(&mut self, token: Token, data: &mut [u8], now: Instant) {
+        if is_stream(token) {
+            self.streams.on_recv(token, data);
+            self.run_pumps();
+            return;
+        }
         let Shard {
             conns, ctx, plain, ..
         } = self;
@@ -334,6 +388,11 @@ impl ShardCore for Shard {
     }
 
     fn on_eof(&mut self, token: Token, now: Instant) {
+        if is_stream(token) {
+            self.streams.on_eof(token, None);
+            self.run_pumps();
+            return;
+        }
         let Shard { conns, ctx, .. } = self;
         if let Some(entry) = conns
             .get_mut(token.index())
@@ -346,6 +405,9 @@ impl ShardCore for Shard {
     }
 
     fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+        if is_stream(token) {
+            return self.streams.take_send(token);
+        }
         let entry = self.entry(token)?;
         if let Some(tls) = entry.tls.as_mut() {
             // Plaintext in, records out; `close_notify` follows the last plaintext.
@@ -369,6 +431,11 @@ impl ShardCore for Shard {
     }
 
     fn on_sent(&mut self, token: Token, mut buf: Vec<u8>, written: std::io::Result<usize>) {
+        if is_stream(token) {
+            self.streams.on_sent(token, buf, written);
+            self.run_pumps();
+            return;
+        }
         let Shard { conns, ctx, .. } = self;
         let Some(entry) = conns
             .get_mut(token.index())
@@ -415,6 +482,9 @@ impl ShardCore for Shard {
     }
 
     fn wants_close(&self, token: Token) -> bool {
+        if is_stream(token) {
+            return self.streams.wants_close(token);
+        }
         match self.conns.get(token.index()) {
             // Over TLS, only once `close_notify` (or an alert) was handed to the backend.
             Some(entry) if entry.generation == token.generation() => {
@@ -426,6 +496,12 @@ impl ShardCore for Shard {
     }
 
     fn on_closed(&mut self, token: Token) {
+        if is_stream(token) {
+            self.streams.on_closed(token);
+            self.run_pumps();
+            return;
+        }
+        self.streams.ws_gone(token);
         if self.entry(token).is_none() {
             return;
         }
@@ -481,6 +557,10 @@ impl ShardCore for Shard {
     }
 
     fn drain_ready(&mut self, out: &mut Vec<Token>) {
+        if self.streams.has_ready() {
+            self.run_pumps();
+            self.streams.drain_ready(out);
+        }
         for token in self.ready.drain(..) {
             if let Some(entry) = self
                 .conns
@@ -498,7 +578,7 @@ impl ShardCore for Shard {
     }
 
     fn is_finished(&self) -> bool {
-        self.shutting_down && self.conns.is_empty()
+        self.shutting_down && self.conns.is_empty() && self.streams.is_empty()
     }
 }
 

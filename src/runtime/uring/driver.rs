@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ use super::ops::{self, Op};
 use super::ring::SetupKind;
 use crate::runtime::core::{ShardCore, Token};
 use crate::runtime::eventfd::EventFd;
+
+mod connect;
 
 /// How long teardown waits for cancelled operations to complete before giving up (and
 /// leaking, rather than freeing, the memory they may still point at).
@@ -53,8 +55,29 @@ struct ConnIo {
     read_done: bool,
     /// The core wants the socket closed; we wait for the in-flight operations.
     closing: bool,
-    /// An AsyncCancel for the recv was pushed.
+    /// An AsyncCancel for the recv was pushed (reset by the recv's final completion).
     cancel_sent: bool,
+    /// The core answered `wants_read == false`: no recv is armed until it says true.
+    paused: bool,
+    /// An outgoing connection whose Connect is in flight: the address the kernel reads
+    /// until the completion (boxed, so its address is stable).
+    connecting: Option<Box<socket2::SockAddr>>,
+}
+
+impl ConnIo {
+    fn new(token: Token, fd: OwnedFd) -> ConnIo {
+        ConnIo {
+            token,
+            fd,
+            send: None,
+            recv_armed: false,
+            read_done: false,
+            closing: false,
+            cancel_sent: false,
+            paused: false,
+            connecting: None,
+        }
+    }
 }
 
 /// Where the mailbox wake-up stands.
@@ -70,13 +93,15 @@ pub(super) struct Driver<'w> {
     ring: IoUring,
     bufs: BufRing,
     setup: SetupKind,
+    /// By [`Token::slot`].
     conns: Vec<Option<ConnIo>>,
-    listener: RawFd,
+    listeners: Vec<RawFd>,
+    /// Per listener: its multishot accept is in flight.
+    accept_armed: Vec<bool>,
     wake: &'w EventFd,
     /// The mailbox read's target; boxed so that its address is stable.
     wake_buf: Box<u64>,
     wake_state: WakeState,
-    accept_armed: bool,
     accepting: bool,
     /// Accept stopped on EMFILE/ENFILE; re-armed after a close or a wake-up.
     accept_paused: bool,
@@ -88,6 +113,7 @@ pub(super) struct Driver<'w> {
     cqes: Vec<(u64, i32, u32)>,
     ready: Vec<Token>,
     again: Vec<Token>,
+    connects: Vec<(Token, SocketAddr)>,
 }
 
 impl<'w> Driver<'w> {
@@ -95,7 +121,7 @@ impl<'w> Driver<'w> {
         ring: IoUring,
         setup: SetupKind,
         bufs: BufRing,
-        listener: &TcpListener,
+        listeners: &[TcpListener],
         wake: &'w EventFd,
     ) -> Driver<'w> {
         Driver {
@@ -103,11 +129,11 @@ impl<'w> Driver<'w> {
             bufs,
             setup,
             conns: Vec::new(),
-            listener: listener.as_raw_fd(),
+            listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
+            accept_armed: vec![false; listeners.len()],
             wake,
             wake_buf: Box::new(0),
             wake_state: WakeState::Idle,
-            accept_armed: false,
             accepting: true,
             accept_paused: false,
             cancels_inflight: 0,
@@ -116,6 +142,7 @@ impl<'w> Driver<'w> {
             cqes: Vec::with_capacity(256),
             ready: Vec::with_capacity(64),
             again: Vec::with_capacity(64),
+            connects: Vec::new(),
         }
     }
 
@@ -143,9 +170,7 @@ impl<'w> Driver<'w> {
             }
             if core.is_shutting_down() && self.accepting {
                 self.accepting = false;
-                if self.accept_armed {
-                    self.cancel(ops::encode(Op::Accept, None));
-                }
+                self.cancel_accepts();
             }
             let busy = self.process_ready(core);
             if core.is_finished() {
@@ -156,16 +181,26 @@ impl<'w> Driver<'w> {
         }
     }
 
-    /// Re-arms the listener's accept and the mailbox read when they are not in flight.
+    fn cancel_accepts(&mut self) {
+        for i in 0..self.accept_armed.len() {
+            if self.accept_armed[i] {
+                self.cancel(ops::encode_listener(Op::Accept, i));
+            }
+        }
+    }
+
+    /// Re-arms the listeners' accepts and the mailbox read when they are not in flight.
     fn rearm(&mut self) {
-        if self.accepting && !self.accept_armed && !self.accept_paused {
-            let e = opcode::AcceptMulti::new(types::Fd(self.listener))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(ops::encode(Op::Accept, None));
-            // SAFETY: multishot accept without an address buffer points at no memory.
-            unsafe { self.push(e) };
-            self.accept_armed = true;
+        for i in 0..self.listeners.len() {
+            if self.accepting && !self.accept_armed[i] && !self.accept_paused {
+                let e = opcode::AcceptMulti::new(types::Fd(self.listeners[i]))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(ops::encode_listener(Op::Accept, i));
+                // SAFETY: multishot accept without an address buffer points at no memory.
+                unsafe { self.push(e) };
+                self.accept_armed[i] = true;
+            }
         }
         if self.wake_state == WakeState::Idle && !self.finishing {
             self.arm_wake_read();
@@ -287,7 +322,8 @@ impl<'w> Driver<'w> {
         let d = ops::decode(user_data);
         match d.op {
             Some(Op::Cancel) => self.cancels_inflight = self.cancels_inflight.saturating_sub(1),
-            Some(Op::Accept) => self.on_accept_cqe(core, res, flags, now),
+            Some(Op::Accept) => self.on_accept_cqe(core, d.index, res, flags, now),
+            Some(Op::Connect) => self.on_connect_cqe(core, d, res, now),
             Some(Op::Wake) => return self.on_wake_cqe(core, res, now),
             Some(Op::WakePoll) => {
                 self.wake_state = WakeState::Idle;
@@ -308,9 +344,18 @@ impl<'w> Driver<'w> {
         Ok(())
     }
 
-    fn on_accept_cqe<C: ShardCore>(&mut self, core: &mut C, res: i32, flags: u32, now: Instant) {
+    fn on_accept_cqe<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        listener: usize,
+        res: i32,
+        flags: u32,
+        now: Instant,
+    ) {
         if !cqueue::more(flags) {
-            self.accept_armed = false;
+            if let Some(armed) = self.accept_armed.get_mut(listener) {
+                *armed = false;
+            }
         }
         if res < 0 {
             match -res {
@@ -336,8 +381,16 @@ impl<'w> Driver<'w> {
             tracing::debug!(error = %e, "TCP_NODELAY failed on accepted socket");
         }
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
-        let token = core.on_accept(peer, now);
-        let idx = token.index();
+        let token = core.on_accept(listener, peer, now);
+        let idx = self.install(ConnIo::new(token, fd));
+        self.arm_recv(idx);
+        self.again.push(token);
+    }
+
+    /// Puts a socket into the table under its token's slot; returns the slot.
+    fn install(&mut self, conn: ConnIo) -> usize {
+        let token = conn.token;
+        let idx = token.slot();
         if idx >= self.conns.len() {
             self.conns.resize_with(idx + 1, || None);
         }
@@ -345,25 +398,25 @@ impl<'w> Driver<'w> {
             tracing::error!(?token, old = ?old.token, "core reused a slot that was not closed");
             self.forget_conn(old);
         }
-        self.conns[idx] = Some(ConnIo {
-            token,
-            fd,
-            send: None,
-            recv_armed: false,
-            read_done: false,
-            closing: false,
-            cancel_sent: false,
-        });
-        self.arm_recv(idx);
-        self.again.push(token);
+        self.conns[idx] = Some(conn);
+        idx
     }
 
     /// Drops a connection whose operations may still be in flight: its fd is closed
-    /// (the kernel keeps its own file reference) but a send buffer is leaked.
+    /// (the kernel keeps its own file reference) but a send buffer or a connect
+    /// address is leaked.
     fn forget_conn(&mut self, conn: ConnIo) {
-        let ConnIo { send, fd, .. } = conn;
+        let ConnIo {
+            send,
+            fd,
+            connecting,
+            ..
+        } = conn;
         if let Some(buf) = send {
             std::mem::forget(buf);
+        }
+        if let Some(addr) = connecting {
+            std::mem::forget(addr);
         }
         drop(fd);
     }
@@ -373,7 +426,12 @@ impl<'w> Driver<'w> {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if conn.recv_armed || conn.read_done || conn.closing {
+        if conn.recv_armed
+            || conn.read_done
+            || conn.closing
+            || conn.paused
+            || conn.connecting.is_some()
+        {
             return;
         }
         conn.recv_armed = true;
@@ -445,6 +503,7 @@ impl<'w> Driver<'w> {
         };
         if !more {
             conn.recv_armed = false;
+            conn.cancel_sent = false;
         }
         let token = conn.token;
         let quiet = conn.closing || finishing;
@@ -483,6 +542,14 @@ impl<'w> Driver<'w> {
                 core.on_eof(token, now);
             }
         }
+        if !quiet && !conn.read_done && !core.wants_read(token) {
+            conn.paused = true;
+            if conn.recv_armed && !conn.cancel_sent {
+                conn.cancel_sent = true;
+                self.cancel(ops::encode(Op::Recv, Some(token)));
+            }
+        }
+        let Some(conn) = self.live(d) else { return };
         let recv_armed = conn.recv_armed;
         let closing = conn.closing;
         if !recv_armed {
@@ -521,6 +588,7 @@ impl<'w> Driver<'w> {
     /// Step 2 of the calling protocol. Returns true when tokens are left over (the next
     /// wait must not block).
     fn process_ready<C: ShardCore>(&mut self, core: &mut C) -> bool {
+        self.start_connects(core);
         for _ in 0..READY_ROUNDS {
             let mut batch = std::mem::take(&mut self.ready);
             core.drain_ready(&mut batch);
@@ -542,12 +610,36 @@ impl<'w> Driver<'w> {
     }
 
     fn process_token<C: ShardCore>(&mut self, core: &mut C, token: Token) {
-        let idx = token.index();
+        let idx = token.slot();
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if conn.token != token || conn.send.is_some() {
-            return; // stale token, or on_sent will bring it back
+        if conn.token != token {
+            return; // stale token
+        }
+        if conn.connecting.is_some() {
+            // The connect's completion brings it back; a core that no longer wants
+            // the connection has it abandoned (reported as a failed connect).
+            if !conn.cancel_sent && core.wants_close(token) {
+                conn.cancel_sent = true;
+                self.cancel(ops::encode(Op::Connect, Some(token)));
+            }
+            return;
+        }
+        if !conn.closing && !conn.read_done {
+            conn.paused = !core.wants_read(token);
+            if conn.paused && conn.recv_armed && !conn.cancel_sent {
+                conn.cancel_sent = true;
+                self.cancel(ops::encode(Op::Recv, Some(token)));
+            } else if !conn.paused && !conn.recv_armed {
+                self.arm_recv(idx);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.send.is_some() {
+            return; // on_sent will bring it back
         }
         if let Some(buf) = core.take_send(token) {
             let len = buf.len().min(u32::MAX as usize) as u32;
@@ -587,9 +679,7 @@ impl<'w> Driver<'w> {
     fn teardown<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
         self.finishing = true;
         self.accepting = false;
-        if self.accept_armed {
-            self.cancel(ops::encode(Op::Accept, None));
-        }
+        self.cancel_accepts();
         match self.wake_state {
             WakeState::Reading => self.cancel(ops::encode(Op::Wake, None)),
             WakeState::Polling => self.cancel(ops::encode(Op::WakePoll, None)),
@@ -605,6 +695,9 @@ impl<'w> Driver<'w> {
             }
             if conn.send.is_some() {
                 targets.push(ops::encode(Op::Send, Some(conn.token)));
+            }
+            if conn.connecting.is_some() {
+                targets.push(ops::encode(Op::Connect, Some(conn.token)));
             }
         }
         for t in targets {
@@ -633,7 +726,7 @@ impl<'w> Driver<'w> {
     }
 
     fn in_flight(&self) -> bool {
-        self.accept_armed
+        self.accept_armed.iter().any(|&armed| armed)
             || self.wake_state != WakeState::Idle
             || self.cancels_inflight > 0
             || !self.pending.is_empty()
@@ -641,7 +734,7 @@ impl<'w> Driver<'w> {
                 .conns
                 .iter()
                 .flatten()
-                .any(|c| c.recv_armed || c.send.is_some())
+                .any(|c| c.recv_armed || c.send.is_some() || c.connecting.is_some())
     }
 
     /// Error paths: operations may still be in flight when the ring is dropped, so the
@@ -653,6 +746,9 @@ impl<'w> Driver<'w> {
         for conn in self.conns.iter_mut().flatten() {
             if let Some(buf) = conn.send.take() {
                 std::mem::forget(buf);
+            }
+            if let Some(addr) = conn.connecting.take() {
+                std::mem::forget(addr);
             }
         }
     }

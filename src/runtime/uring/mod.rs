@@ -98,6 +98,7 @@ pub(crate) fn probe() -> Result<String, String> {
         ("READ", opcode::Read::CODE),
         ("POLL_ADD", opcode::PollAdd::CODE),
         ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
+        ("CONNECT", opcode::Connect::CODE),
     ];
     let missing: Vec<&str> = required
         .iter()
@@ -132,10 +133,11 @@ pub(crate) fn probe() -> Result<String, String> {
 
 /// Runs one shard's event loop on the current thread until `core.is_finished()`.
 ///
-/// Every socket the loop accepted is closed when it returns, on success and on error.
+/// Every socket the loop accepted or connected is closed when it returns, on success
+/// and on error. The core sees `listeners[i]`'s connections as accepted on listener `i`.
 pub(crate) fn run<C: ShardCore>(
     core: &mut C,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     wake: &EventFd,
     opts: &UringOptions,
 ) -> io::Result<()> {
@@ -147,10 +149,10 @@ pub(crate) fn run<C: ShardCore>(
         ));
     }
     let bufs = BufRing::register(&ring.submitter(), opts.buffer_count, opts.buffer_size, BGID)?;
-    let mut driver = Driver::new(ring, setup, bufs, &listener, wake);
+    let mut driver = Driver::new(ring, setup, bufs, &listeners, wake);
     let result = driver.run(core);
     drop(driver);
-    drop(listener);
+    drop(listeners);
     result
 }
 

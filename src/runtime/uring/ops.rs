@@ -1,7 +1,8 @@
 //! `user_data` encoding: which operation a completion belongs to, and for which
-//! connection (slab index plus the low 24 bits of the token's generation).
+//! connection (its table slot, [`Token::slot`], plus the low 24 bits of the token's
+//! generation) or which listener (its index, generation 0).
 //!
-//! Layout of the 64 bits: `op` (8) | `generation & 0xff_ffff` (24) | `index` (32).
+//! Layout of the 64 bits: `op` (8) | `generation & 0xff_ffff` (24) | `slot` (32).
 //! A completion whose index/generation no longer matches the backend's table entry is
 //! stale (its connection was closed and the slot reused) and is ignored, except that any
 //! provided buffer it carries is still given back to the ring.
@@ -26,6 +27,8 @@ pub(super) enum Op {
     Send = 5,
     /// An `AsyncCancel`: its own completion carries nothing of interest.
     Cancel = 6,
+    /// Connect of an outgoing connection.
+    Connect = 7,
 }
 
 impl Op {
@@ -37,6 +40,7 @@ impl Op {
             4 => Op::Recv,
             5 => Op::Send,
             6 => Op::Cancel,
+            7 => Op::Connect,
             _ => return None,
         })
     }
@@ -46,7 +50,7 @@ impl Op {
 pub(super) fn encode(op: Op, token: Option<Token>) -> u64 {
     let (index, generation) = match token {
         Some(t) => (
-            t.index() as u64 & 0xffff_ffff,
+            t.slot() as u64 & 0xffff_ffff,
             (t.generation() & GEN_MASK) as u64,
         ),
         None => (0, 0),
@@ -54,10 +58,16 @@ pub(super) fn encode(op: Op, token: Option<Token>) -> u64 {
     ((op as u64) << 56) | (generation << 32) | index
 }
 
+/// Packs an operation on listener `index` (multishot accept).
+pub(super) fn encode_listener(op: Op, index: usize) -> u64 {
+    ((op as u64) << 56) | (index as u64 & 0xffff_ffff)
+}
+
 /// What a completion's `user_data` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Decoded {
     pub(super) op: Option<Op>,
+    /// The connection's table slot, or the listener's index.
     pub(super) index: usize,
     generation24: u32,
 }
@@ -65,7 +75,7 @@ pub(super) struct Decoded {
 impl Decoded {
     /// True when `token` is the connection this completion was submitted for.
     pub(super) fn matches(&self, token: Token) -> bool {
-        token.index() == self.index && (token.generation() & GEN_MASK) == self.generation24
+        token.slot() == self.index && (token.generation() & GEN_MASK) == self.generation24
     }
 }
 
@@ -87,10 +97,14 @@ mod tests {
         let t = Token::new(12345, 0x0100_0007);
         let d = decode(encode(Op::Recv, Some(t)));
         assert_eq!(d.op, Some(Op::Recv));
-        assert_eq!(d.index, 12345);
+        assert_eq!(d.index, t.slot());
         assert!(d.matches(t));
         assert!(!d.matches(Token::new(12345, 0x0100_0008)));
         assert!(!d.matches(Token::new(12344, 0x0100_0007)));
+        let s = Token::new(crate::runtime::core::STREAM_BIT | 12345, 3);
+        assert!(decode(encode(Op::Connect, Some(s))).matches(s));
+        assert!(!decode(encode(Op::Connect, Some(s))).matches(t));
+        assert_eq!(decode(encode_listener(Op::Accept, 2)).index, 2);
         let d = decode(encode(Op::Wake, None));
         assert_eq!(d.op, Some(Op::Wake));
         assert_eq!(decode(0).op, None);

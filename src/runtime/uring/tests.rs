@@ -72,7 +72,7 @@ impl EchoCore {
 }
 
 impl ShardCore for EchoCore {
-    fn on_accept(&mut self, _peer: Option<SocketAddr>, _now: Instant) -> Token {
+    fn on_accept(&mut self, _listener: usize, _peer: Option<SocketAddr>, _now: Instant) -> Token {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -196,7 +196,7 @@ impl Server {
         let (w, s, st) = (wake.clone(), shutdown.clone(), stats.clone());
         let thread = thread::spawn(move || {
             let mut core = EchoCore::new(s, st);
-            run(&mut core, listener, &w, &opts)
+            run(&mut core, vec![listener], &w, &opts)
         });
         Server {
             addr,
@@ -437,7 +437,7 @@ fn probe_and_run_under_seccomp_refusal() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let wake = EventFd::new().expect("eventfd");
         let mut core = EchoCore::new(Arc::default(), Arc::default());
-        let err = run(&mut core, listener, &wake, &UringOptions::default())
+        let err = run(&mut core, vec![listener], &wake, &UringOptions::default())
             .expect_err("run must fail under the filter");
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
         println!("child: {why}");

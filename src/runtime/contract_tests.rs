@@ -1,0 +1,303 @@
+//! The runtime contract on both backends, with a small test core: several listeners
+//! per shard, outgoing connections (refused and accepted) and `wants_read` pauses.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::core::{ShardCore, Token, STREAM_BIT};
+use super::eventfd::EventFd;
+use crate::server::Backend;
+
+/// What the test thread watches.
+#[derive(Default)]
+struct Seen {
+    /// Connect results: `Ok` or the error text, by target.
+    connects: Mutex<Vec<(SocketAddr, Result<(), String>)>>,
+    /// Bytes received on outgoing connections.
+    link_bytes: AtomicUsize,
+    /// Let the outgoing connections read.
+    gate_open: AtomicBool,
+    stop: AtomicBool,
+}
+
+struct Sock {
+    out: Vec<u8>,
+    eof: bool,
+    /// Listener index, or `None` for an outgoing connection.
+    listener: Option<usize>,
+}
+
+/// Listener 0 echoes; listener 1 echoes upper-cased. Outgoing connections (to
+/// `targets`, asked for at the first turn) send `hello` and count what they receive,
+/// reading only while the gate is open. A timer lists every socket every 10 ms so that
+/// a gate change is seen.
+struct DoorsCore {
+    socks: HashMap<Token, Sock>,
+    next: u32,
+    targets: Vec<SocketAddr>,
+    pending: HashMap<Token, SocketAddr>,
+    ready: Vec<Token>,
+    seen: Arc<Seen>,
+    stopping: bool,
+    tick: Instant,
+}
+
+impl DoorsCore {
+    fn token(&mut self, stream: bool) -> Token {
+        self.next += 1;
+        let index = if stream {
+            STREAM_BIT | self.next
+        } else {
+            self.next
+        };
+        Token::new(index, 7)
+    }
+}
+
+impl ShardCore for DoorsCore {
+    fn on_accept(&mut self, listener: usize, _peer: Option<SocketAddr>, _now: Instant) -> Token {
+        let token = self.token(false);
+        let sock = Sock {
+            out: Vec::new(),
+            eof: false,
+            listener: Some(listener),
+        };
+        self.socks.insert(token, sock);
+        token
+    }
+
+    fn take_connects(&mut self, out: &mut Vec<(Token, SocketAddr)>) {
+        for addr in std::mem::take(&mut self.targets) {
+            let token = self.token(true);
+            self.pending.insert(token, addr);
+            out.push((token, addr));
+        }
+    }
+
+    fn on_connected(&mut self, token: Token, result: std::io::Result<()>, _now: Instant) {
+        let addr = self
+            .pending
+            .remove(&token)
+            .expect("connect for an unknown token");
+        let result = result.map_err(|e| e.to_string());
+        if result.is_ok() {
+            let sock = Sock {
+                out: b"hello".to_vec(),
+                eof: false,
+                listener: None,
+            };
+            self.socks.insert(token, sock);
+            self.ready.push(token);
+        }
+        self.seen
+            .connects
+            .lock()
+            .expect("lock")
+            .push((addr, result));
+    }
+
+    fn wants_read(&self, token: Token) -> bool {
+        match self.socks.get(&token) {
+            Some(sock) if sock.listener.is_none() => self.seen.gate_open.load(Ordering::SeqCst),
+            _ => true,
+        }
+    }
+
+    fn on_recv(&mut self, token: Token, data: &mut [u8], _now: Instant) {
+        let sock = self
+            .socks
+            .get_mut(&token)
+            .expect("recv for an unknown token");
+        match sock.listener {
+            Some(0) => sock.out.extend_from_slice(data),
+            Some(_) => sock.out.extend(data.iter().map(u8::to_ascii_uppercase)),
+            None => {
+                self.seen.link_bytes.fetch_add(data.len(), Ordering::SeqCst);
+            }
+        }
+        self.ready.push(token);
+    }
+
+    fn on_eof(&mut self, token: Token, _now: Instant) {
+        if let Some(sock) = self.socks.get_mut(&token) {
+            sock.eof = true;
+        }
+        self.ready.push(token);
+    }
+
+    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+        let sock = self.socks.get_mut(&token)?;
+        (!sock.out.is_empty()).then(|| std::mem::take(&mut sock.out))
+    }
+
+    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>) {
+        if let Some(sock) = self.socks.get_mut(&token) {
+            match written {
+                Ok(n) => {
+                    let mut rest = buf[n..].to_vec();
+                    rest.append(&mut sock.out);
+                    sock.out = rest;
+                }
+                Err(_) => sock.eof = true,
+            }
+        }
+        self.ready.push(token);
+    }
+
+    fn wants_close(&self, token: Token) -> bool {
+        self.socks
+            .get(&token)
+            .is_none_or(|s| (s.eof || self.stopping) && s.out.is_empty())
+    }
+
+    fn on_closed(&mut self, token: Token) {
+        assert!(
+            self.socks.remove(&token).is_some(),
+            "close of an unknown token"
+        );
+    }
+
+    fn on_wake(&mut self, _now: Instant) {}
+
+    fn on_timer(&mut self, now: Instant) {
+        self.tick = now + Duration::from_millis(10);
+        self.stopping |= self.seen.stop.load(Ordering::SeqCst);
+        self.ready.extend(self.socks.keys().copied());
+        if self.stopping {
+            // Still connecting (the black hole): abandoned, since `wants_close` is true.
+            self.ready.extend(self.pending.keys().copied());
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        Some(self.tick)
+    }
+
+    fn drain_ready(&mut self, out: &mut Vec<Token>) {
+        out.append(&mut self.ready);
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.stopping
+    }
+
+    fn is_finished(&self) -> bool {
+        self.stopping && self.socks.is_empty() && self.pending.is_empty()
+    }
+}
+
+fn backends() -> Vec<Backend> {
+    let mut list = vec![Backend::Epoll];
+    match super::uring::probe() {
+        Ok(_) => list.push(Backend::Uring),
+        Err(why) => eprintln!("io_uring leg skipped: {why}"),
+    }
+    list
+}
+
+fn roundtrip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(data).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("read");
+    back
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn listeners_connects_and_read_pauses() {
+    for backend in backends() {
+        // A backend the core connects to: reads `hello`, then writes 1 MiB.
+        let far = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let far_addr = far.local_addr().expect("addr");
+        let refused = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let seen = Arc::new(Seen::default());
+        let listeners = vec![
+            TcpListener::bind("127.0.0.1:0").expect("bind"),
+            TcpListener::bind("127.0.0.1:0").expect("bind"),
+        ];
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        let core = DoorsCore {
+            socks: HashMap::new(),
+            next: 0,
+            // 192.0.2.0/24 is TEST-NET-1: the connect hangs (or fails at once where
+            // there is no route); either way shutdown must not wait for it.
+            targets: vec![refused, far_addr, SocketAddr::from(([192, 0, 2, 1], 9))],
+            pending: HashMap::new(),
+            ready: Vec::new(),
+            seen: Arc::clone(&seen),
+            stopping: false,
+            tick: Instant::now(),
+        };
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let w = Arc::clone(&wake);
+        let shard = thread::spawn(move || super::run_core(core, backend, listeners, &w));
+
+        assert_eq!(roundtrip(addrs[0], b"abc"), b"abc", "{backend:?}");
+        assert_eq!(roundtrip(addrs[1], b"abc"), b"ABC", "{backend:?}");
+
+        let (mut far_conn, _) = far.accept().expect("accept");
+        let mut hello = [0; 5];
+        far_conn.read_exact(&mut hello).expect("hello");
+        assert_eq!(&hello, b"hello");
+        let connects = seen.connects.lock().expect("lock").clone();
+        assert!(
+            connects.iter().any(|(a, r)| *a == refused && r.is_err()),
+            "{connects:?}"
+        );
+        assert!(
+            connects.iter().any(|(a, r)| *a == far_addr && r.is_ok()),
+            "{connects:?}"
+        );
+
+        const TOTAL: usize = 1 << 20;
+        let writer = thread::spawn(move || {
+            far_conn.write_all(&vec![b'x'; TOTAL]).expect("write");
+            far_conn
+        });
+        thread::sleep(Duration::from_millis(300));
+        let paused_at = seen.link_bytes.load(Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            seen.link_bytes.load(Ordering::SeqCst),
+            paused_at,
+            "{backend:?}: read while paused"
+        );
+        assert!(paused_at < TOTAL, "{backend:?}: nothing was paused");
+        seen.gate_open.store(true, Ordering::SeqCst);
+        wait_until("all bytes", || {
+            seen.link_bytes.load(Ordering::SeqCst) == TOTAL
+        });
+        drop(writer.join().expect("writer"));
+
+        seen.stop.store(true, Ordering::SeqCst);
+        wake.signal();
+        let stopping = Instant::now();
+        shard.join().expect("shard panicked").expect("shard failed");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "{backend:?}: stop waited for a connect"
+        );
+    }
+}
