@@ -1,11 +1,14 @@
 //! ringws-loadtest: a WebSocket load generator built on ringws's sans-I/O client role.
 //!
-//! Three scenarios, each a library function so tests can drive them in-process:
-//! [`echo::run`] (message round trips), [`connect::run`] (handshake rate) and
-//! [`idle::run`] (many held connections, server memory per connection). Connections
+//! Four scenarios, each a library function so tests can drive them in-process:
+//! [`echo::run`] (message round trips), [`connect::run`] (handshake rate),
+//! [`idle::run`] (many held connections, server memory per connection) and
+//! [`churn::run`] (connect → echoes → close cycles; whether the server's RSS and fds
+//! return to baseline). Connections
 //! are spread over OS threads, each with its own tokio current-thread runtime; each
 //! thread keeps its own counters and histogram, merged at the end.
 
+pub mod churn;
 pub mod client;
 pub mod connect;
 pub mod echo;

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
-use ringws_loadtest::{connect, echo, idle, report};
+use ringws_loadtest::{churn, connect, echo, idle, report};
 use ringws_loadtest::{default_threads, ensure_nofile, parse_duration, HARD_CAP_GRACE};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -36,6 +36,11 @@ enum Scenario {
     /// Idle connections: open and hold many, pinging each (not over hixie-76, which has no
     /// ping); with --server-pid reports the server's RSS growth per connection.
     Idle(IdleArgs),
+    /// Connection churn: workers loop on connect → upgrade → N checked echoes → close
+    /// handshake → drop; reports cycles/s and, with --server-pid, the server's RSS and
+    /// open fds before, right after and after --settle, to see whether they return to
+    /// baseline.
+    Churn(ChurnArgs),
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +136,38 @@ struct IdleArgs {
     /// after all are open (plus 1 s), and report the growth per connection.
     #[arg(long)]
     server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+struct ChurnArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Concurrent workers, each with one connection at a time.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    connections: usize,
+    /// Messages per connection, sent one at a time, each echo awaited and checked.
+    #[arg(long, default_value_t = 10)]
+    messages_per_conn: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Send text messages (ASCII payload; always so with --protocol hixie76) instead
+    /// of binary.
+    #[arg(long)]
+    text: bool,
+    /// How long to start new cycles. Default 10s, or 300s as a cap when --count is given.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after N cycles in total (or at --duration, whichever is first).
+    #[arg(long)]
+    count: Option<u64>,
+    /// The server's process id: read its VmRSS (/proc/PID/status) and open fds
+    /// (/proc/PID/fd) before the run, right after it and after --settle.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Wait this long after the run before the last RSS/fd sample (with --server-pid).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    settle: Duration,
 }
 
 /// The last-resort stop: exits the process if the run outlives its hard cap.
@@ -271,6 +308,46 @@ fn run(cli: Cli) -> Result<u64, String> {
                 println!(
                     "idle {} ({}, {} connections)",
                     a.common.url, opts.protocol, opts.connections
+                );
+                println!("{}", r.summary());
+            }
+            Ok(r.errors.total())
+        }
+        Scenario::Churn(a) => {
+            let (target, threads) = prepare(&a.common, a.connections)?;
+            let duration = a.duration.unwrap_or(if a.count.is_some() {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(10)
+            });
+            let protocol = a.common.protocol;
+            let opts = churn::ChurnOptions {
+                target,
+                protocol,
+                concurrency: a.connections,
+                messages_per_conn: a.messages_per_conn,
+                size: a.size,
+                text: a.text || protocol == Protocol::Hixie76,
+                duration,
+                count: a.count,
+                server_pid: a.server_pid,
+                settle: a.settle,
+                threads,
+            };
+            watchdog(opts.hard_cap() + Duration::from_secs(5));
+            let bar = progress_bar(a.common.json);
+            let r = churn::run(&opts, &bar);
+            if a.common.json {
+                report::print_json("churn", &a.common.url, &opts.settings(), &r);
+            } else {
+                println!(
+                    "churn {} ({}, {} workers, {} x {} B {} per connection)",
+                    a.common.url,
+                    opts.protocol,
+                    opts.concurrency,
+                    opts.messages_per_conn,
+                    opts.size,
+                    if opts.text { "text" } else { "binary" }
                 );
                 println!("{}", r.summary());
             }

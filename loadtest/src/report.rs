@@ -191,7 +191,7 @@ impl Latency {
 /// The `--json` output: one object per run.
 #[derive(Debug, Serialize)]
 pub struct JsonReport<'a, S: Serialize, R: Serialize> {
-    /// `echo`, `connect` or `idle`.
+    /// `echo`, `connect`, `idle` or `churn`.
     pub scenario: &'a str,
     /// The target URL.
     pub url: &'a str,

@@ -4,7 +4,7 @@ use indicatif::ProgressBar;
 use ringws::{Conn, Handler, Message, RunningServer, Server};
 use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
-use ringws_loadtest::{connect, echo, idle};
+use ringws_loadtest::{churn, connect, echo, idle};
 use std::time::Duration;
 
 struct Echo;
@@ -214,5 +214,55 @@ fn hixie76_echo_and_connect() {
     };
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert_eq!((r.messages, r.errors.protocol), (0, 2), "{r:?}");
+    server.shutdown().expect("shutdown");
+}
+
+#[test]
+fn churn_scenario() {
+    let (server, target) = server();
+    let opts = churn::ChurnOptions {
+        target: target.clone(),
+        protocol: Protocol::Rfc6455,
+        concurrency: 4,
+        messages_per_conn: 10,
+        size: 64,
+        text: false,
+        duration: Duration::from_secs(1),
+        count: None,
+        server_pid: Some(std::process::id()),
+        settle: Duration::from_millis(200),
+        threads: 2,
+    };
+    let r = churn::run(&opts, &ProgressBar::hidden());
+    assert!(r.cycles > 0, "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert_eq!(r.messages, r.cycles * 10, "{r:?}");
+    assert_eq!(r.cycles, r.attempts, "{r:?}");
+    assert_eq!(r.cycle_latency.count, r.cycles);
+    assert!(!r.hard_cap_hit);
+    let u = r.server.as_ref().expect("server samples");
+    assert!(
+        u.before.rss_bytes.is_some() && u.before.fds.is_some(),
+        "{u:?}"
+    );
+    assert!(
+        u.settled.fds.is_some() && u.fds_back_to_baseline.is_some(),
+        "{u:?}"
+    );
+    assert!(r.summary().contains("cycles/s"));
+
+    // A cycle budget stops the run early; text messages work too.
+    let opts = churn::ChurnOptions {
+        text: true,
+        duration: Duration::from_secs(20),
+        count: Some(12),
+        server_pid: None,
+        ..opts
+    };
+    let r = churn::run(&opts, &ProgressBar::hidden());
+    assert_eq!((r.cycles, r.attempts), (12, 12), "{r:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.server.is_none());
+    assert!(r.elapsed_s < 10.0, "{r:?}");
     server.shutdown().expect("shutdown");
 }
