@@ -47,6 +47,9 @@ pub(crate) struct Config {
     pub(crate) close_timeout: Duration,
     /// Every connection speaks TLS with this configuration (see `runtime::tls`).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// A WebSocket connection that received nothing for half of this is pinged, and
+    /// closed with 1001 after all of it (`None`: never).
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// What every connection of a shard shares.
@@ -111,6 +114,10 @@ pub(crate) struct Connection {
     /// The handler is the SockJS `websocket` adaptor (with this heartbeat delay):
     /// `ConnHandle` commands and heartbeat ticks go through it.
     sockjs_ws: Option<Duration>,
+    /// When the open connection last received bytes (for the idle timeout).
+    last_received: Instant,
+    /// The idle timeout's ping went out since `last_received`.
+    idle_pinged: bool,
 }
 
 impl Connection {
@@ -132,6 +139,8 @@ impl Connection {
             sockjs_requests: Vec::new(),
             seed: 0,
             sockjs_ws: None,
+            last_received: now,
+            idle_pinged: false,
         }
     }
 
@@ -152,6 +161,11 @@ impl Connection {
 
     /// Bytes arrived from the peer.
     pub(crate) fn receive(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        if let Phase::Open { .. } = self.phase {
+            // The idle timer is not moved here: when it fires it looks at this.
+            self.last_received = now;
+            self.idle_pinged = false;
+        }
         match &mut self.phase {
             Phase::Http { .. } => self.receive_http(data, ctx, now),
             Phase::Hixie76Body { .. } => self.receive_hixie76_body(data, ctx, now),
@@ -406,7 +420,11 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        self.deadline = self.sockjs_ws.map(|heartbeat| now + heartbeat);
+        self.last_received = now;
+        self.deadline = match self.sockjs_ws {
+            Some(heartbeat) => Some(now + heartbeat),
+            None => self.idle_deadline(ctx),
+        };
         self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
@@ -679,6 +697,7 @@ impl Connection {
             None if matches!(self.phase, Phase::Open { .. }) => {
                 // The SockJS `websocket` adaptor's heartbeat.
                 let Some(heartbeat) = self.sockjs_ws else {
+                    self.idle_timer(ctx, now);
                     return;
                 };
                 self.with_handler(ctx, now, |handler, conn| {
@@ -690,6 +709,47 @@ impl Connection {
             }
             None => self.finish_http_timeout(),
         }
+    }
+
+    /// When the idle timer next looks at the connection: half the idle timeout after
+    /// the last bytes received (time to ping), or all of it once the ping went out.
+    fn idle_deadline(&self, ctx: &ShardContext) -> Option<Instant> {
+        let timeout = ctx.config.idle_timeout?;
+        let wait = if self.idle_pinged {
+            timeout
+        } else {
+            timeout / 2
+        };
+        Some(self.last_received + wait)
+    }
+
+    /// The idle timer fired: ping a quiet peer, close one that stayed quiet (1001
+    /// "idle timeout", without waiting for its close reply), or wait again.
+    fn idle_timer(&mut self, ctx: &ShardContext, now: Instant) {
+        let Some(timeout) = ctx.config.idle_timeout else {
+            return;
+        };
+        let quiet = now.saturating_duration_since(self.last_received);
+        if quiet >= timeout {
+            tracing::debug!(conn = %self.id, "idle timeout");
+            let reason = "idle timeout";
+            self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
+            let reason = CloseReason {
+                code: CloseCode::GOING_AWAY,
+                reason: reason.to_owned(),
+                initiator: CloseInitiator::Local,
+            };
+            self.end(reason, ctx);
+            return;
+        }
+        if quiet >= timeout / 2 && !self.idle_pinged {
+            self.idle_pinged = true;
+            // The hixie drafts have no ping: their peers just get closed.
+            if self.out.framing == Framing::Rfc6455 {
+                self.out.send_frame(OpCode::Ping, b"");
+            }
+        }
+        self.deadline = self.idle_deadline(ctx);
     }
 
     fn finish_http_timeout(&mut self) {

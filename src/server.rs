@@ -20,6 +20,9 @@ use crate::runtime::mailbox::{Command, Registry};
 use crate::runtime::{self, ShardSpec};
 use crate::sockjs::SockJsOptions;
 
+/// The default of [`Builder::idle_timeout`].
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Which I/O backend the shards run on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
@@ -76,6 +79,7 @@ impl Default for Builder {
                 handshake_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
                 tls: None,
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             },
             tls: None,
         }
@@ -158,6 +162,18 @@ impl Builder {
     /// How long to wait for the peer's close frame after sending ours (default 5 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Builder {
         self.config.close_timeout = timeout;
+        self
+    }
+
+    /// How long a WebSocket connection may receive nothing (default 120 s, as in
+    /// uWebSockets; `Duration::ZERO` disables it). After half of it without a byte from
+    /// the peer the server sends a ping (an empty payload; the handler sees the pong
+    /// in `on_pong`); anything received, a pong included, starts the wait again. After
+    /// all of it, the connection is closed with 1001 "idle timeout" without waiting
+    /// for the peer's close reply. hixie clients, which have no ping, are just closed;
+    /// the SockJS `websocket` transport has its own heartbeat instead.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.idle_timeout = (!timeout.is_zero()).then_some(timeout);
         self
     }
 
