@@ -50,6 +50,9 @@ pub(crate) struct Config {
     /// A WebSocket connection that received nothing for half of this is pinged, and
     /// closed with 1001 after all of it (`None`: never).
     pub(crate) idle_timeout: Option<Duration>,
+    /// The connections one shard serves at once (`None`: no limit); the ones over it
+    /// are answered 503 (see [`Connection::refuse`]).
+    pub(crate) max_connections: Option<usize>,
 }
 
 /// What every connection of a shard shares.
@@ -118,6 +121,8 @@ pub(crate) struct Connection {
     last_received: Instant,
     /// The idle timeout's ping went out since `last_received`.
     idle_pinged: bool,
+    /// Over the shard's connection limit: the first request is answered 503.
+    refused: bool,
 }
 
 impl Connection {
@@ -141,12 +146,19 @@ impl Connection {
             sockjs_ws: None,
             last_received: now,
             idle_pinged: false,
+            refused: false,
         }
     }
 
     /// Seeds the connection's `/info` entropy (randomness comes from the runtime).
     pub(crate) fn set_seed(&mut self, seed: u32) {
         self.seed = seed;
+    }
+
+    /// The shard is at its connection limit: the request this connection sends is
+    /// answered `503 Service Unavailable` and the connection closes.
+    pub(crate) fn refuse(&mut self) {
+        self.refused = true;
     }
 
     /// True when the socket should be closed once the queued bytes are written.
@@ -226,6 +238,10 @@ impl Connection {
         let (request, head_len) =
             match http::parse_request(input, &mut headers, ctx.config.max_head_bytes) {
                 Ok(Parse::Partial) => return None,
+                Ok(Parse::Complete { .. }) if self.refused => {
+                    self.reject_http(&HttpError::new(503, "too many connections"));
+                    return Some(input.len());
+                }
                 Ok(Parse::Complete { request, head_len }) => (request, head_len),
                 Err(error) => {
                     self.reject_http(&error);

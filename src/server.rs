@@ -54,6 +54,8 @@ pub struct Builder {
     tls: Option<io::Result<Arc<rustls::ServerConfig>>>,
     /// Raw TCP doors: address and protocol factory, in order.
     tcp: Vec<(io::Result<SocketAddr>, runtime::link::ProtocolFactory)>,
+    /// [`Builder::max_connections`], for the whole server.
+    max_connections: Option<usize>,
 }
 
 impl Default for Builder {
@@ -65,6 +67,7 @@ impl Default for Builder {
             pin_cores: false,
             reflector: false,
             tcp: Vec::new(),
+            max_connections: None,
             routes: Routes::default(),
             route_error: None,
             max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
@@ -80,6 +83,7 @@ impl Default for Builder {
                 close_timeout: Duration::from_secs(5),
                 tls: None,
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                max_connections: None,
             },
             tls: None,
         }
@@ -174,6 +178,17 @@ impl Builder {
     /// the SockJS `websocket` transport has its own heartbeat instead.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.config.idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// The most WebSocket and HTTP connections served at once (default: no limit; 0
+    /// also means no limit). Each shard takes `ceil(n / shards)` of them, counting the
+    /// connections it accepted; past its share a connection is still accepted, and its
+    /// request (an upgrade or plain HTTP) is answered `503 Service Unavailable` ("too
+    /// many connections") before it is closed. A slot is free again once a connection's
+    /// socket is closed. Raw TCP doors ([`Builder::tcp`]) are not counted.
+    pub fn max_connections(mut self, n: usize) -> Builder {
+        self.max_connections = (n > 0).then_some(n);
         self
     }
 
@@ -523,6 +538,7 @@ impl Builder {
         let shards = self
             .shards
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        self.config.max_connections = self.max_connections.map(|n| n.div_ceil(shards));
         let backend = runtime::choose_backend(self.backend)?;
         let listeners = runtime::bind_listeners(addr, shards)?;
         let local_addr = listeners[0].local_addr()?;

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{echo_server_with, raw_upgrade, send_frame};
+use common::{echo_server_with, raw_connect, raw_upgrade, read_to_close, send_frame};
 use ringws::proto::{Decoder, Event, Limits, OpCode, Role};
 
 /// What the server sent, pings included.
@@ -125,4 +125,85 @@ fn zero_idle_timeout_disables_pings() {
     let mut byte = [0u8; 1];
     let read = client.read(&mut byte);
     assert!(read.is_err(), "the server sent something: {read:?}");
+}
+
+/// Sends an upgrade request on a fresh connection: the upgraded stream, or the whole
+/// answer of a refusal.
+fn try_upgrade(addr: std::net::SocketAddr) -> Result<TcpStream, String> {
+    use std::io::Write;
+    let mut stream = raw_connect(addr);
+    let request = format!(
+        "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).expect("status line");
+    if head.starts_with(b"HTTP/1.1 101") {
+        common::read_head(&mut stream);
+        return Ok(stream);
+    }
+    Err(format!(
+        "{}{}",
+        String::from_utf8_lossy(&head),
+        read_to_close(&mut stream)
+    ))
+}
+
+#[test]
+fn connections_over_the_limit_get_503() {
+    let server = echo_server_with(|b| b.shards(1).max_connections(2));
+    let addr = server.local_addr();
+    let mut first = raw_upgrade(addr, "/echo");
+    let _second = raw_upgrade(addr, "/echo");
+    let refused = try_upgrade(addr).expect_err("the third connection was upgraded");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("too many connections"), "{refused}");
+    // Closing one frees its slot once the server has closed the socket.
+    send_frame(&mut first, OpCode::Close, true, &1000u16.to_be_bytes());
+    let mut reader = Reader::new();
+    assert_eq!(
+        reader.next(&mut first),
+        Got::Close(Some(1000), String::new())
+    );
+    assert_eq!(reader.next(&mut first), Got::Eof);
+    let started = Instant::now();
+    loop {
+        match try_upgrade(addr) {
+            Ok(_) => break,
+            Err(answer) => assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the closed connection's slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn max_connections_is_shared_among_shards() {
+    // ceil(3 / 2) = 2 per shard: at least 3 connections are served in all.
+    let server = echo_server_with(|b| b.shards(2).max_connections(3));
+    let addr = server.local_addr();
+    let mut open = Vec::new();
+    let started = Instant::now();
+    while open.len() < 3 {
+        match try_upgrade(addr) {
+            Ok(stream) => open.push(stream),
+            Err(answer) => assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} served",
+            open.len()
+        );
+    }
+    // Every shard is now full or one more fits: never more than 4 in all.
+    for _ in 0..20 {
+        if let Ok(stream) = try_upgrade(addr) {
+            open.push(stream);
+        }
+    }
+    assert!(open.len() <= 4, "{} connections served", open.len());
 }

@@ -33,6 +33,8 @@ struct Entry {
     armed: Option<Instant>,
     /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
     tls: Option<Box<TlsSession>>,
+    /// Counted in `Shard::admitted` (under the connection limit).
+    admitted: bool,
 }
 
 pub(crate) struct Shard {
@@ -53,6 +55,8 @@ pub(crate) struct Shard {
     plain: Vec<u8>,
     /// Raw TCP streams and bridge links (tokens with `STREAM_BIT`).
     streams: Streams,
+    /// WebSocket/HTTP connections open and under the connection limit.
+    admitted: usize,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -85,6 +89,7 @@ impl Shard {
             ready: Vec::new(),
             timers: BinaryHeap::new(),
             shutting_down: false,
+            admitted: 0,
         }
     }
 
@@ -309,6 +314,13 @@ impl ShardCore for Shard {
         };
         let mut conn = Connection::new(id, peer, &self.ctx.config, now);
         conn.set_seed(seed);
+        let max = self.ctx.config.max_connections;
+        let admitted = max.is_none_or(|max| self.admitted < max);
+        if admitted {
+            self.admitted += 1;
+        } else {
+            conn.refuse();
+        }
         if self.shutting_down {
             conn.shutdown(&self.ctx);
         }
@@ -330,6 +342,7 @@ impl ShardCore for Shard {
             listed: false,
             spare: Vec::new(),
             armed: None,
+            admitted,
         });
         self.touch(token);
         token
@@ -506,6 +519,9 @@ impl ShardCore for Shard {
             return;
         }
         let mut entry = self.conns.remove(token.index());
+        if entry.admitted {
+            self.admitted -= 1;
+        }
         entry.conn.transport_ended(&self.ctx);
         if !entry.conn.sockjs_requests.is_empty() {
             let requests = std::mem::take(&mut entry.conn.sockjs_requests);
