@@ -19,6 +19,7 @@ pub(crate) use sockjs::{
 };
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ pub(crate) struct Config {
     /// The connections one shard serves at once (`None`: no limit); the ones over it
     /// are answered 503 (see [`Connection::refuse`]).
     pub(crate) max_connections: Option<usize>,
+    /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
+    /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
+    pub(crate) shutdown_grace: Arc<AtomicU64>,
 }
 
 /// What every connection of a shard shares.
@@ -663,21 +667,44 @@ impl Connection {
         self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
     }
 
-    /// The server is shutting down: say so to the peer and close without waiting.
-    pub(crate) fn shutdown(&mut self, ctx: &ShardContext) {
-        match self.phase {
-            Phase::Open { .. } => {
-                let reason = "server shutting down";
+    /// The server is shutting down: say so to the peer (1001). With a `deadline`, an
+    /// open connection waits for the peer's close reply until then (the close timer);
+    /// without one, or for anything but an open connection, it closes without waiting.
+    pub(crate) fn shutdown(&mut self, ctx: &ShardContext, deadline: Option<Instant>) {
+        if !matches!(self.phase, Phase::Open { .. }) {
+            self.close_after_response();
+            return;
+        }
+        let reason = "server shutting down";
+        if let Some(deadline) = deadline {
+            if self.local_close.is_some() {
+                // Already closing: the peer has until its close timer or the deadline.
+                self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+                return;
+            }
+            if self.out.framing != Framing::Hixie75 && !self.out.closed {
                 self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
-                let reason = CloseReason {
+                self.local_close = Some((CloseCode::GOING_AWAY, reason.to_owned()));
+                self.deadline = Some(deadline);
+                return;
+            }
+        }
+        let reason = match self.local_close.take() {
+            Some((code, reason)) => CloseReason {
+                code,
+                reason,
+                initiator: CloseInitiator::Local,
+            },
+            None => {
+                self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
+                CloseReason {
                     code: CloseCode::GOING_AWAY,
                     reason: reason.to_owned(),
                     initiator: CloseInitiator::Local,
-                };
-                self.end(reason, ctx);
+                }
             }
-            _ => self.close_after_response(),
-        }
+        };
+        self.end(reason, ctx);
     }
 
     /// Bytes were written: owe the handler `on_drain` once the queue has fallen back.

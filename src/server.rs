@@ -84,6 +84,7 @@ impl Default for Builder {
                 tls: None,
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_connections: None,
+                shutdown_grace: Arc::default(),
             },
             tls: None,
         }
@@ -628,6 +629,7 @@ impl Server {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             registry: Arc::clone(&self.registry),
+            config: Arc::clone(&self.config),
         }
     }
 
@@ -679,16 +681,33 @@ impl Server {
     }
 }
 
-/// Shuts a server down from any thread: every shard closes its connections with 1001
-/// (going away) and stops.
+/// Shuts a server down from any thread: every shard stops accepting, closes its
+/// connections with 1001 (going away) and stops.
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
     registry: Arc<Registry>,
+    config: Arc<Config>,
 }
 
 impl ServerHandle {
-    /// Asks every shard to shut down; returns at once.
+    /// Asks every shard to shut down at once, without waiting for the peers' close
+    /// replies (each WebSocket gets its 1001 close frame, then its socket is closed);
+    /// returns at once. [`ServerHandle::shutdown_within`] is the graceful form.
     pub fn shutdown(&self) {
+        self.shutdown_within(Duration::ZERO);
+    }
+
+    /// Asks every shard to shut down gracefully; returns at once. Each shard stops
+    /// accepting, sends close 1001 "server shutting down" to every WebSocket
+    /// (SockJS sessions get `c[1001,...]`), closes idle HTTP connections, writes what
+    /// was queued and waits for the peers' close replies; a connection whose peer has
+    /// not answered when `grace` has passed is closed anyway. A shard stops once all
+    /// its connections are closed, so the server stops within about `grace`.
+    pub fn shutdown_within(&self, grace: Duration) {
+        let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+        self.config
+            .shutdown_grace
+            .store(nanos, std::sync::atomic::Ordering::Relaxed);
         for shard in 0..self.registry.shards() {
             // A shard that already stopped has nothing left to shut down.
             let _ = self.registry.post(shard, Command::Shutdown);
@@ -720,9 +739,17 @@ impl RunningServer {
         &self.tcp_addrs
     }
 
-    /// Shuts the server down and waits for every shard to finish.
+    /// Shuts the server down without waiting for the peers' close replies
+    /// ([`ServerHandle::shutdown`]) and waits for every shard to finish.
     pub fn shutdown(self) -> io::Result<()> {
         self.handle.shutdown();
+        self.join()
+    }
+
+    /// Shuts the server down gracefully ([`ServerHandle::shutdown_within`]): peers
+    /// have until `grace` to answer the close 1001; returns once every shard finished.
+    pub fn shutdown_within(self, grace: Duration) -> io::Result<()> {
+        self.handle.shutdown_within(grace);
         self.join()
     }
 

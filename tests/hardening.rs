@@ -207,3 +207,67 @@ fn max_connections_is_shared_among_shards() {
     }
     assert!(open.len() <= 4, "{} connections served", open.len());
 }
+
+#[test]
+fn graceful_shutdown_waits_for_the_close_reply() {
+    let server = echo_server_with(|b| b.shards(1));
+    let mut client = raw_upgrade(server.local_addr(), "/echo");
+    let grace = Duration::from_secs(20);
+    let shutdown = std::thread::spawn(move || {
+        let started = Instant::now();
+        server.shutdown_within(grace).expect("shutdown");
+        started.elapsed()
+    });
+    let mut reader = Reader::new();
+    assert_eq!(
+        reader.next(&mut client),
+        Got::Close(Some(1001), "server shutting down".into())
+    );
+    send_frame(&mut client, OpCode::Close, true, &1001u16.to_be_bytes());
+    assert_eq!(reader.next(&mut client), Got::Eof);
+    let took = shutdown.join().expect("shutdown thread");
+    assert!(took < grace, "shutdown waited out its deadline: {took:?}");
+}
+
+#[test]
+fn graceful_shutdown_force_closes_a_silent_peer_at_the_deadline() {
+    let server = echo_server_with(|b| b.shards(1));
+    let mut client = raw_upgrade(server.local_addr(), "/echo");
+    let mut answering = raw_upgrade(server.local_addr(), "/echo");
+    let grace = Duration::from_millis(500);
+    let shutdown = std::thread::spawn(move || {
+        let started = Instant::now();
+        server.shutdown_within(grace).expect("shutdown");
+        started.elapsed()
+    });
+    // One peer answers at once; the silent one keeps the server waiting.
+    let mut other = Reader::new();
+    assert_eq!(
+        other.next(&mut answering),
+        Got::Close(Some(1001), "server shutting down".into())
+    );
+    send_frame(&mut answering, OpCode::Close, true, &1001u16.to_be_bytes());
+    assert_eq!(other.next(&mut answering), Got::Eof);
+    let mut reader = Reader::new();
+    assert_eq!(
+        reader.next(&mut client),
+        Got::Close(Some(1001), "server shutting down".into())
+    );
+    // Never answered: the socket is closed at the deadline.
+    assert_eq!(reader.next(&mut client), Got::Eof);
+    let took = shutdown.join().expect("shutdown thread");
+    assert!(took >= grace, "closed before the deadline: {took:?}");
+}
+
+#[test]
+fn plain_shutdown_does_not_wait_for_close_replies() {
+    let server = echo_server_with(|b| b.shards(1).close_timeout(Duration::from_secs(30)));
+    let mut client = raw_upgrade(server.local_addr(), "/echo");
+    server.shutdown().expect("shutdown");
+    let mut reader = Reader::new();
+    assert_eq!(
+        reader.next(&mut client),
+        Got::Close(Some(1001), "server shutting down".into())
+    );
+    assert_eq!(reader.next(&mut client), Got::Eof);
+}

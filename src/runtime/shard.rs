@@ -203,7 +203,7 @@ impl Shard {
                 }
             }
             Command::Shutdown => {
-                self.shutdown();
+                self.shutdown(now);
                 let mut fx = Effects::default();
                 self.sessions.shutdown(&self.ctx, now, &mut fx);
                 self.apply(fx);
@@ -273,10 +273,14 @@ impl Shard {
         (x >> 32) as u32
     }
 
-    fn shutdown(&mut self) {
+    /// Stops accepting and closes every connection with 1001; open WebSocket
+    /// connections wait for their peers' close replies until the configured grace.
+    fn shutdown(&mut self, now: Instant) {
         if self.shutting_down {
             return;
         }
+        let grace = self.ctx.config.shutdown_grace.load(Ordering::Relaxed);
+        let deadline = (grace > 0).then(|| now + std::time::Duration::from_nanos(grace));
         tracing::debug!(
             shard = self.ctx.shard,
             open = self.conns.len(),
@@ -291,7 +295,7 @@ impl Shard {
             .collect();
         for token in tokens {
             if let Some(entry) = self.conns.get_mut(token.index()) {
-                entry.conn.shutdown(&self.ctx);
+                entry.conn.shutdown(&self.ctx, deadline);
             }
             self.touch(token);
         }
@@ -322,7 +326,7 @@ impl ShardCore for Shard {
             conn.refuse();
         }
         if self.shutting_down {
-            conn.shutdown(&self.ctx);
+            conn.shutdown(&self.ctx, None);
         }
         let tls = match &self.ctx.config.tls {
             None => None,
