@@ -692,7 +692,8 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Asks every shard to shut down at once, without waiting for the peers' close
     /// replies (each WebSocket gets its 1001 close frame, then its socket is closed);
-    /// returns at once. [`ServerHandle::shutdown_within`] is the graceful form.
+    /// returns at once. [`ServerHandle::shutdown_within`] is the graceful form; after
+    /// it, this closes the connections still waiting for their peers at once.
     pub fn shutdown(&self) {
         self.shutdown_within(Duration::ZERO);
     }

@@ -271,3 +271,20 @@ fn plain_shutdown_does_not_wait_for_close_replies() {
     );
     assert_eq!(reader.next(&mut client), Got::Eof);
 }
+
+#[test]
+fn a_second_shutdown_without_grace_closes_at_once() {
+    let server = echo_server_with(|b| b.shards(1));
+    let handle = server.handle();
+    let mut client = raw_upgrade(server.local_addr(), "/echo");
+    let shutdown = std::thread::spawn(move || server.shutdown_within(Duration::from_secs(60)));
+    let mut reader = Reader::new();
+    assert_eq!(
+        reader.next(&mut client),
+        Got::Close(Some(1001), "server shutting down".into())
+    );
+    // The peer stays silent; the operator insists.
+    handle.shutdown();
+    assert_eq!(reader.next(&mut client), Got::Eof);
+    shutdown.join().expect("shutdown thread").expect("shutdown");
+}

@@ -11,6 +11,7 @@ mod chat;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringws::sockjs::{Flavour, SockJsOptions};
@@ -61,7 +62,7 @@ struct BridgeArgs {
     /// On SIGINT/SIGTERM, how long peers have to answer the close 1001 before their
     /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    shutdown_timeout: std::time::Duration,
+    shutdown_timeout: Duration,
 }
 
 #[derive(clap::Args)]
@@ -88,11 +89,11 @@ struct ServeArgs {
     /// A WebSocket peer that sends nothing is pinged after half of this and closed
     /// with 1001 after all of it (`120s`, `0` disables).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    idle_timeout: std::time::Duration,
+    idle_timeout: Duration,
     /// On SIGINT/SIGTERM, how long peers have to answer the close 1001 before their
     /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    shutdown_timeout: std::time::Duration,
+    shutdown_timeout: Duration,
     /// The SockJS protocol flavour of the SockJS services (0.3.3: sockjs-node 0.3.9 and
     /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
     #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
@@ -188,10 +189,7 @@ fn bridge(args: BridgeArgs) -> io::Result<()> {
     );
     let handle = running.handle();
     let grace = args.shutdown_timeout;
-    std::thread::spawn(move || {
-        wait_for_signal(&signals);
-        handle.shutdown_within(grace);
-    });
+    std::thread::spawn(move || shut_down_on_signals(&signals, &handle, grace));
     running.join()
 }
 
@@ -268,16 +266,12 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     }
     let handle = running.handle();
     let grace = args.shutdown_timeout;
-    std::thread::spawn(move || {
-        wait_for_signal(&signals);
-        tracing::info!(?grace, "signal received, shutting down");
-        handle.shutdown_within(grace);
-    });
+    std::thread::spawn(move || shut_down_on_signals(&signals, &handle, grace));
     running.join()
 }
 
 /// Parses a duration: a number with `ms`, `s`, `m` or `h` (a bare number is seconds).
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -293,7 +287,21 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "h" => value * 3600.0,
         other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
     };
-    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Waits for SIGINT/SIGTERM, then shuts down gracefully (peers have `grace` to answer
+/// the close 1001); a second signal closes every connection at once.
+fn shut_down_on_signals(signals: &libc::sigset_t, handle: &ringws::ServerHandle, grace: Duration) {
+    wait_for_signal(signals);
+    tracing::info!(
+        ?grace,
+        "signal received, shutting down (a second signal: at once)"
+    );
+    handle.shutdown_within(grace);
+    wait_for_signal(signals);
+    tracing::info!("second signal received, closing every connection now");
+    handle.shutdown();
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and the threads it spawns later).

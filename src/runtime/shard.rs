@@ -202,6 +202,7 @@ impl Shard {
                     self.touch(token);
                 }
             }
+            Command::Shutdown if self.shutting_down => self.shutdown(now),
             Command::Shutdown => {
                 self.shutdown(now);
                 let mut fx = Effects::default();
@@ -275,19 +276,21 @@ impl Shard {
 
     /// Stops accepting and closes every connection with 1001; open WebSocket
     /// connections wait for their peers' close replies until the configured grace.
+    /// Called again (a second shutdown request), it only brings the connections'
+    /// deadline forward to the new grace, or closes them at once for no grace.
     fn shutdown(&mut self, now: Instant) {
-        if self.shutting_down {
-            return;
-        }
         let grace = self.ctx.config.shutdown_grace.load(Ordering::Relaxed);
         let deadline = (grace > 0).then(|| now + std::time::Duration::from_nanos(grace));
         tracing::debug!(
             shard = self.ctx.shard,
             open = self.conns.len(),
+            ?deadline,
             "shard shutting down"
         );
-        self.shutting_down = true;
-        self.streams.shutdown();
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.streams.shutdown();
+        }
         let tokens: Vec<Token> = self
             .conns
             .iter()
