@@ -11,6 +11,7 @@
 //! (`hixie.rs`), behind the same handler callbacks.
 
 mod hixie;
+mod lifecycle;
 mod sockjs;
 
 pub(crate) use sockjs::{
@@ -19,6 +20,7 @@ pub(crate) use sockjs::{
 };
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,15 @@ pub(crate) struct Config {
     pub(crate) close_timeout: Duration,
     /// Every connection speaks TLS with this configuration (see `runtime::tls`).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// A WebSocket connection that received nothing for half of this is pinged, and
+    /// closed with 1001 after all of it (`None`: never).
+    pub(crate) idle_timeout: Option<Duration>,
+    /// The connections one shard serves at once (`None`: no limit); the ones over it
+    /// are answered 503 (see [`Connection::refuse`]).
+    pub(crate) max_connections: Option<usize>,
+    /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
+    /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
+    pub(crate) shutdown_grace: Arc<AtomicU64>,
 }
 
 /// What every connection of a shard shares.
@@ -111,6 +122,12 @@ pub(crate) struct Connection {
     /// The handler is the SockJS `websocket` adaptor (with this heartbeat delay):
     /// `ConnHandle` commands and heartbeat ticks go through it.
     sockjs_ws: Option<Duration>,
+    /// When the open connection last received bytes (for the idle timeout).
+    last_received: Instant,
+    /// The idle timeout's ping went out since `last_received`.
+    idle_pinged: bool,
+    /// Over the shard's connection limit: the first request is answered 503.
+    refused: bool,
 }
 
 impl Connection {
@@ -132,12 +149,21 @@ impl Connection {
             sockjs_requests: Vec::new(),
             seed: 0,
             sockjs_ws: None,
+            last_received: now,
+            idle_pinged: false,
+            refused: false,
         }
     }
 
     /// Seeds the connection's `/info` entropy (randomness comes from the runtime).
     pub(crate) fn set_seed(&mut self, seed: u32) {
         self.seed = seed;
+    }
+
+    /// The shard is at its connection limit: the request this connection sends is
+    /// answered `503 Service Unavailable` and the connection closes.
+    pub(crate) fn refuse(&mut self) {
+        self.refused = true;
     }
 
     /// True when the socket should be closed once the queued bytes are written.
@@ -152,6 +178,11 @@ impl Connection {
 
     /// Bytes arrived from the peer.
     pub(crate) fn receive(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        if let Phase::Open { .. } = self.phase {
+            // The idle timer is not moved here: when it fires it looks at this.
+            self.last_received = now;
+            self.idle_pinged = false;
+        }
         match &mut self.phase {
             Phase::Http { .. } => self.receive_http(data, ctx, now),
             Phase::Hixie76Body { .. } => self.receive_hixie76_body(data, ctx, now),
@@ -212,6 +243,10 @@ impl Connection {
         let (request, head_len) =
             match http::parse_request(input, &mut headers, ctx.config.max_head_bytes) {
                 Ok(Parse::Partial) => return None,
+                Ok(Parse::Complete { .. }) if self.refused => {
+                    self.reject_http(&HttpError::new(503, "too many connections"));
+                    return Some(input.len());
+                }
                 Ok(Parse::Complete { request, head_len }) => (request, head_len),
                 Err(error) => {
                     self.reject_http(&error);
@@ -406,7 +441,11 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        self.deadline = self.sockjs_ws.map(|heartbeat| now + heartbeat);
+        self.last_received = now;
+        self.deadline = match self.sockjs_ws {
+            Some(heartbeat) => Some(now + heartbeat),
+            None => self.idle_deadline(ctx),
+        };
         self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
@@ -629,23 +668,6 @@ impl Connection {
         self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
     }
 
-    /// The server is shutting down: say so to the peer and close without waiting.
-    pub(crate) fn shutdown(&mut self, ctx: &ShardContext) {
-        match self.phase {
-            Phase::Open { .. } => {
-                let reason = "server shutting down";
-                self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
-                let reason = CloseReason {
-                    code: CloseCode::GOING_AWAY,
-                    reason: reason.to_owned(),
-                    initiator: CloseInitiator::Local,
-                };
-                self.end(reason, ctx);
-            }
-            _ => self.close_after_response(),
-        }
-    }
-
     /// Bytes were written: owe the handler `on_drain` once the queue has fallen back.
     pub(crate) fn on_written(&mut self, ctx: &ShardContext, now: Instant) {
         let out = &self.out;
@@ -679,6 +701,7 @@ impl Connection {
             None if matches!(self.phase, Phase::Open { .. }) => {
                 // The SockJS `websocket` adaptor's heartbeat.
                 let Some(heartbeat) = self.sockjs_ws else {
+                    self.idle_timer(ctx, now);
                     return;
                 };
                 self.with_handler(ctx, now, |handler, conn| {

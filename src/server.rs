@@ -20,6 +20,9 @@ use crate::runtime::mailbox::{Command, Registry};
 use crate::runtime::{self, ShardSpec};
 use crate::sockjs::SockJsOptions;
 
+/// The default of [`Builder::idle_timeout`].
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Which I/O backend the shards run on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
@@ -51,6 +54,8 @@ pub struct Builder {
     tls: Option<io::Result<Arc<rustls::ServerConfig>>>,
     /// Raw TCP doors: address and protocol factory, in order.
     tcp: Vec<(io::Result<SocketAddr>, runtime::link::ProtocolFactory)>,
+    /// [`Builder::max_connections`], for the whole server.
+    max_connections: Option<usize>,
 }
 
 impl Default for Builder {
@@ -62,6 +67,7 @@ impl Default for Builder {
             pin_cores: false,
             reflector: false,
             tcp: Vec::new(),
+            max_connections: None,
             routes: Routes::default(),
             route_error: None,
             max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
@@ -76,6 +82,9 @@ impl Default for Builder {
                 handshake_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
                 tls: None,
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                max_connections: None,
+                shutdown_grace: Arc::default(),
             },
             tls: None,
         }
@@ -158,6 +167,29 @@ impl Builder {
     /// How long to wait for the peer's close frame after sending ours (default 5 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Builder {
         self.config.close_timeout = timeout;
+        self
+    }
+
+    /// How long a WebSocket connection may receive nothing (default 120 s, as in
+    /// uWebSockets; `Duration::ZERO` disables it). After half of it without a byte from
+    /// the peer the server sends a ping (an empty payload; the handler sees the pong
+    /// in `on_pong`); anything received, a pong included, starts the wait again. After
+    /// all of it, the connection is closed with 1001 "idle timeout" without waiting
+    /// for the peer's close reply. hixie clients, which have no ping, are just closed;
+    /// the SockJS `websocket` transport has its own heartbeat instead.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// The most WebSocket and HTTP connections served at once (default: no limit; 0
+    /// also means no limit). Each shard takes `ceil(n / shards)` of them, counting the
+    /// connections it accepted; past its share a connection is still accepted, and its
+    /// request (an upgrade or plain HTTP) is answered `503 Service Unavailable` ("too
+    /// many connections") before it is closed. A slot is free again once a connection's
+    /// socket is closed. Raw TCP doors ([`Builder::tcp`]) are not counted.
+    pub fn max_connections(mut self, n: usize) -> Builder {
+        self.max_connections = (n > 0).then_some(n);
         self
     }
 
@@ -507,6 +539,7 @@ impl Builder {
         let shards = self
             .shards
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        self.config.max_connections = self.max_connections.map(|n| n.div_ceil(shards));
         let backend = runtime::choose_backend(self.backend)?;
         let listeners = runtime::bind_listeners(addr, shards)?;
         let local_addr = listeners[0].local_addr()?;
@@ -596,6 +629,7 @@ impl Server {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             registry: Arc::clone(&self.registry),
+            config: Arc::clone(&self.config),
         }
     }
 
@@ -647,16 +681,34 @@ impl Server {
     }
 }
 
-/// Shuts a server down from any thread: every shard closes its connections with 1001
-/// (going away) and stops.
+/// Shuts a server down from any thread: every shard stops accepting, closes its
+/// connections with 1001 (going away) and stops.
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
     registry: Arc<Registry>,
+    config: Arc<Config>,
 }
 
 impl ServerHandle {
-    /// Asks every shard to shut down; returns at once.
+    /// Asks every shard to shut down at once, without waiting for the peers' close
+    /// replies (each WebSocket gets its 1001 close frame, then its socket is closed);
+    /// returns at once. [`ServerHandle::shutdown_within`] is the graceful form; after
+    /// it, this closes the connections still waiting for their peers at once.
     pub fn shutdown(&self) {
+        self.shutdown_within(Duration::ZERO);
+    }
+
+    /// Asks every shard to shut down gracefully; returns at once. Each shard stops
+    /// accepting, sends close 1001 "server shutting down" to every WebSocket
+    /// (SockJS sessions get `c[1001,...]`), closes idle HTTP connections, writes what
+    /// was queued and waits for the peers' close replies; a connection whose peer has
+    /// not answered when `grace` has passed is closed anyway. A shard stops once all
+    /// its connections are closed, so the server stops within about `grace`.
+    pub fn shutdown_within(&self, grace: Duration) {
+        let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+        self.config
+            .shutdown_grace
+            .store(nanos, std::sync::atomic::Ordering::Relaxed);
         for shard in 0..self.registry.shards() {
             // A shard that already stopped has nothing left to shut down.
             let _ = self.registry.post(shard, Command::Shutdown);
@@ -688,9 +740,17 @@ impl RunningServer {
         &self.tcp_addrs
     }
 
-    /// Shuts the server down and waits for every shard to finish.
+    /// Shuts the server down without waiting for the peers' close replies
+    /// ([`ServerHandle::shutdown`]) and waits for every shard to finish.
     pub fn shutdown(self) -> io::Result<()> {
         self.handle.shutdown();
+        self.join()
+    }
+
+    /// Shuts the server down gracefully ([`ServerHandle::shutdown_within`]): peers
+    /// have until `grace` to answer the close 1001; returns once every shard finished.
+    pub fn shutdown_within(self, grace: Duration) -> io::Result<()> {
+        self.handle.shutdown_within(grace);
         self.join()
     }
 

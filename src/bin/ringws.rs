@@ -11,6 +11,7 @@ mod chat;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringws::sockjs::{Flavour, SockJsOptions};
@@ -58,6 +59,10 @@ struct BridgeArgs {
     /// I/O backend; RINGWS_BACKEND overrides it.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
+    /// On SIGINT/SIGTERM, how long peers have to answer the close 1001 before their
+    /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +82,18 @@ struct ServeArgs {
     /// Largest message accepted, in bytes (default 64 MiB).
     #[arg(long)]
     max_message_size: Option<usize>,
+    /// Most WebSocket/HTTP connections at once (shared among shards); past it, requests
+    /// are answered 503 (default: no limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// A WebSocket peer that sends nothing is pinged after half of this and closed
+    /// with 1001 after all of it (`120s`, `0` disables).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long peers have to answer the close 1001 before their
+    /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
     /// The SockJS protocol flavour of the SockJS services (0.3.3: sockjs-node 0.3.9 and
     /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
     #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
@@ -171,10 +188,8 @@ fn bridge(args: BridgeArgs) -> io::Result<()> {
         args.to
     );
     let handle = running.handle();
-    std::thread::spawn(move || {
-        wait_for_signal(&signals);
-        handle.shutdown();
-    });
+    let grace = args.shutdown_timeout;
+    std::thread::spawn(move || shut_down_on_signals(&signals, &handle, grace));
     running.join()
 }
 
@@ -193,6 +208,10 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(bytes) = args.max_message_size {
         builder = builder.max_message_size(bytes);
     }
+    if let Some(n) = args.max_connections {
+        builder = builder.max_connections(n);
+    }
+    builder = builder.idle_timeout(args.idle_timeout);
     let flavour = match args.sockjs_flavour {
         FlavourArg::V033 => Flavour::V0_3_3,
         FlavourArg::Current => Flavour::Current,
@@ -246,12 +265,43 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         );
     }
     let handle = running.handle();
-    std::thread::spawn(move || {
-        wait_for_signal(&signals);
-        tracing::info!("signal received, shutting down");
-        handle.shutdown();
-    });
+    let grace = args.shutdown_timeout;
+    std::thread::spawn(move || shut_down_on_signals(&signals, &handle, grace));
     running.join()
+}
+
+/// Parses a duration: a number with `ms`, `s`, `m` or `h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (try 5s, 500ms, 1m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Waits for SIGINT/SIGTERM, then shuts down gracefully (peers have `grace` to answer
+/// the close 1001); a second signal closes every connection at once.
+fn shut_down_on_signals(signals: &libc::sigset_t, handle: &ringws::ServerHandle, grace: Duration) {
+    wait_for_signal(signals);
+    tracing::info!(
+        ?grace,
+        "signal received, shutting down (a second signal: at once)"
+    );
+    handle.shutdown_within(grace);
+    wait_for_signal(signals);
+    tracing::info!("second signal received, closing every connection now");
+    handle.shutdown();
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and the threads it spawns later).

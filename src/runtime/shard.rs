@@ -33,6 +33,8 @@ struct Entry {
     armed: Option<Instant>,
     /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
     tls: Option<Box<TlsSession>>,
+    /// Counted in `Shard::admitted` (under the connection limit).
+    admitted: bool,
 }
 
 pub(crate) struct Shard {
@@ -53,6 +55,8 @@ pub(crate) struct Shard {
     plain: Vec<u8>,
     /// Raw TCP streams and bridge links (tokens with `STREAM_BIT`).
     streams: Streams,
+    /// WebSocket/HTTP connections open and under the connection limit.
+    admitted: usize,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -85,6 +89,7 @@ impl Shard {
             ready: Vec::new(),
             timers: BinaryHeap::new(),
             shutting_down: false,
+            admitted: 0,
         }
     }
 
@@ -197,8 +202,9 @@ impl Shard {
                     self.touch(token);
                 }
             }
+            Command::Shutdown if self.shutting_down => self.shutdown(now),
             Command::Shutdown => {
-                self.shutdown();
+                self.shutdown(now);
                 let mut fx = Effects::default();
                 self.sessions.shutdown(&self.ctx, now, &mut fx);
                 self.apply(fx);
@@ -268,17 +274,23 @@ impl Shard {
         (x >> 32) as u32
     }
 
-    fn shutdown(&mut self) {
-        if self.shutting_down {
-            return;
-        }
+    /// Stops accepting and closes every connection with 1001; open WebSocket
+    /// connections wait for their peers' close replies until the configured grace.
+    /// Called again (a second shutdown request), it only brings the connections'
+    /// deadline forward to the new grace, or closes them at once for no grace.
+    fn shutdown(&mut self, now: Instant) {
+        let grace = self.ctx.config.shutdown_grace.load(Ordering::Relaxed);
+        let deadline = (grace > 0).then(|| now + std::time::Duration::from_nanos(grace));
         tracing::debug!(
             shard = self.ctx.shard,
             open = self.conns.len(),
+            ?deadline,
             "shard shutting down"
         );
-        self.shutting_down = true;
-        self.streams.shutdown();
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.streams.shutdown();
+        }
         let tokens: Vec<Token> = self
             .conns
             .iter()
@@ -286,7 +298,7 @@ impl Shard {
             .collect();
         for token in tokens {
             if let Some(entry) = self.conns.get_mut(token.index()) {
-                entry.conn.shutdown(&self.ctx);
+                entry.conn.shutdown(&self.ctx, deadline);
             }
             self.touch(token);
         }
@@ -309,8 +321,15 @@ impl ShardCore for Shard {
         };
         let mut conn = Connection::new(id, peer, &self.ctx.config, now);
         conn.set_seed(seed);
+        let max = self.ctx.config.max_connections;
+        let admitted = max.is_none_or(|max| self.admitted < max);
+        if admitted {
+            self.admitted += 1;
+        } else {
+            conn.refuse();
+        }
         if self.shutting_down {
-            conn.shutdown(&self.ctx);
+            conn.shutdown(&self.ctx, None);
         }
         let tls = match &self.ctx.config.tls {
             None => None,
@@ -330,6 +349,7 @@ impl ShardCore for Shard {
             listed: false,
             spare: Vec::new(),
             armed: None,
+            admitted,
         });
         self.touch(token);
         token
@@ -506,6 +526,9 @@ impl ShardCore for Shard {
             return;
         }
         let mut entry = self.conns.remove(token.index());
+        if entry.admitted {
+            self.admitted -= 1;
+        }
         entry.conn.transport_ended(&self.ctx);
         if !entry.conn.sockjs_requests.is_empty() {
             let requests = std::mem::take(&mut entry.conn.sockjs_requests);
