@@ -256,6 +256,53 @@ fn a_peer_that_never_reads_hits_backpressure_then_dropped() {
     drop(slow);
 }
 
+/// Answers every message with 1 MiB and records how the connection ended.
+struct ClosingFirehose {
+    closes: Arc<Mutex<Vec<CloseReason>>>,
+}
+
+impl Handler for ClosingFirehose {
+    fn on_message(&mut self, conn: &mut Conn<'_>, _message: Message<'_>) {
+        conn.send_binary(&vec![0x5a; MIB]);
+    }
+    fn on_close(&mut self, _conn: &mut Conn<'_>, reason: CloseReason) {
+        self.closes.lock().unwrap().push(reason);
+    }
+}
+
+#[test]
+fn the_idle_timeout_ends_a_peer_that_never_reads() {
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let handler_closes = closes.clone();
+    let server = common::builder()
+        .max_buffered(4 * MIB)
+        .idle_timeout(Duration::from_millis(400))
+        .close_timeout(Duration::from_millis(300))
+        .websocket("/firehose", move || ClosingFirehose {
+            closes: handler_closes.clone(),
+        })
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut slow = upgrade(server.local_addr(), "/firehose");
+    // Fill the kernel buffers and the server's queue, then go silent.
+    for _ in 0..20 {
+        send_frame(&mut slow, OpCode::Text, true, b"more");
+    }
+    let seen = wait_for_closes(&closes, 1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].code.0, seen[0].reason.as_str(), seen[0].initiator),
+        (1001, "idle timeout", CloseInitiator::Local)
+    );
+    // The socket is really ended: draining what was queued reaches EOF.
+    let drained = read_all(&mut slow);
+    assert!(drained.len() >= MIB, "only {} bytes came", drained.len());
+    let mut byte = [0u8; 1];
+    assert_eq!(slow.read(&mut byte).expect("EOF, not a timeout"), 0);
+}
+
 // 4. Random garbage.
 
 #[test]
