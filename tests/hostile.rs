@@ -544,3 +544,36 @@ fn a_sockjs_session_flood_expires_and_the_service_keeps_serving() {
         }
     }
 }
+
+#[test]
+fn shutdown_finishes_while_a_peer_never_reads_its_queued_output() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let handler_log = log.clone();
+    let server = common::builder()
+        .max_buffered(4 * MIB)
+        .close_timeout(Duration::from_millis(300))
+        .websocket("/firehose", move || Firehose {
+            log: handler_log.clone(),
+        })
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut stream = upgrade(server.local_addr(), "/firehose");
+    // Fill the socket buffers and the server's queue; never read.
+    for _ in 0..30 {
+        send_frame(&mut stream, OpCode::Text, true, b"more");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(server.shutdown());
+    });
+    // The server gives the peer the close timeout to take its output, then abandons
+    // the send in flight and closes: shutdown returns while the peer still never reads.
+    let outcome = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("shutdown must not wait for a peer that never reads");
+    outcome.expect("clean shutdown");
+    drop(stream);
+}

@@ -117,6 +117,16 @@ pub(crate) trait ShardCore {
     /// failed; the core then wants it closed.
     fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>);
 
+    /// True when the core has given up on `token`'s output: a connection that wants
+    /// closing but whose peer has not taken its last bytes within the close timeout (a
+    /// peer that never reads). The backend then cancels a send in flight (reporting it
+    /// with an error through [`ShardCore::on_sent`]) instead of waiting for it, and
+    /// closes the socket; `take_send` gives nothing more for such a token.
+    fn abandon_output(&self, token: Token) -> bool {
+        let _ = token;
+        false
+    }
+
     /// True when the backend should close the socket once nothing more is queued.
     fn wants_close(&self, token: Token) -> bool;
 

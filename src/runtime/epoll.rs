@@ -257,6 +257,13 @@ async fn serve<C: ShardCore + 'static>(
     let mut sending: Option<(Vec<u8>, usize)> = None;
     let mut read_open = true;
     loop {
+        if sending.is_some() && shared.core.borrow().abandon_output(token) {
+            // A peer that never reads: give up on the rest of this send.
+            if let Some((buf, _)) = sending.take() {
+                let error = io::Error::new(io::ErrorKind::TimedOut, "output abandoned");
+                shared.core.borrow_mut().on_sent(token, buf, Err(error));
+            }
+        }
         if sending.is_none() {
             sending = shared
                 .core

@@ -35,6 +35,11 @@ struct Entry {
     tls: Option<Box<TlsSession>>,
     /// Counted in `Shard::admitted` (under the connection limit).
     admitted: bool,
+    /// When the connection first wanted closing plus the close timeout: its output is
+    /// abandoned if it has not drained by then (a peer that never reads).
+    flush_deadline: Option<Instant>,
+    /// The output was abandoned (see `ShardCore::abandon_output`).
+    abandoned: bool,
 }
 
 pub(crate) struct Shard {
@@ -156,6 +161,12 @@ impl Shard {
                 entry.armed = Some(deadline);
                 self.timers.push(Reverse((deadline, token)));
             }
+        }
+        if conn.wants_close() && entry.flush_deadline.is_none() {
+            // From now on the peer has the close timeout to take what is still queued.
+            let deadline = Instant::now() + self.ctx.config.close_timeout;
+            entry.flush_deadline = Some(deadline);
+            self.timers.push(Reverse((deadline, token)));
         }
     }
 
@@ -350,6 +361,8 @@ impl ShardCore for Shard {
             spare: Vec::new(),
             armed: None,
             admitted,
+            flush_deadline: None,
+            abandoned: false,
         });
         self.touch(token);
         token
@@ -429,6 +442,10 @@ impl ShardCore for Shard {
             return self.streams.take_send(token);
         }
         let entry = self.entry(token)?;
+        if entry.abandoned {
+            entry.conn.out.queued.clear();
+            return None;
+        }
         if let Some(tls) = entry.tls.as_mut() {
             // Plaintext in, records out; `close_notify` follows the last plaintext.
             let mut buf = std::mem::take(&mut entry.spare);
@@ -501,6 +518,13 @@ impl ShardCore for Shard {
         self.run_work(now);
     }
 
+    fn abandon_output(&self, token: Token) -> bool {
+        self.conns
+            .get(token.index())
+            .filter(|e| e.generation == token.generation())
+            .is_some_and(|e| e.abandoned)
+    }
+
     fn wants_close(&self, token: Token) -> bool {
         if is_stream(token) {
             return self.streams.wants_close(token);
@@ -567,6 +591,11 @@ impl ShardCore for Shard {
             {
                 if entry.armed == Some(deadline) {
                     entry.armed = None;
+                }
+                if entry.flush_deadline.is_some_and(|flush| flush <= now) && !entry.abandoned {
+                    tracing::debug!(conn = %ConnId { shard: ctx.shard, token }, "peer took no output within the close timeout; abandoning it");
+                    entry.abandoned = true;
+                    entry.listed = false;
                 }
                 entry.conn.on_timer(ctx, now);
                 self.touch(token);

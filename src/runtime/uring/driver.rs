@@ -57,6 +57,8 @@ struct ConnIo {
     closing: bool,
     /// An AsyncCancel for the recv was pushed (reset by the recv's final completion).
     cancel_sent: bool,
+    /// An AsyncCancel for the send in flight was pushed (its output was abandoned).
+    send_cancel_sent: bool,
     /// The core answered `wants_read == false`: no recv is armed until it says true.
     paused: bool,
     /// An outgoing connection whose Connect is in flight: the address the kernel reads
@@ -74,6 +76,7 @@ impl ConnIo {
             read_done: false,
             closing: false,
             cancel_sent: false,
+            send_cancel_sent: false,
             paused: false,
             connecting: None,
         }
@@ -639,6 +642,11 @@ impl<'w> Driver<'w> {
             return;
         };
         if conn.send.is_some() {
+            if !conn.send_cancel_sent && core.abandon_output(token) {
+                // A peer that never reads: stop waiting for this send.
+                conn.send_cancel_sent = true;
+                self.cancel(ops::encode(Op::Send, Some(token)));
+            }
             return; // on_sent will bring it back
         }
         if let Some(buf) = core.take_send(token) {
