@@ -614,8 +614,15 @@ struct Slot {
     handler: Box<dyn Handler>,
     out: Outbox,
     receiver: Option<Receiver>,
+    /// A second receiving request, held until `.1` before it is answered 2010: the
+    /// attached receiver's abort may be on its way on another socket (often another
+    /// shard), and if it lands first this request gets the session's close instead.
+    contender: Option<(Receiver, Instant)>,
     armed: Option<Instant>,
 }
+
+/// How long a second receiving request waits for a possible abort of the first.
+const CONTENDER_HOLD: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// What the shard must do after a session table call.
 #[derive(Default)]
@@ -669,6 +676,7 @@ impl SessionTable {
             handler: (service.factory)(),
             out: Outbox::sockjs(self.limits),
             receiver: None,
+            contender: None,
             armed: None,
         });
         self.by_key.insert(key, index);
@@ -709,21 +717,24 @@ impl SessionTable {
                 self.run_and_flush(index, ctx, now, fx);
                 index
             }
-            SockJsOp::Attach { receiver, mut rx } => {
+            SockJsOp::Attach { receiver, rx } => {
                 let index = match existing {
                     Some(index) => index,
                     None => self.create(key, &service, now),
                 };
                 let slot = &mut self.slots[index];
                 if slot.session.attach(receiver, now) == Attached::AnotherConnectionStillOpen {
-                    let mut bytes = Vec::new();
-                    rx.write_frame(&mut bytes, ANOTHER_CONNECTION_STILL_OPEN);
-                    let output = SockJsReply::Output {
-                        receiver,
-                        bytes,
-                        end: true,
+                    let contender = Receiver {
+                        id: receiver,
+                        rx,
+                        shard: from_shard,
+                        token: from,
                     };
-                    fx.replies.push((from_shard, from, output));
+                    let until = now + CONTENDER_HOLD;
+                    if let Some((older, _)) = slot.contender.replace((contender, until)) {
+                        refuse(older, fx);
+                    }
+                    fx.timers.push((until, Self::token(index, slot.generation)));
                     return;
                 }
                 slot.receiver = Some(Receiver {
@@ -741,11 +752,21 @@ impl SessionTable {
                     return;
                 };
                 let slot = &mut self.slots[index];
+                if slot
+                    .contender
+                    .as_ref()
+                    .is_some_and(|(c, _)| c.id == receiver)
+                {
+                    // The held request's own connection went away.
+                    slot.contender = None;
+                    return;
+                }
                 slot.session.detach(receiver, true, now);
                 if slot.receiver.as_ref().is_some_and(|r| r.id == receiver) {
                     slot.receiver = None;
                 }
                 self.run_and_flush(index, ctx, now, fx);
+                self.promote_contender(index, ctx, now, fx);
                 index
             }
         };
@@ -798,6 +819,31 @@ impl SessionTable {
         }
     }
 
+    /// The attached receiver is gone: a held second request takes its place (it gets
+    /// the session's close frame if the first one's abort closed the session).
+    fn promote_contender(
+        &mut self,
+        index: usize,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let slot = &mut self.slots[index];
+        if slot.receiver.is_some() {
+            return;
+        }
+        let Some((contender, _)) = slot.contender.take() else {
+            return;
+        };
+        if slot.session.attach(contender.id, now) == Attached::AnotherConnectionStillOpen {
+            refuse(contender, fx);
+            return;
+        }
+        slot.receiver = Some(contender);
+        self.flush(index, now, fx);
+        self.run_and_flush(index, ctx, now, fx);
+    }
+
     fn arm(&mut self, index: usize, fx: &mut Effects) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
@@ -827,6 +873,20 @@ impl SessionTable {
         if slot.armed == Some(deadline) {
             slot.armed = None;
         }
+        if slot
+            .contender
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= now)
+        {
+            if slot.receiver.is_some() {
+                if let Some((contender, _)) = slot.contender.take() {
+                    refuse(contender, fx);
+                }
+            } else {
+                self.promote_contender(index, ctx, now, fx);
+            }
+        }
+        let slot = &mut self.slots[index];
         match slot.session.on_timer(now) {
             Timer::Idle => {}
             Timer::Heartbeat => self.flush(index, now, fx),
@@ -890,4 +950,19 @@ impl SessionTable {
         self.run_and_flush(index, ctx, now, fx);
         self.arm(index, fx);
     }
+}
+
+/// Answers a receiving request that found another one attached:
+/// `c[2010,"Another connection still open"]`, ending its response.
+fn refuse(mut receiver: Receiver, fx: &mut Effects) {
+    let mut bytes = Vec::new();
+    receiver
+        .rx
+        .write_frame(&mut bytes, ANOTHER_CONNECTION_STILL_OPEN);
+    let output = SockJsReply::Output {
+        receiver: receiver.id,
+        bytes,
+        end: true,
+    };
+    fx.replies.push((receiver.shard, receiver.token, output));
 }
