@@ -7,68 +7,11 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{echo_server_with, raw_connect, raw_upgrade, read_to_close, send_frame};
-use ringws::proto::{Decoder, Event, Limits, OpCode, Role};
-
-/// What the server sent, pings included.
-#[derive(Debug, PartialEq, Eq)]
-enum Got {
-    Text(String),
-    Ping,
-    Pong,
-    Close(Option<u16>, String),
-    Eof,
-}
-
-/// A client-role reader that reports pings too (the common reader skips them).
-struct Reader {
-    decoder: Decoder,
-    buffer: Vec<u8>,
-    start: usize,
-}
-
-impl Reader {
-    fn new() -> Reader {
-        Reader {
-            decoder: Decoder::new(Role::Client, Limits::default()),
-            buffer: Vec::new(),
-            start: 0,
-        }
-    }
-
-    fn next(&mut self, stream: &mut TcpStream) -> Got {
-        loop {
-            let (consumed, event) = self
-                .decoder
-                .decode(&mut self.buffer[self.start..])
-                .expect("server sent a valid frame");
-            self.start += consumed;
-            let got = match event {
-                Some(Event::Text(text)) => Some(Got::Text(text.to_owned())),
-                Some(Event::Ping(_)) => Some(Got::Ping),
-                Some(Event::Pong(_)) => Some(Got::Pong),
-                Some(Event::Close(frame)) => {
-                    Some(frame.map_or(Got::Close(None, String::new()), |f| {
-                        Got::Close(Some(f.code.0), f.reason.to_owned())
-                    }))
-                }
-                _ => None,
-            };
-            if let Some(got) = got {
-                return got;
-            }
-            if consumed == 0 {
-                self.buffer.drain(..self.start);
-                self.start = 0;
-                let mut chunk = [0u8; 4096];
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return Got::Eof,
-                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                }
-            }
-        }
-    }
-}
+use common::{
+    echo_server_with, raw_connect, raw_upgrade, read_to_close, send_frame, FrameReader,
+    Received as Got,
+};
+use ringws::proto::OpCode;
 
 const IDLE: Duration = Duration::from_millis(300);
 
@@ -76,13 +19,13 @@ const IDLE: Duration = Duration::from_millis(300);
 fn idle_client_that_answers_pings_stays_open() {
     let server = echo_server_with(|b| b.shards(1).idle_timeout(IDLE));
     let mut client = raw_upgrade(server.local_addr(), "/echo");
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     let started = Instant::now();
     let mut pings = 0;
     // Several idle timeouts pass; every ping is answered, so the connection lives on.
     while started.elapsed() < IDLE * 5 {
         match reader.next(&mut client) {
-            Got::Ping => {
+            Got::Ping(_) => {
                 pings += 1;
                 send_frame(&mut client, OpCode::Pong, true, b"");
             }
@@ -93,7 +36,7 @@ fn idle_client_that_answers_pings_stays_open() {
     send_frame(&mut client, OpCode::Text, true, b"still here");
     loop {
         match reader.next(&mut client) {
-            Got::Ping => send_frame(&mut client, OpCode::Pong, true, b""),
+            Got::Ping(_) => send_frame(&mut client, OpCode::Pong, true, b""),
             got => {
                 assert_eq!(got, Got::Text("still here".into()));
                 break;
@@ -106,8 +49,8 @@ fn idle_client_that_answers_pings_stays_open() {
 fn idle_client_that_never_answers_is_closed_with_1001() {
     let server = echo_server_with(|b| b.shards(1).idle_timeout(IDLE));
     let mut client = raw_upgrade(server.local_addr(), "/echo");
-    let mut reader = Reader::new();
-    assert_eq!(reader.next(&mut client), Got::Ping);
+    let mut reader = FrameReader::with_pings();
+    assert_eq!(reader.next(&mut client), Got::Ping(Vec::new()));
     assert_eq!(
         reader.next(&mut client),
         Got::Close(Some(1001), "idle timeout".into())
@@ -161,7 +104,7 @@ fn connections_over_the_limit_get_503() {
     assert!(refused.contains("too many connections"), "{refused}");
     // Closing one frees its slot once the server has closed the socket.
     send_frame(&mut first, OpCode::Close, true, &1000u16.to_be_bytes());
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     assert_eq!(
         reader.next(&mut first),
         Got::Close(Some(1000), String::new())
@@ -218,7 +161,7 @@ fn graceful_shutdown_waits_for_the_close_reply() {
         server.shutdown_within(grace).expect("shutdown");
         started.elapsed()
     });
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     assert_eq!(
         reader.next(&mut client),
         Got::Close(Some(1001), "server shutting down".into())
@@ -241,14 +184,14 @@ fn graceful_shutdown_force_closes_a_silent_peer_at_the_deadline() {
         started.elapsed()
     });
     // One peer answers at once; the silent one keeps the server waiting.
-    let mut other = Reader::new();
+    let mut other = FrameReader::with_pings();
     assert_eq!(
         other.next(&mut answering),
         Got::Close(Some(1001), "server shutting down".into())
     );
     send_frame(&mut answering, OpCode::Close, true, &1001u16.to_be_bytes());
     assert_eq!(other.next(&mut answering), Got::Eof);
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     assert_eq!(
         reader.next(&mut client),
         Got::Close(Some(1001), "server shutting down".into())
@@ -264,7 +207,7 @@ fn plain_shutdown_does_not_wait_for_close_replies() {
     let server = echo_server_with(|b| b.shards(1).close_timeout(Duration::from_secs(30)));
     let mut client = raw_upgrade(server.local_addr(), "/echo");
     server.shutdown().expect("shutdown");
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     assert_eq!(
         reader.next(&mut client),
         Got::Close(Some(1001), "server shutting down".into())
@@ -278,7 +221,7 @@ fn a_second_shutdown_without_grace_closes_at_once() {
     let handle = server.handle();
     let mut client = raw_upgrade(server.local_addr(), "/echo");
     let shutdown = std::thread::spawn(move || server.shutdown_within(Duration::from_secs(60)));
-    let mut reader = Reader::new();
+    let mut reader = FrameReader::with_pings();
     assert_eq!(
         reader.next(&mut client),
         Got::Close(Some(1001), "server shutting down".into())

@@ -110,6 +110,8 @@ pub enum Received {
     Text(String),
     Binary(Vec<u8>),
     Pong(Vec<u8>),
+    /// Only from a reader made with [`FrameReader::with_pings`].
+    Ping(Vec<u8>),
     Close(Option<u16>, String),
     /// The TCP connection ended without a close frame.
     Eof,
@@ -120,6 +122,8 @@ pub struct FrameReader {
     decoder: Decoder,
     buffer: Vec<u8>,
     start: usize,
+    /// Report pings as `Received::Ping` instead of skipping them.
+    pings: bool,
 }
 
 impl Default for FrameReader {
@@ -128,12 +132,21 @@ impl Default for FrameReader {
             decoder: Decoder::new(Role::Client, Limits::default()),
             buffer: Vec::new(),
             start: 0,
+            pings: false,
         }
     }
 }
 
 impl FrameReader {
-    /// Reads until the next message, pong or close.
+    /// A reader that reports the server's pings too.
+    pub fn with_pings() -> FrameReader {
+        FrameReader {
+            pings: true,
+            ..FrameReader::default()
+        }
+    }
+
+    /// Reads until the next message, pong, close (or ping, `with_pings`).
     pub fn next(&mut self, stream: &mut TcpStream) -> Received {
         loop {
             let (consumed, event) = self
@@ -145,6 +158,7 @@ impl FrameReader {
                 Some(Event::Text(text)) => Some(Received::Text(text.to_owned())),
                 Some(Event::Binary(bytes)) => Some(Received::Binary(bytes.to_vec())),
                 Some(Event::Pong(bytes)) => Some(Received::Pong(bytes.to_vec())),
+                Some(Event::Ping(bytes)) if self.pings => Some(Received::Ping(bytes.to_vec())),
                 Some(Event::Ping(_)) => None,
                 Some(Event::Close(frame)) => {
                     Some(frame.map_or(Received::Close(None, String::new()), |f| {
