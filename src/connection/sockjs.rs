@@ -34,8 +34,8 @@ use crate::sockjs::{
     parse_client_messages, parse_jsonp_send, parse_websocket_message, route, websocket_error_text,
     write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
     write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
-    write_send_error, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour, Flow,
-    HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
+    write_send_error, write_too_large, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour,
+    Flow, HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
     ANOTHER_CONNECTION_STILL_OPEN,
 };
 
@@ -128,6 +128,10 @@ fn wall(now: Instant) -> SystemTime {
         None => SystemTime::UNIX_EPOCH,
     }
 }
+
+/// The most bytes of a refused SockJS body that are read and dropped to keep the
+/// connection; past it the connection closes after the 413.
+const MAX_DISCARD: usize = 1024 * 1024;
 
 /// The handed-over bytes a waiting connection buffers at most (a client that
 /// pipelines behind a streaming request).
@@ -227,6 +231,32 @@ impl Connection {
             }
         }
         self.finish_http(keep_alive, ctx, now);
+    }
+
+    /// A request whose body (`length` bytes, `sent` of them already here) is over the
+    /// service's `max_body_bytes`: answered 413 at once, before the body is read. A
+    /// body of at most [`MAX_DISCARD`] more bytes is read and dropped so the connection
+    /// stays usable; a larger one closes the connection after the answer. The session
+    /// is not touched.
+    pub(super) fn refuse_sockjs_body(
+        &mut self,
+        request: &Request<'_>,
+        service: &SockJsService,
+        length: usize,
+        sent: usize,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        tracing::debug!(conn = %self.id, length, limit = service.options.max_body_bytes, "SockJS request body too large");
+        let rest = length.saturating_sub(sent);
+        let keep_alive =
+            request.keep_alive() && request.version_minor() >= 1 && rest <= MAX_DISCARD;
+        let out = &mut self.out.queued;
+        write_too_large(out, request, &service.options, length, !keep_alive);
+        self.finish_http(keep_alive, ctx, now);
+        if keep_alive {
+            self.discard = rest;
+        }
     }
 
     /// Posts `op` for the owner of `key` (the shard takes it from

@@ -40,6 +40,8 @@ struct Entry {
     flush_deadline: Option<Instant>,
     /// The output was abandoned (see `ShardCore::abandon_output`).
     abandoned: bool,
+    /// Counted in `Shard::pending` (has not finished its first request).
+    pending: bool,
 }
 
 pub(crate) struct Shard {
@@ -62,6 +64,11 @@ pub(crate) struct Shard {
     streams: Streams,
     /// WebSocket/HTTP connections open and under the connection limit.
     admitted: usize,
+    /// Connections that have not finished their first request (`Entry::pending`).
+    pending: usize,
+    /// The pending connections, oldest first; entries that stopped pending (or whose
+    /// connection is gone) are skipped when met, and swept when they pile up.
+    pending_order: VecDeque<Token>,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -95,6 +102,8 @@ impl Shard {
             timers: BinaryHeap::new(),
             shutting_down: false,
             admitted: 0,
+            pending: 0,
+            pending_order: VecDeque::new(),
         }
     }
 
@@ -147,6 +156,10 @@ impl Shard {
         else {
             return;
         };
+        if entry.pending && !entry.conn.is_pending() {
+            entry.pending = false;
+            self.pending -= 1;
+        }
         let conn = &entry.conn;
         self.streams.touched(token, conn.out.buffered());
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
@@ -285,6 +298,36 @@ impl Shard {
         (x >> 32) as u32
     }
 
+    /// Makes room for one more pending connection under `Config::max_pending`: the
+    /// oldest pending connections are evicted (answered 408 and closed).
+    fn make_pending_room(&mut self) {
+        let Some(max) = self.ctx.config.max_pending else {
+            return;
+        };
+        while self.pending >= max {
+            let Some(token) = self.pending_order.pop_front() else {
+                return;
+            };
+            let Some(entry) = self.entry(token).filter(|e| e.pending) else {
+                continue;
+            };
+            entry.pending = false;
+            entry.conn.evict();
+            self.pending -= 1;
+            self.touch(token);
+        }
+        // Connections that stopped pending stay listed until met: sweep them when they
+        // outnumber the pending ones, so the queue stays within twice the limit.
+        if self.pending_order.len() > 2 * max.max(self.pending) + 64 {
+            let conns = &self.conns;
+            self.pending_order.retain(|token| {
+                conns
+                    .get(token.index())
+                    .is_some_and(|e| e.generation == token.generation() && e.pending)
+            });
+        }
+    }
+
     /// Stops accepting and closes every connection with 1001; open WebSocket
     /// connections wait for their peers' close replies until the configured grace.
     /// Called again (a second shutdown request), it only brings the connections'
@@ -321,6 +364,7 @@ impl ShardCore for Shard {
         if listener > 0 {
             return self.streams.on_accept(listener - 1);
         }
+        self.make_pending_room();
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
@@ -363,7 +407,10 @@ impl ShardCore for Shard {
             admitted,
             flush_deadline: None,
             abandoned: false,
+            pending: true,
         });
+        self.pending += 1;
+        self.pending_order.push_back(token);
         self.touch(token);
         token
     }
@@ -552,6 +599,9 @@ impl ShardCore for Shard {
         let mut entry = self.conns.remove(token.index());
         if entry.admitted {
             self.admitted -= 1;
+        }
+        if entry.pending {
+            self.pending -= 1;
         }
         entry.conn.transport_ended(&self.ctx);
         if !entry.conn.sockjs_requests.is_empty() {
