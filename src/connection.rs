@@ -134,6 +134,9 @@ pub(crate) struct Connection {
     /// Bytes of a refused request body still to be read and dropped (a SockJS send
     /// over its service's `max_body_bytes`) before the next request begins.
     discard: usize,
+    /// The server is shutting down: the request in progress is answered with
+    /// `Connection: close` and no other is read (see `lifecycle.rs`).
+    draining: bool,
 }
 
 impl Connection {
@@ -159,6 +162,7 @@ impl Connection {
             idle_pinged: false,
             refused: false,
             discard: 0,
+            draining: false,
         }
     }
 
@@ -306,6 +310,10 @@ impl Connection {
             true => ctx.routes.find_sockjs(path),
             false => None,
         };
+        if self.draining && (sockjs.is_some() || handshake::is_websocket_request(&request)) {
+            self.reject_http(&HttpError::new(503, "server shutting down"));
+            return Some(input.len());
+        }
         let max_body = sockjs.map_or(ctx.config.max_body_bytes, |(service, _)| {
             service.options.max_body_bytes
         });
@@ -380,7 +388,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        let keep_alive = request.keep_alive();
+        let keep_alive = request.keep_alive() && !self.draining;
         let mut headers: Vec<(&str, &str)> = response
             .headers
             .iter()
@@ -515,7 +523,7 @@ impl Connection {
     /// or close once the answer is written.
     fn finish_http(&mut self, keep_alive: bool, ctx: &ShardContext, now: Instant) {
         self.requests_served = true;
-        if keep_alive {
+        if keep_alive && !self.draining {
             self.phase = Phase::Http { head: Vec::new() };
             self.deadline = Some(now + ctx.config.handshake_timeout);
         } else {
@@ -787,6 +795,11 @@ impl Connection {
                 reason: "request head not received in time",
             };
             http::write_error(&mut self.out.queued, &error, &[]);
+            self.close_after_response();
+        } else if let Phase::SockJsWaiting { .. } = self.phase {
+            // Only a shutdown arms this: the owner did not answer in time.
+            tracing::debug!(conn = %self.id, "no SockJS answer before the shutdown deadline");
+            self.transport_ended_sockjs();
             self.close_after_response();
         }
     }

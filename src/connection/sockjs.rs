@@ -149,7 +149,7 @@ impl Connection {
     ) {
         let options = &service.options;
         // The pages never say `Connection: keep-alive`, which HTTP/1.0 would need.
-        let keep_alive = request.keep_alive() && request.version_minor() >= 1;
+        let keep_alive = request.keep_alive() && request.version_minor() >= 1 && !self.draining;
         let close = !keep_alive;
         let out = &mut self.out.queued;
         match route(request.method(), rest, options) {

@@ -64,6 +64,8 @@ pub(crate) struct Shard {
     streams: Streams,
     /// WebSocket/HTTP connections open and under the connection limit.
     admitted: usize,
+    /// The grace deadline of the shutdown in progress, if it has one.
+    shutdown_deadline: Option<Instant>,
     /// Connections that have not finished their first request (`Entry::pending`).
     pending: usize,
     /// The pending connections, oldest first; entries that stopped pending (or whose
@@ -102,6 +104,7 @@ impl Shard {
             timers: BinaryHeap::new(),
             shutting_down: false,
             admitted: 0,
+            shutdown_deadline: None,
             pending: 0,
             pending_order: VecDeque::new(),
         }
@@ -176,8 +179,10 @@ impl Shard {
             }
         }
         if conn.wants_close() && entry.flush_deadline.is_none() {
-            // From now on the peer has the close timeout to take what is still queued.
-            let deadline = Instant::now() + self.ctx.config.close_timeout;
+            // From now on the peer has the close timeout (or, shutting down, the
+            // grace if longer) to take what is still queued.
+            let timeout = Instant::now() + self.ctx.config.close_timeout;
+            let deadline = self.shutdown_deadline.map_or(timeout, |d| d.max(timeout));
             entry.flush_deadline = Some(deadline);
             self.timers.push(Reverse((deadline, token)));
         }
@@ -341,6 +346,7 @@ impl Shard {
             ?deadline,
             "shard shutting down"
         );
+        self.shutdown_deadline = deadline;
         if !self.shutting_down {
             self.shutting_down = true;
             self.streams.shutdown();
@@ -352,7 +358,14 @@ impl Shard {
             .collect();
         for token in tokens {
             if let Some(entry) = self.conns.get_mut(token.index()) {
-                entry.conn.shutdown(&self.ctx, deadline);
+                entry.conn.shutdown(&self.ctx, deadline, now);
+                if let (Some(flush), Some(deadline)) = (entry.flush_deadline, deadline) {
+                    // Output already on its way out may take the whole grace.
+                    if flush < deadline {
+                        entry.flush_deadline = Some(deadline);
+                        self.timers.push(Reverse((deadline, token)));
+                    }
+                }
             }
             self.touch(token);
         }
@@ -384,7 +397,7 @@ impl ShardCore for Shard {
             conn.refuse();
         }
         if self.shutting_down {
-            conn.shutdown(&self.ctx, None);
+            conn.shutdown(&self.ctx, None, now);
         }
         let tls = match &self.ctx.config.tls {
             None => None,
