@@ -101,6 +101,12 @@ impl Default for Builder {
     }
 }
 
+/// The default server-wide settings (for unit tests of the shard).
+#[cfg(test)]
+pub(crate) fn default_config() -> Config {
+    Builder::default().config
+}
+
 impl Builder {
     /// The address to listen on (default `127.0.0.1:8080`; port 0 picks a free port).
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> Builder {

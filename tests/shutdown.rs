@@ -142,6 +142,17 @@ fn responses_being_written_finish_before_the_close() {
 
 #[test]
 fn sockjs_polls_on_every_shard_get_their_close_frame() {
+    sockjs_polls_get_their_close_frame(Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn sockjs_polls_get_their_close_frame_without_a_grace_too() {
+    sockjs_polls_get_their_close_frame(None);
+}
+
+/// Polls wait on sessions of both shards; a shutdown (with `grace`, or the plain one)
+/// ends each with `c[1001,...]` at once.
+fn sockjs_polls_get_their_close_frame(grace: Option<Duration>) {
     let server = server(|b| b);
     let addr = server.local_addr();
     let before = ringws::sockjs_handoffs();
@@ -168,7 +179,14 @@ fn sockjs_polls_on_every_shard_get_their_close_frame() {
         .collect();
     std::thread::sleep(Duration::from_millis(100));
     assert!(ringws::sockjs_handoffs() > before, "no poll crossed shards");
-    let shutdown = shut_down(server, Duration::from_secs(10));
+    let shutdown = match grace {
+        Some(grace) => shut_down(server, grace),
+        None => std::thread::spawn(move || {
+            let started = Instant::now();
+            server.shutdown().expect("shutdown");
+            started.elapsed()
+        }),
+    };
     for mut poll in polls {
         let head = read_head(&mut poll);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");

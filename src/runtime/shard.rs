@@ -8,6 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use slab::Slab;
 
+#[cfg(test)]
+mod tests;
+
 use super::core::{ShardCore, Token};
 use super::link::{is_stream, ProtocolFactory, Streams};
 use super::mailbox::Command;
