@@ -669,7 +669,13 @@ pub(crate) struct SessionTable {
     by_key: HashMap<SessionKey, usize>,
     next_generation: u32,
     limits: OutLimits,
+    /// The server shut the sessions down: a receiving request that arrives later gets
+    /// [`SHUTTING_DOWN`] and no session is made.
+    shut: bool,
 }
+
+/// The close frame of every session at shutdown.
+const SHUTTING_DOWN: &[u8] = br#"c[1001,"Server shutting down"]"#;
 
 impl SessionTable {
     pub(crate) fn new(limits: OutLimits) -> SessionTable {
@@ -678,6 +684,7 @@ impl SessionTable {
             by_key: HashMap::new(),
             next_generation: 0,
             limits,
+            shut: false,
         }
     }
 
@@ -746,6 +753,17 @@ impl SessionTable {
                 self.slots[index].session.deliver(messages);
                 self.run_and_flush(index, ctx, now, fx);
                 index
+            }
+            SockJsOp::Attach { receiver, rx } if self.shut => {
+                // Handed over before this shard's shutdown, arrived after it.
+                let late = Receiver {
+                    id: receiver,
+                    rx,
+                    shard: from_shard,
+                    token: from,
+                };
+                answer(late, SHUTTING_DOWN, fx);
+                return;
             }
             SockJsOp::Attach { receiver, rx } => {
                 let index = match existing {
@@ -952,8 +970,13 @@ impl SessionTable {
     /// The server shuts down: every open session closes with 1001 (its handler hears
     /// `on_close`, an attached receiver gets the close frame) and is forgotten.
     pub(crate) fn shutdown(&mut self, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
+        self.shut = true;
         let indices: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
         for index in indices {
+            // A receiving request held as a contender gets the close too.
+            if let Some((contender, _)) = self.slots[index].contender.take() {
+                answer(contender, SHUTTING_DOWN, fx);
+            }
             self.slots[index]
                 .session
                 .close(1001, "Server shutting down");
@@ -984,11 +1007,15 @@ impl SessionTable {
 
 /// Answers a receiving request that found another one attached:
 /// `c[2010,"Another connection still open"]`, ending its response.
-fn refuse(mut receiver: Receiver, fx: &mut Effects) {
+fn refuse(receiver: Receiver, fx: &mut Effects) {
+    answer(receiver, ANOTHER_CONNECTION_STILL_OPEN, fx);
+}
+
+/// Answers a receiving request that is not attached with a close `frame`, ending its
+/// response.
+fn answer(mut receiver: Receiver, frame: &[u8], fx: &mut Effects) {
     let mut bytes = Vec::new();
-    receiver
-        .rx
-        .write_frame(&mut bytes, ANOTHER_CONNECTION_STILL_OPEN);
+    receiver.rx.write_frame(&mut bytes, frame);
     let output = SockJsReply::Output {
         receiver: receiver.id,
         bytes,
