@@ -737,10 +737,14 @@ impl ServerHandle {
 
     /// Asks every shard to shut down gracefully; returns at once. Each shard stops
     /// accepting, sends close 1001 "server shutting down" to every WebSocket
-    /// (SockJS sessions get `c[1001,...]`), closes idle HTTP connections, writes what
-    /// was queued and waits for the peers' close replies; a connection whose peer has
-    /// not answered when `grace` has passed is closed anyway. A shard stops once all
-    /// its connections are closed, so the server stops within about `grace`.
+    /// (SockJS sessions get `c[1001,...]`, also on polling requests that wait on
+    /// another shard), closes idle HTTP connections at once, writes what was queued
+    /// (a response, a static file) and waits for the peers' close replies; a request
+    /// half received is still read and answered with `Connection: close`. A
+    /// connection whose peer has not answered when `grace` has passed is closed
+    /// anyway. A shard stops once all its connections are closed, so the server stops
+    /// within about `grace` (or the close timeout, if a peer is slow to take output
+    /// queued before then and that is longer).
     pub fn shutdown_within(&self, grace: Duration) {
         let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
         self.config
