@@ -55,6 +55,9 @@ pub(crate) struct Config {
     /// The connections one shard serves at once (`None`: no limit); the ones over it
     /// are answered 503 (see [`Connection::refuse`]).
     pub(crate) max_connections: Option<usize>,
+    /// The connections one shard lets wait for their first request at once (`None`: no
+    /// limit); past it the oldest is answered 408 (see [`Connection::evict`]).
+    pub(crate) max_pending: Option<usize>,
     /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
     /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
     pub(crate) shutdown_grace: Arc<AtomicU64>,
@@ -128,6 +131,12 @@ pub(crate) struct Connection {
     idle_pinged: bool,
     /// Over the shard's connection limit: the first request is answered 503.
     refused: bool,
+    /// Bytes of a refused request body still to be read and dropped (a SockJS send
+    /// over its service's `max_body_bytes`) before the next request begins.
+    discard: usize,
+    /// The server is shutting down: the request in progress is answered with
+    /// `Connection: close` and no other is read (see `lifecycle.rs`).
+    draining: bool,
 }
 
 impl Connection {
@@ -152,6 +161,8 @@ impl Connection {
             last_received: now,
             idle_pinged: false,
             refused: false,
+            discard: 0,
+            draining: false,
         }
     }
 
@@ -164,6 +175,28 @@ impl Connection {
     /// answered `503 Service Unavailable` and the connection closes.
     pub(crate) fn refuse(&mut self) {
         self.refused = true;
+    }
+
+    /// True while the connection has not finished its first request: no upgrade, no
+    /// answer yet, and not closing (counted against `Config::max_pending`).
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.requests_served
+            && !self.wants_close
+            && matches!(self.phase, Phase::Http { .. } | Phase::Hixie76Body { .. })
+    }
+
+    /// Too many connections wait for their first request and this one waited longest:
+    /// it is answered 408 (unless its 101 head is already out) and closed.
+    pub(crate) fn evict(&mut self) {
+        tracing::debug!(conn = %self.id, "too many pending handshakes; closing the oldest");
+        if let Phase::Http { .. } = self.phase {
+            let error = HttpError {
+                status: 408,
+                reason: "request not received in time",
+            };
+            http::write_error(&mut self.out.queued, &error, &[]);
+        }
+        self.close_after_response();
     }
 
     /// True when the socket should be closed once the queued bytes are written.
@@ -197,9 +230,20 @@ impl Connection {
     }
 
     fn receive_http(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        let data = match self.discard {
+            0 => data,
+            discard => {
+                let skip = discard.min(data.len());
+                self.discard -= skip;
+                &mut data[skip..]
+            }
+        };
         let Phase::Http { head } = &mut self.phase else {
             return;
         };
+        if data.is_empty() {
+            return;
+        }
         if head.is_empty() {
             // The common case, whole requests in one read: parse them where they lie.
             self.serve_requests(data, ctx, now);
@@ -253,11 +297,41 @@ impl Connection {
                     return Some(input.len());
                 }
             };
+        let path = request.path();
+        let exact = ctx.routes.find(path);
+        // An exact WebSocket route keeps its upgrades; a SockJS service with the same
+        // prefix answers the rest (its greeting).
+        let sockjs_first = match exact {
+            None => true,
+            Some(Route::WebSocket { .. }) => !handshake::is_websocket_request(&request),
+            Some(_) => false,
+        };
+        let sockjs = match sockjs_first {
+            true => ctx.routes.find_sockjs(path),
+            false => None,
+        };
+        if self.draining && (sockjs.is_some() || handshake::is_websocket_request(&request)) {
+            self.reject_http(&HttpError::new(503, "server shutting down"));
+            return Some(input.len());
+        }
+        let max_body = sockjs.map_or(ctx.config.max_body_bytes, |(service, _)| {
+            service.options.max_body_bytes
+        });
         let body_len = match request.content_length() {
-            Ok(len) if len > ctx.config.max_body_bytes => {
-                self.reject_http(&HttpError::new(413, "request body too large"));
-                return Some(input.len());
-            }
+            Ok(len) if len > max_body => match sockjs {
+                // Answered now, before the body: the session never sees it.
+                Some((service, _)) => {
+                    let sent = input.len() - head_len;
+                    let service = Arc::clone(service);
+                    self.refuse_sockjs_body(&request, &service, len, sent, ctx, now);
+                    // The head and the part of the body that is here.
+                    return Some(head_len + sent.min(len));
+                }
+                None => {
+                    self.reject_http(&HttpError::new(413, "request body too large"));
+                    return Some(input.len());
+                }
+            },
             Ok(len) => len,
             Err(error) => {
                 self.reject_http(&error);
@@ -269,21 +343,10 @@ impl Connection {
             return None;
         }
         let request = request.with_body(&input[head_len..end]);
-        let path = request.path();
-        let exact = ctx.routes.find(path);
-        // An exact WebSocket route keeps its upgrades; a SockJS service with the same
-        // prefix answers the rest (its greeting).
-        let sockjs_first = match exact {
-            None => true,
-            Some(Route::WebSocket { .. }) => !handshake::is_websocket_request(&request),
-            Some(_) => false,
-        };
-        if sockjs_first {
-            if let Some((service, rest)) = ctx.routes.find_sockjs(path) {
-                let service = std::sync::Arc::clone(service);
-                self.serve_sockjs(&request, &service, rest, ctx, now);
-                return Some(end);
-            }
+        if let Some((service, rest)) = sockjs {
+            let service = Arc::clone(service);
+            self.serve_sockjs(&request, &service, rest, ctx, now);
+            return Some(end);
         }
         match exact {
             Some(Route::WebSocket { hook, options }) => {
@@ -325,7 +388,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        let keep_alive = request.keep_alive();
+        let keep_alive = request.keep_alive() && !self.draining;
         let mut headers: Vec<(&str, &str)> = response
             .headers
             .iter()
@@ -460,7 +523,7 @@ impl Connection {
     /// or close once the answer is written.
     fn finish_http(&mut self, keep_alive: bool, ctx: &ShardContext, now: Instant) {
         self.requests_served = true;
-        if keep_alive {
+        if keep_alive && !self.draining {
             self.phase = Phase::Http { head: Vec::new() };
             self.deadline = Some(now + ctx.config.handshake_timeout);
         } else {
@@ -732,6 +795,11 @@ impl Connection {
                 reason: "request head not received in time",
             };
             http::write_error(&mut self.out.queued, &error, &[]);
+            self.close_after_response();
+        } else if let Phase::SockJsWaiting { .. } = self.phase {
+            // Only a shutdown arms this: the owner did not answer in time.
+            tracing::debug!(conn = %self.id, "no SockJS answer before the shutdown deadline");
+            self.transport_ended_sockjs();
             self.close_after_response();
         }
     }

@@ -58,7 +58,9 @@ pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
 pub use protocol::{Protocol, Transport};
 pub use route::{Accept, HttpResponse, Reject, UpgradeRequest, WebSocketOptions};
-pub use server::{Backend, Builder, RunningServer, Server, ServerHandle};
+pub use server::{
+    Backend, Builder, RunningServer, Server, ServerHandle, DEFAULT_MAX_PENDING_HANDSHAKES,
+};
 
 /// Internal (tests): the shard that owns SockJS session `session_id` of the service
 /// added `service_index`-th (from 0) to a server with `shards` shards.

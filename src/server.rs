@@ -56,7 +56,15 @@ pub struct Builder {
     tcp: Vec<(io::Result<SocketAddr>, runtime::link::ProtocolFactory)>,
     /// [`Builder::max_connections`], for the whole server.
     max_connections: Option<usize>,
+    /// [`Builder::max_pending_handshakes`], for the whole server (`None`: the default,
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] per shard; `Some(0)`: no limit).
+    max_pending_handshakes: Option<usize>,
 }
+
+/// The default [`Builder::max_pending_handshakes`], per shard: 1024 connections that
+/// have not finished their first request. With the 16 KiB request head limit that
+/// bounds what partial heads can hold at 16 MiB per shard.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
 
 impl Default for Builder {
     fn default() -> Builder {
@@ -68,6 +76,7 @@ impl Default for Builder {
             reflector: false,
             tcp: Vec::new(),
             max_connections: None,
+            max_pending_handshakes: None,
             routes: Routes::default(),
             route_error: None,
             max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
@@ -84,11 +93,18 @@ impl Default for Builder {
                 tls: None,
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_connections: None,
+                max_pending: Some(DEFAULT_MAX_PENDING_HANDSHAKES),
                 shutdown_grace: Arc::default(),
             },
             tls: None,
         }
     }
+}
+
+/// The default server-wide settings (for unit tests of the shard).
+#[cfg(test)]
+pub(crate) fn default_config() -> Config {
+    Builder::default().config
 }
 
 impl Builder {
@@ -190,6 +206,24 @@ impl Builder {
     /// socket is closed. Raw TCP doors ([`Builder::tcp`]) are not counted.
     pub fn max_connections(mut self, n: usize) -> Builder {
         self.max_connections = (n > 0).then_some(n);
+        self
+    }
+
+    /// How many connections at once may still be waiting for their first request (a
+    /// WebSocket upgrade, hixie-76's 8-byte body, an HTTP request or a TLS handshake)
+    /// for the whole server, `ceil(n / shards)` per shard; 0 means no limit. Default:
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] (1024) per shard.
+    ///
+    /// Without it a flood of silent TCP connections is bounded only by
+    /// [`Builder::handshake_timeout`]. When a shard accepts a connection over its share,
+    /// its **oldest** pending connection is answered `408 Request Timeout` and closed,
+    /// rather than the new one refused: a real client sends its request within a round
+    /// trip or two, so it is never the oldest for long, while refusing new connections
+    /// would let the flood lock every real client out until the handshake timeout.
+    /// Connections that finished their first request (open WebSockets, kept-alive
+    /// HTTP) are not counted; [`Builder::max_connections`] bounds those.
+    pub fn max_pending_handshakes(mut self, n: usize) -> Builder {
+        self.max_pending_handshakes = Some(n);
         self
     }
 
@@ -540,6 +574,9 @@ impl Builder {
             .shards
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         self.config.max_connections = self.max_connections.map(|n| n.div_ceil(shards));
+        if let Some(n) = self.max_pending_handshakes {
+            self.config.max_pending = (n > 0).then(|| n.div_ceil(shards));
+        }
         let backend = runtime::choose_backend(self.backend)?;
         let listeners = runtime::bind_listeners(addr, shards)?;
         let local_addr = listeners[0].local_addr()?;
@@ -700,10 +737,14 @@ impl ServerHandle {
 
     /// Asks every shard to shut down gracefully; returns at once. Each shard stops
     /// accepting, sends close 1001 "server shutting down" to every WebSocket
-    /// (SockJS sessions get `c[1001,...]`), closes idle HTTP connections, writes what
-    /// was queued and waits for the peers' close replies; a connection whose peer has
-    /// not answered when `grace` has passed is closed anyway. A shard stops once all
-    /// its connections are closed, so the server stops within about `grace`.
+    /// (SockJS sessions get `c[1001,...]`, also on polling requests that wait on
+    /// another shard), closes idle HTTP connections at once, writes what was queued
+    /// (a response, a static file) and waits for the peers' close replies; a request
+    /// half received is still read and answered with `Connection: close`. A
+    /// connection whose peer has not answered when `grace` has passed is closed
+    /// anyway. A shard stops once all its connections are closed, so the server stops
+    /// within about `grace` (or the close timeout, if a peer is slow to take output
+    /// queued before then and that is longer).
     pub fn shutdown_within(&self, grace: Duration) {
         let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
         self.config

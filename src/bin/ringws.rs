@@ -86,6 +86,11 @@ struct ServeArgs {
     /// are answered 503 (default: no limit).
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Most connections at once still waiting for their first request (shared among
+    /// shards); past it the oldest is answered 408 and closed (default: 1024 per shard;
+    /// 0: no limit).
+    #[arg(long)]
+    max_pending_handshakes: Option<usize>,
     /// A WebSocket peer that sends nothing is pinged after half of this and closed
     /// with 1001 after all of it (`120s`, `0` disables).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
@@ -98,6 +103,10 @@ struct ServeArgs {
     /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
     #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
     sockjs_flavour: FlavourArg,
+    /// Largest SockJS send body (`xhr_send`, `jsonp_send`) in bytes; a larger one is
+    /// answered 413 and its messages dropped (default 1 MiB).
+    #[arg(long, default_value_t = ringws::sockjs::DEFAULT_MAX_BODY_BYTES)]
+    sockjs_max_body: usize,
     /// Serve the files of this directory under /static/.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
@@ -211,12 +220,17 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(n) = args.max_connections {
         builder = builder.max_connections(n);
     }
+    if let Some(n) = args.max_pending_handshakes {
+        builder = builder.max_pending_handshakes(n);
+    }
     builder = builder.idle_timeout(args.idle_timeout);
     let flavour = match args.sockjs_flavour {
         FlavourArg::V033 => Flavour::V0_3_3,
         FlavourArg::Current => Flavour::Current,
     };
-    let options = SockJsOptions::default().flavour(flavour);
+    let options = SockJsOptions::default()
+        .flavour(flavour)
+        .max_body_bytes(args.sockjs_max_body);
     if let Some(dir) = &args.static_dir {
         builder = builder.static_files("/static/", dir);
     }

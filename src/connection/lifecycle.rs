@@ -52,10 +52,11 @@ impl Connection {
 
     /// The server is shutting down: say so to the peer (1001). With a `deadline`, an
     /// open connection waits for the peer's close reply until then (the close timer);
-    /// without one, or for anything but an open connection, it closes without waiting.
-    pub(crate) fn shutdown(&mut self, ctx: &ShardContext, deadline: Option<Instant>) {
+    /// without one it closes without waiting. A connection that is not open finishes
+    /// what it is in the middle of, then closes (see [`Connection::drain`]).
+    pub(crate) fn shutdown(&mut self, ctx: &ShardContext, deadline: Option<Instant>, now: Instant) {
         if !matches!(self.phase, Phase::Open { .. }) {
-            self.close_after_response();
+            self.drain(ctx, deadline, now);
             return;
         }
         let reason = "server shutting down";
@@ -88,5 +89,35 @@ impl Connection {
             }
         };
         self.end(reason, ctx);
+    }
+
+    /// Shutdown of a connection that is not an open WebSocket. An idle one (nothing of
+    /// a request received) closes at once. With a `deadline`, a request half received
+    /// is still read and answered with `Connection: close` until then. A SockJS
+    /// request waiting on its session's owner (on any shard) waits for the answer,
+    /// which the owner's own shutdown sends (`c[1001,...]` for a receiving request),
+    /// until the deadline or, without one, the close timeout. Answers already queued
+    /// are written before the socket closes, whatever the phase. Called again (a second
+    /// shutdown), it only brings the deadline forward, or closes at once without one.
+    fn drain(&mut self, ctx: &ShardContext, deadline: Option<Instant>, now: Instant) {
+        let again = self.draining;
+        self.draining = true;
+        let wait_until = match &self.phase {
+            Phase::Http { head } if !head.is_empty() && self.discard == 0 => deadline,
+            Phase::SockJsWaiting { .. } if !again => {
+                Some(deadline.unwrap_or(now + ctx.config.close_timeout))
+            }
+            Phase::SockJsWaiting { .. } => deadline,
+            _ => None,
+        };
+        match wait_until {
+            Some(until) => {
+                self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
+            }
+            None => {
+                self.transport_ended_sockjs();
+                self.close_after_response();
+            }
+        }
     }
 }

@@ -34,8 +34,8 @@ use crate::sockjs::{
     parse_client_messages, parse_jsonp_send, parse_websocket_message, route, websocket_error_text,
     write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
     write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
-    write_send_error, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour, Flow,
-    HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
+    write_send_error, write_too_large, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour,
+    Flow, HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
     ANOTHER_CONNECTION_STILL_OPEN,
 };
 
@@ -129,6 +129,10 @@ fn wall(now: Instant) -> SystemTime {
     }
 }
 
+/// The most bytes of a refused SockJS body that are read and dropped to keep the
+/// connection; past it the connection closes after the 413.
+const MAX_DISCARD: usize = 1024 * 1024;
+
 /// The handed-over bytes a waiting connection buffers at most (a client that
 /// pipelines behind a streaming request).
 const MAX_BUFFERED_WHILE_WAITING: usize = 64 * 1024;
@@ -145,7 +149,7 @@ impl Connection {
     ) {
         let options = &service.options;
         // The pages never say `Connection: keep-alive`, which HTTP/1.0 would need.
-        let keep_alive = request.keep_alive() && request.version_minor() >= 1;
+        let keep_alive = request.keep_alive() && request.version_minor() >= 1 && !self.draining;
         let close = !keep_alive;
         let out = &mut self.out.queued;
         match route(request.method(), rest, options) {
@@ -227,6 +231,32 @@ impl Connection {
             }
         }
         self.finish_http(keep_alive, ctx, now);
+    }
+
+    /// A request whose body (`length` bytes, `sent` of them already here) is over the
+    /// service's `max_body_bytes`: answered 413 at once, before the body is read. A
+    /// body of at most [`MAX_DISCARD`] more bytes is read and dropped so the connection
+    /// stays usable; a larger one closes the connection after the answer. The session
+    /// is not touched.
+    pub(super) fn refuse_sockjs_body(
+        &mut self,
+        request: &Request<'_>,
+        service: &SockJsService,
+        length: usize,
+        sent: usize,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        tracing::debug!(conn = %self.id, length, limit = service.options.max_body_bytes, "SockJS request body too large");
+        let rest = length.saturating_sub(sent);
+        let keep_alive =
+            request.keep_alive() && request.version_minor() >= 1 && rest <= MAX_DISCARD;
+        let out = &mut self.out.queued;
+        write_too_large(out, request, &service.options, length, !keep_alive);
+        self.finish_http(keep_alive, ctx, now);
+        if keep_alive {
+            self.discard = rest;
+        }
     }
 
     /// Posts `op` for the owner of `key` (the shard takes it from
@@ -639,7 +669,13 @@ pub(crate) struct SessionTable {
     by_key: HashMap<SessionKey, usize>,
     next_generation: u32,
     limits: OutLimits,
+    /// The server shut the sessions down: a receiving request that arrives later gets
+    /// [`SHUTTING_DOWN`] and no session is made.
+    shut: bool,
 }
+
+/// The close frame of every session at shutdown.
+const SHUTTING_DOWN: &[u8] = br#"c[1001,"Server shutting down"]"#;
 
 impl SessionTable {
     pub(crate) fn new(limits: OutLimits) -> SessionTable {
@@ -648,6 +684,7 @@ impl SessionTable {
             by_key: HashMap::new(),
             next_generation: 0,
             limits,
+            shut: false,
         }
     }
 
@@ -716,6 +753,17 @@ impl SessionTable {
                 self.slots[index].session.deliver(messages);
                 self.run_and_flush(index, ctx, now, fx);
                 index
+            }
+            SockJsOp::Attach { receiver, rx } if self.shut => {
+                // Handed over before this shard's shutdown, arrived after it.
+                let late = Receiver {
+                    id: receiver,
+                    rx,
+                    shard: from_shard,
+                    token: from,
+                };
+                answer(late, SHUTTING_DOWN, fx);
+                return;
             }
             SockJsOp::Attach { receiver, rx } => {
                 let index = match existing {
@@ -922,8 +970,13 @@ impl SessionTable {
     /// The server shuts down: every open session closes with 1001 (its handler hears
     /// `on_close`, an attached receiver gets the close frame) and is forgotten.
     pub(crate) fn shutdown(&mut self, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
+        self.shut = true;
         let indices: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
         for index in indices {
+            // A receiving request held as a contender gets the close too.
+            if let Some((contender, _)) = self.slots[index].contender.take() {
+                answer(contender, SHUTTING_DOWN, fx);
+            }
             self.slots[index]
                 .session
                 .close(1001, "Server shutting down");
@@ -954,11 +1007,15 @@ impl SessionTable {
 
 /// Answers a receiving request that found another one attached:
 /// `c[2010,"Another connection still open"]`, ending its response.
-fn refuse(mut receiver: Receiver, fx: &mut Effects) {
+fn refuse(receiver: Receiver, fx: &mut Effects) {
+    answer(receiver, ANOTHER_CONNECTION_STILL_OPEN, fx);
+}
+
+/// Answers a receiving request that is not attached with a close `frame`, ending its
+/// response.
+fn answer(mut receiver: Receiver, frame: &[u8], fx: &mut Effects) {
     let mut bytes = Vec::new();
-    receiver
-        .rx
-        .write_frame(&mut bytes, ANOTHER_CONNECTION_STILL_OPEN);
+    receiver.rx.write_frame(&mut bytes, frame);
     let output = SockJsReply::Output {
         receiver: receiver.id,
         bytes,

@@ -8,6 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use slab::Slab;
 
+#[cfg(test)]
+mod tests;
+
 use super::core::{ShardCore, Token};
 use super::link::{is_stream, ProtocolFactory, Streams};
 use super::mailbox::Command;
@@ -40,6 +43,8 @@ struct Entry {
     flush_deadline: Option<Instant>,
     /// The output was abandoned (see `ShardCore::abandon_output`).
     abandoned: bool,
+    /// Counted in `Shard::pending` (has not finished its first request).
+    pending: bool,
 }
 
 pub(crate) struct Shard {
@@ -62,6 +67,13 @@ pub(crate) struct Shard {
     streams: Streams,
     /// WebSocket/HTTP connections open and under the connection limit.
     admitted: usize,
+    /// The grace deadline of the shutdown in progress, if it has one.
+    shutdown_deadline: Option<Instant>,
+    /// Connections that have not finished their first request (`Entry::pending`).
+    pending: usize,
+    /// The pending connections, oldest first; entries that stopped pending (or whose
+    /// connection is gone) are skipped when met, and swept when they pile up.
+    pending_order: VecDeque<Token>,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -95,6 +107,9 @@ impl Shard {
             timers: BinaryHeap::new(),
             shutting_down: false,
             admitted: 0,
+            shutdown_deadline: None,
+            pending: 0,
+            pending_order: VecDeque::new(),
         }
     }
 
@@ -147,6 +162,10 @@ impl Shard {
         else {
             return;
         };
+        if entry.pending && !entry.conn.is_pending() {
+            entry.pending = false;
+            self.pending -= 1;
+        }
         let conn = &entry.conn;
         self.streams.touched(token, conn.out.buffered());
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
@@ -163,8 +182,10 @@ impl Shard {
             }
         }
         if conn.wants_close() && entry.flush_deadline.is_none() {
-            // From now on the peer has the close timeout to take what is still queued.
-            let deadline = Instant::now() + self.ctx.config.close_timeout;
+            // From now on the peer has the close timeout (or, shutting down, the
+            // grace if longer) to take what is still queued.
+            let timeout = Instant::now() + self.ctx.config.close_timeout;
+            let deadline = self.shutdown_deadline.map_or(timeout, |d| d.max(timeout));
             entry.flush_deadline = Some(deadline);
             self.timers.push(Reverse((deadline, token)));
         }
@@ -285,6 +306,36 @@ impl Shard {
         (x >> 32) as u32
     }
 
+    /// Makes room for one more pending connection under `Config::max_pending`: the
+    /// oldest pending connections are evicted (answered 408 and closed).
+    fn make_pending_room(&mut self) {
+        let Some(max) = self.ctx.config.max_pending else {
+            return;
+        };
+        while self.pending >= max {
+            let Some(token) = self.pending_order.pop_front() else {
+                return;
+            };
+            let Some(entry) = self.entry(token).filter(|e| e.pending) else {
+                continue;
+            };
+            entry.pending = false;
+            entry.conn.evict();
+            self.pending -= 1;
+            self.touch(token);
+        }
+        // Connections that stopped pending stay listed until met: sweep them when they
+        // outnumber the pending ones, so the queue stays within twice the limit.
+        if self.pending_order.len() > 2 * max.max(self.pending) + 64 {
+            let conns = &self.conns;
+            self.pending_order.retain(|token| {
+                conns
+                    .get(token.index())
+                    .is_some_and(|e| e.generation == token.generation() && e.pending)
+            });
+        }
+    }
+
     /// Stops accepting and closes every connection with 1001; open WebSocket
     /// connections wait for their peers' close replies until the configured grace.
     /// Called again (a second shutdown request), it only brings the connections'
@@ -298,6 +349,7 @@ impl Shard {
             ?deadline,
             "shard shutting down"
         );
+        self.shutdown_deadline = deadline;
         if !self.shutting_down {
             self.shutting_down = true;
             self.streams.shutdown();
@@ -309,7 +361,14 @@ impl Shard {
             .collect();
         for token in tokens {
             if let Some(entry) = self.conns.get_mut(token.index()) {
-                entry.conn.shutdown(&self.ctx, deadline);
+                entry.conn.shutdown(&self.ctx, deadline, now);
+                if let (Some(flush), Some(deadline)) = (entry.flush_deadline, deadline) {
+                    // Output already on its way out may take the whole grace.
+                    if flush < deadline {
+                        entry.flush_deadline = Some(deadline);
+                        self.timers.push(Reverse((deadline, token)));
+                    }
+                }
             }
             self.touch(token);
         }
@@ -321,6 +380,7 @@ impl ShardCore for Shard {
         if listener > 0 {
             return self.streams.on_accept(listener - 1);
         }
+        self.make_pending_room();
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
@@ -340,7 +400,7 @@ impl ShardCore for Shard {
             conn.refuse();
         }
         if self.shutting_down {
-            conn.shutdown(&self.ctx, None);
+            conn.shutdown(&self.ctx, None, now);
         }
         let tls = match &self.ctx.config.tls {
             None => None,
@@ -363,7 +423,10 @@ impl ShardCore for Shard {
             admitted,
             flush_deadline: None,
             abandoned: false,
+            pending: true,
         });
+        self.pending += 1;
+        self.pending_order.push_back(token);
         self.touch(token);
         token
     }
@@ -552,6 +615,9 @@ impl ShardCore for Shard {
         let mut entry = self.conns.remove(token.index());
         if entry.admitted {
             self.admitted -= 1;
+        }
+        if entry.pending {
+            self.pending -= 1;
         }
         entry.conn.transport_ended(&self.ctx);
         if !entry.conn.sockjs_requests.is_empty() {

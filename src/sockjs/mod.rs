@@ -140,13 +140,16 @@ pub use frame::{
     write_array_frame, write_close_frame, write_messages_frame, SendError, HEARTBEAT_FRAME,
     OPEN_FRAME,
 };
-pub use options::{Flavour, SockJsOptions, Transports, DEFAULT_SOCKJS_URL, LEGACY_SOCKJS_URL};
+pub use options::{
+    Flavour, SockJsOptions, Transports, DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKJS_URL,
+    LEGACY_SOCKJS_URL,
+};
 pub use pages::{
     http_date, iframe_page, info_body, websocket_error_text, write_bad_request,
     write_cookie_header, write_cors_headers, write_greeting, write_iframe, write_iframe_page,
     write_info, write_jsonp_send_ok, write_method_not_allowed, write_no_cache_header,
-    write_not_found, write_preflight, write_send_error, write_xhr_send_ok, CACHE_SECONDS, GREETING,
-    NOT_FOUND_BODY,
+    write_not_found, write_preflight, write_send_error, write_too_large, write_xhr_send_ok,
+    CACHE_SECONDS, GREETING, NOT_FOUND_BODY,
 };
 pub use path::{query_param, route, Endpoint, Transport};
 pub use session::{

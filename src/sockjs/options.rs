@@ -120,7 +120,13 @@ pub struct SockJsOptions {
     pub(crate) sockjs_url: String,
     pub(crate) transports: Transports,
     pub(crate) flavour: Flavour,
+    pub(crate) max_body_bytes: usize,
 }
+
+/// The default [`SockJsOptions::max_body_bytes`]: 1 MiB, the same as the server's
+/// plain HTTP body limit, so a service that does not set it behaves as before.
+/// (sockjs-node reads a send body whole, with no limit.)
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl Default for SockJsOptions {
     fn default() -> Self {
@@ -133,6 +139,7 @@ impl Default for SockJsOptions {
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
             transports: Transports::ALL,
             flavour: Flavour::Current,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -199,6 +206,23 @@ impl SockJsOptions {
         self
     }
 
+    /// The largest request body the service reads (an `xhr_send` or `jsonp_send`
+    /// batch of messages; default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). A request whose
+    /// `Content-Length` is over it is answered `413` as soon as its head has arrived,
+    /// before any of the body is buffered; its messages are not delivered and the
+    /// session carries on. For the service's requests it takes the place of
+    /// [`Builder::max_body_bytes`](crate::Builder::max_body_bytes), so it may be larger
+    /// or smaller than that.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The largest request body the service reads.
+    pub fn get_max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
     /// Whether WebSocket is on.
     pub fn get_websocket(&self) -> bool {
         self.websocket
@@ -255,6 +279,8 @@ mod tests {
         assert_eq!(o.sockjs_url, DEFAULT_SOCKJS_URL);
         assert_eq!(o.flavour, Flavour::Current);
         assert_eq!(o.transports, Transports::ALL);
+        assert_eq!(o.max_body_bytes, 1 << 20);
+        assert_eq!(o.clone().max_body_bytes(10).get_max_body_bytes(), 10);
         let old = o.clone().flavour(Flavour::V0_3_3);
         assert_eq!(old.sockjs_url, LEGACY_SOCKJS_URL);
         assert_eq!(old.flavour(Flavour::Current).sockjs_url, DEFAULT_SOCKJS_URL);

@@ -39,6 +39,7 @@ pub(crate) fn status_line(out: &mut Vec<u8>, code: u16) {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Payload Too Large",
         500 => "Internal Server Error",
         _ => "",
     };
@@ -425,7 +426,37 @@ pub(crate) fn write_500(
     message: &str,
     close: bool,
 ) {
-    status_line(out, 500);
+    write_error(out, 500, request, options, cors, message, close);
+}
+
+/// `413 Payload Too Large` for a request whose `Content-Length` (`length`) is over
+/// [`SockJsOptions::max_body_bytes`]: cookie, no-cache and CORS headers (so a browser's
+/// `xhr_send` can read it), and a text body naming both sizes.
+pub fn write_too_large(
+    out: &mut Vec<u8>,
+    request: &Request<'_>,
+    options: &SockJsOptions,
+    length: usize,
+    close: bool,
+) {
+    let message = format!(
+        "Payload too large: {length} bytes, the limit is {} bytes",
+        options.max_body_bytes
+    );
+    write_error(out, 413, request, options, true, &message, close);
+}
+
+/// An error status with cookie and no-cache headers (and CORS when `cors`), text body.
+fn write_error(
+    out: &mut Vec<u8>,
+    status: u16,
+    request: &Request<'_>,
+    options: &SockJsOptions,
+    cors: bool,
+    message: &str,
+    close: bool,
+) {
+    status_line(out, status);
     write_cookie_header(out, request, options);
     write_no_cache_header(out, options);
     if cors {
@@ -433,7 +464,7 @@ pub(crate) fn write_500(
     }
     finish(
         out,
-        500,
+        status,
         Some("text/plain; charset=UTF-8"),
         message.as_bytes(),
         close,
@@ -823,5 +854,24 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         header(&mut out, "X", "a\r\nb");
         assert_eq!(out, b"X: a  b\r\n");
+    }
+
+    #[test]
+    fn too_large_is_a_413_a_browser_can_read() {
+        let raw =
+            "POST /echo/0/s/xhr_send HTTP/1.1\r\nOrigin: http://x\r\nContent-Length: 9\r\n\r\n";
+        for o in both() {
+            let o = o.max_body_bytes(8);
+            let mut out = Vec::new();
+            with_request(raw, |r| write_too_large(&mut out, r, &o, 9, true));
+            assert!(out.starts_with(b"HTTP/1.1 413 Payload Too Large\r\n"));
+            let r = parse_resp(&out);
+            assert_eq!(r.status, 413);
+            assert_eq!(r.get("connection"), Some("close"));
+            assert_eq!(r.get("access-control-allow-origin"), Some("http://x"));
+            assert_eq!(r.get("cache-control"), Some(o.flavour.no_cache_value()));
+            let body = String::from_utf8(r.body).unwrap();
+            assert_eq!(body, "Payload too large: 9 bytes, the limit is 8 bytes");
+        }
     }
 }
