@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conn::{Conn, ConnId, Framing, OutLimits, Outbox};
+use crate::conn::{Conn, ConnId, Framing, OutLimits, Outbox, BACKPRESSURE_LIMIT};
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
@@ -128,7 +128,13 @@ pub(crate) struct Connection {
     idle_pinged: bool,
     /// Over the shard's connection limit: the first request is answered 503.
     refused: bool,
+    /// Received bytes the handler has not been given yet because it paused reading
+    /// ([`Conn::pause_reading`]); they go through the decoder after the resume.
+    held: Vec<u8>,
 }
+
+/// A held-input buffer larger than this is not kept for reuse once it is empty.
+const MAX_RETAINED_HELD: usize = 64 * 1024;
 
 impl Connection {
     pub(crate) fn new(
@@ -152,6 +158,7 @@ impl Connection {
             last_received: now,
             idle_pinged: false,
             refused: false,
+            held: Vec::new(),
         }
     }
 
@@ -171,6 +178,73 @@ impl Connection {
         self.wants_close
     }
 
+    /// True while the handler has paused reading and no close of ours is under way
+    /// (a close reads again, to see the peer's answer).
+    pub(crate) fn handler_paused(&self) -> bool {
+        self.out.read_paused && !self.out.closed
+    }
+
+    /// True while input is not handed to the handler: it paused reading, or (with
+    /// `pause_on_backpressure`) the output is over the backpressure threshold. A close
+    /// of ours ends it (the peer's close reply must be read).
+    fn input_paused(&self) -> bool {
+        input_paused(&self.out)
+    }
+
+    /// False while the socket should not be read (see `input_paused`). Only open
+    /// WebSocket connections pause.
+    pub(crate) fn wants_read(&self) -> bool {
+        !(matches!(self.phase, Phase::Open { .. }) && self.input_paused())
+    }
+
+    /// Feeds the bytes held during a pause to the decoder, unless input is (still)
+    /// paused. Called wherever a pause may end: after a callback, a handle's resume,
+    /// a close of ours, output written.
+    pub(crate) fn pump_held(&mut self, ctx: &ShardContext, now: Instant) {
+        if self.held.is_empty() || self.input_paused() {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        match &self.phase {
+            Phase::Open {
+                inbound: Inbound::Hixie(_),
+                ..
+            } => self.receive_hixie_frames(&held, ctx, now),
+            Phase::Open { .. } => self.receive_frames(&mut held, ctx, now),
+            // Ended: nobody reads them any more.
+            _ => {}
+        }
+        // A new pause inside those callbacks held the rest again.
+        if self.held.is_empty() && held.capacity() <= MAX_RETAINED_HELD {
+            held.clear();
+            self.held = held;
+        }
+    }
+
+    /// A handle asked to pause or resume reading (see [`Conn::pause_reading`]).
+    pub(crate) fn set_read_paused(&mut self, paused: bool, ctx: &ShardContext, now: Instant) {
+        if self.sockjs_ws.is_some() {
+            self.with_handler(ctx, now, |handler, conn| {
+                handler.on_remote(conn, crate::handler::Remote::Pause(paused));
+            });
+            return;
+        }
+        if let Phase::Open { .. } = self.phase {
+            self.out.read_paused = paused;
+            self.pump_held(ctx, now);
+        }
+    }
+
+    /// A send went over `max_buffered` with `close_on_limit`: the handler hears of the
+    /// close (1008 "backpressure limit") and the socket closes without waiting for the
+    /// peer, whose output is abandoned where it could not take it (the shard decides).
+    pub(crate) fn end_if_overflowed(&mut self, ctx: &ShardContext) {
+        if self.out.overflowed && matches!(self.phase, Phase::Open { .. }) {
+            tracing::debug!(conn = %self.id, "closing: output over the backpressure limit");
+            self.fail(BACKPRESSURE_LIMIT_ERROR, ctx);
+        }
+    }
+
     /// When [`Connection::on_timer`] next has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -182,6 +256,13 @@ impl Connection {
             // The idle timer is not moved here: when it fires it looks at this.
             self.last_received = now;
             self.idle_pinged = false;
+            if self.input_paused() || !self.held.is_empty() {
+                // Reported after the pause, before the backend stopped reading (or
+                // behind bytes kept then): kept, in order, for the resume.
+                self.held.extend_from_slice(data);
+                self.pump_held(ctx, now);
+                return;
+            }
         }
         match &mut self.phase {
             Phase::Http { .. } => self.receive_http(data, ctx, now),
@@ -531,6 +612,13 @@ impl Connection {
                 None if consumed == 0 || pos == len => break,
                 None => {}
             }
+            if conn.out.overflowed {
+                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            } else if input_paused(conn.out) {
+                // Keep the rest, undecoded, for the resume.
+                self.held.extend_from_slice(&data[pos..]);
+                break;
+            }
         }
         match ended {
             Some(Ok(peer_close)) => self.on_peer_close(peer_close, ctx),
@@ -604,15 +692,23 @@ impl Connection {
                 registry: &ctx.registry,
             };
             match guard(self.id, || f(handler.as_mut(), &mut conn)) {
-                Ok(()) => self.after_callback(ctx, now),
+                Ok(()) => {
+                    self.after_callback(ctx, now);
+                    // The callback may have resumed reading, or started a close.
+                    self.pump_held(ctx, now);
+                }
                 Err(error) => self.fail(error, ctx),
             }
         }
     }
 
     /// A handler call may have started the close handshake: remember our close frame and
-    /// arm the close timer.
+    /// arm the close timer. Or it went over the backpressure limit, which closes at once.
     fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
+        if self.out.overflowed {
+            self.end_if_overflowed(ctx);
+            return;
+        }
         if let Some((code, reason)) = self.out.close_started.take() {
             if self.out.framing == Framing::Hixie75 {
                 // hixie-75 has no closing handshake: our 0xFF 0x00 is the end.
@@ -668,13 +764,15 @@ impl Connection {
         self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
     }
 
-    /// Bytes were written: owe the handler `on_drain` once the queue has fallen back.
+    /// Bytes were written: owe the handler `on_drain` once the queue has fallen back,
+    /// and hand it the input kept while the output was over the threshold.
     pub(crate) fn on_written(&mut self, ctx: &ShardContext, now: Instant) {
         let out = &self.out;
         if out.drain_owed && out.buffered() <= out.limits.backpressure_threshold {
             self.out.drain_owed = false;
             self.with_handler(ctx, now, |handler, conn| handler.on_drain(conn));
         }
+        self.pump_held(ctx, now);
     }
 
     /// The peer stopped sending (EOF) or the socket failed.
@@ -756,6 +854,18 @@ impl Connection {
         self.wants_close = true;
     }
 }
+
+/// See [`Connection::input_paused`] (a function of the outbox, so the receive loops
+/// can ask while a `Conn` borrows it).
+fn input_paused(out: &Outbox) -> bool {
+    !out.closed && (out.read_paused || out.limits.pause_on_backpressure && out.over_threshold())
+}
+
+/// What a peer is told when a send went over `max_buffered` with `close_on_limit`.
+const BACKPRESSURE_LIMIT_ERROR: ProtocolError = ProtocolError {
+    code: BACKPRESSURE_LIMIT.0,
+    reason: BACKPRESSURE_LIMIT.1,
+};
 
 /// What a peer is told when its handler panicked.
 const HANDLER_PANICKED: ProtocolError = ProtocolError {

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{guard, Connection, Inbound, Phase, ShardContext};
+use super::{
+    guard, input_paused, Connection, Inbound, Phase, ShardContext, BACKPRESSURE_LIMIT_ERROR,
+};
 use crate::conn::{Conn, Framing};
 use crate::handler::{Handler, Message};
 use crate::handshake::{self, HixieHead, Upgrade, Version};
@@ -126,6 +128,16 @@ impl Connection {
                         None => break,
                     }
                 }
+            }
+            if ended.is_some() {
+                continue;
+            }
+            if conn.out.overflowed {
+                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            } else if input_paused(conn.out) {
+                // Keep the rest for the resume.
+                self.held.extend_from_slice(&data[pos..]);
+                break;
             }
         }
         match ended {

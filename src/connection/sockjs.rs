@@ -35,7 +35,7 @@ use crate::sockjs::{
     write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
     write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
     write_send_error, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour, Flow,
-    HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
+    HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, SessionState, Timer, Transport,
     ANOTHER_CONNECTION_STILL_OPEN,
 };
 
@@ -450,7 +450,14 @@ impl SockJsWebSocket {
             conn.id,
             conn.registry,
         );
+        self.sync_pause(conn);
         self.flush(conn);
+    }
+
+    /// The socket is read while the user's handler takes messages: its pause (which
+    /// holds the session's messages) also pauses the WebSocket under it.
+    fn sync_pause(&self, conn: &mut Conn<'_>) {
+        conn.out.read_paused = self.out.read_paused && self.session.state() == SessionState::Open;
     }
 
     fn flush(&mut self, conn: &mut Conn<'_>) {
@@ -514,6 +521,12 @@ impl Handler for SockJsWebSocket {
                     conn.id,
                     conn.registry,
                 );
+                self.sync_pause(conn);
+            }
+            Remote::Pause(paused) => {
+                self.out.read_paused = paused;
+                self.run(conn);
+                return true;
             }
         }
         self.flush(conn);
@@ -536,7 +549,9 @@ fn text_of_frame(frame: &[u8]) -> Option<&str> {
 
 /// Drains a session's events into its handler ([`SessionEvent::Opened`] → `on_open`,
 /// messages → `on_message`, [`SessionEvent::Closed`] → `on_close`), handing what the
-/// handler sent or closed back to the session after each call.
+/// handler sent or closed back to the session after each call. While the handler has
+/// paused reading, an open session keeps its events for later; a closing one delivers
+/// them (the close is not held up by a pause).
 fn run_events(
     session: &mut Session,
     handler: &mut dyn Handler,
@@ -544,7 +559,13 @@ fn run_events(
     id: ConnId,
     registry: &Arc<crate::runtime::mailbox::Registry>,
 ) {
-    while let Some(event) = session.poll_event() {
+    loop {
+        if out.read_paused && !out.closed && session.state() == SessionState::Open {
+            break;
+        }
+        let Some(event) = session.poll_event() else {
+            break;
+        };
         out.in_flight = session.pending_bytes();
         let mut conn = Conn {
             id,
@@ -931,6 +952,24 @@ impl SessionTable {
         }
         self.slots.clear();
         self.by_key.clear();
+    }
+
+    /// A `ConnHandle` paused or resumed a session's handler: on a resume, the messages
+    /// it kept are delivered.
+    pub(crate) fn set_read_paused(
+        &mut self,
+        token: Token,
+        paused: bool,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        self.slots[index].out.read_paused = paused;
+        self.run_and_flush(index, ctx, now, fx);
+        self.arm(index, fx);
     }
 
     /// A `ConnHandle` closed a session.
