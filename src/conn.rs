@@ -396,3 +396,99 @@ impl Conn<'_> {
         ConnHandle::new(self.id, Arc::clone(self.registry))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(close_on_limit: bool) -> Outbox {
+        Outbox::new(OutLimits {
+            backpressure_threshold: 10,
+            max_buffered: 100,
+            pause_on_backpressure: true,
+            close_on_limit,
+        })
+    }
+
+    #[test]
+    fn over_the_limit_drops_the_message_and_keeps_the_connection_by_default() {
+        let mut out = outbox(false);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[1; 60]),
+            SendStatus::Backpressure
+        );
+        assert!(out.over_threshold());
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(!out.closed && !out.overflowed && !out.abandon);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[3; 10]),
+            SendStatus::Backpressure
+        );
+    }
+
+    #[test]
+    fn close_on_limit_replaces_unsent_messages_with_a_1008_close() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed && !out.abandon);
+        let mut expected = Vec::new();
+        encode_close(
+            &mut expected,
+            Some(CloseCode(1008)),
+            "backpressure limit",
+            None,
+        );
+        assert_eq!(out.queued, expected);
+        // Later sends are dropped like any send after a close.
+        assert_eq!(out.send_frame(OpCode::Text, b"late"), SendStatus::Dropped);
+    }
+
+    #[test]
+    fn close_on_limit_abandons_output_the_peer_has_partly_taken() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        // Handed to the socket, not yet reported written.
+        out.in_flight = std::mem::take(&mut out.queued).len();
+        assert_eq!(out.send_encoded(&[0x82, 60]), SendStatus::Backpressure);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed && out.abandon);
+
+        // The unwritten rest of a short write at the front: no clean frame boundary.
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        out.partial = true;
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.abandon);
+    }
+
+    #[test]
+    fn close_on_limit_closes_a_sockjs_session_through_its_close() {
+        let mut out = Outbox::sockjs(outbox(true).limits);
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'a'; 60]),
+            SendStatus::Queued
+        );
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'b'; 60]),
+            SendStatus::Dropped
+        );
+        assert_eq!(
+            out.close_started,
+            Some((CloseCode(1008), "backpressure limit".to_owned()))
+        );
+        assert!(out.closed && !out.abandon);
+    }
+}

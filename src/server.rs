@@ -158,8 +158,8 @@ impl Builder {
     /// whose input should keep flowing while their output backs up (a handler that
     /// checks [`SendStatus`](crate::SendStatus) and sheds load itself). Applies to
     /// WebSocket connections (and the protocols and SockJS `websocket` sessions served
-    /// over them) and to raw TCP connections ([`Builder::tcp`]). uWebSockets has no
-    /// such pause.
+    /// over them) and to raw TCP connections ([`Builder::tcp`]). uWebSockets'
+    /// `WebSocketBehavior` has no such option (it keeps reading).
     pub fn pause_reading_on_backpressure(mut self, pause: bool) -> Builder {
         self.config.out_limits.pause_on_backpressure = pause;
         self

@@ -141,6 +141,7 @@ fn handler_paused_then_resumed_from_another_thread_loses_and_reorders_nothing() 
 struct Stopper {
     handle: Arc<Mutex<Option<ConnHandle>>>,
     seen: Arc<AtomicUsize>,
+    closed: Arc<Mutex<Option<CloseReason>>>,
 }
 
 impl Handler for Stopper {
@@ -155,24 +156,59 @@ impl Handler for Stopper {
             Message::Binary(bytes) => conn.send_binary(bytes),
         };
     }
+
+    fn on_close(&mut self, _conn: &mut Conn<'_>, reason: CloseReason) {
+        *self.closed.lock().expect("closed") = Some(reason);
+    }
+}
+
+/// A server whose `/stop` route is served by [`Stopper`]s sharing these.
+struct Stoppers {
+    server: RunningServer,
+    handle: Arc<Mutex<Option<ConnHandle>>>,
+    seen: Arc<AtomicUsize>,
+    closed: Arc<Mutex<Option<CloseReason>>>,
+}
+
+/// Makes the [`Stopper`] of each connection.
+type StopperFactory = Box<dyn Fn() -> Stopper + Send + Sync>;
+
+/// Starts a server whose routes `mount` adds, serving [`Stopper`]s.
+fn stopper_server(
+    mount: impl FnOnce(ringws::Builder, StopperFactory) -> ringws::Builder,
+) -> Stoppers {
+    let handle = Arc::new(Mutex::new(None::<ConnHandle>));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(Mutex::new(None));
+    let factory: StopperFactory = {
+        let (handle, seen, closed) = (handle.clone(), seen.clone(), closed.clone());
+        Box::new(move || Stopper {
+            handle: Arc::clone(&handle),
+            seen: Arc::clone(&seen),
+            closed: Arc::clone(&closed),
+        })
+    };
+    let server = mount(builder(), factory)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    Stoppers {
+        server,
+        handle,
+        seen,
+        closed,
+    }
 }
 
 #[test]
 fn paused_connection_is_not_read_until_a_handle_resumes_it() {
-    let handle = Arc::new(Mutex::new(None::<ConnHandle>));
-    let seen = Arc::new(AtomicUsize::new(0));
-    let server = {
-        let (handle, seen) = (Arc::clone(&handle), Arc::clone(&seen));
-        builder()
-            .websocket("/stop", move || Stopper {
-                handle: Arc::clone(&handle),
-                seen: Arc::clone(&seen),
-            })
-            .build()
-            .expect("build")
-            .start()
-            .expect("start")
-    };
+    let Stoppers {
+        server,
+        handle,
+        seen,
+        ..
+    } = stopper_server(|b, factory| b.websocket("/stop", factory));
     let mut client = raw_upgrade(server.local_addr(), "/stop");
     send_frame(&mut client, OpCode::Text, true, b"stop");
     let mut reader = FrameReader::default();
@@ -220,6 +256,53 @@ fn paused_connection_is_not_read_until_a_handle_resumes_it() {
     client.write_all(&rest).expect("write the rest");
     reader_thread.join().expect("every echo, in order");
     assert_eq!(seen.load(Ordering::SeqCst), written as usize + 1);
+}
+
+#[test]
+fn paused_connection_is_not_idle_closed_and_still_closes() {
+    let idle = Duration::from_millis(200);
+    let Stoppers {
+        server,
+        handle,
+        seen,
+        closed,
+    } = stopper_server(|b, factory| b.shards(1).idle_timeout(idle).websocket("/stop", factory));
+    let mut client = raw_upgrade(server.local_addr(), "/stop");
+    send_frame(&mut client, OpCode::Text, true, b"stop");
+    let mut reader = FrameReader::with_pings();
+    assert_eq!(reader.next(&mut client), Got::Text("stop".into()));
+    wait_for("the pause", || handle.lock().expect("handle").is_some());
+    // Sent during the pause: never handed to the handler (a close comes first).
+    send_frame(&mut client, OpCode::Text, true, b"unread");
+
+    // Several idle timeouts pass: the server, not the peer, stopped listening, so
+    // there is no ping and no idle close.
+    client.set_read_timeout(Some(idle * 5)).expect("timeout");
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut client, &mut byte);
+    assert!(read.is_err(), "the server sent something: {read:?}");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+
+    // A close from a handle goes through, the pause notwithstanding: the server reads
+    // again for the client's close reply.
+    let handle = handle.lock().expect("handle").take().expect("a handle");
+    handle.close(1000, "bye").expect("shard running");
+    assert_eq!(
+        reader.next(&mut client),
+        Got::Close(Some(1000), "bye".into())
+    );
+    send_frame(&mut client, OpCode::Close, true, &1000u16.to_be_bytes());
+    assert_eq!(reader.next(&mut client), Got::Eof);
+    wait_for("on_close", || closed.lock().expect("closed").is_some());
+    let reason = closed.lock().expect("closed").take().expect("reason");
+    assert_eq!((reason.code.0, reason.reason.as_str()), (1000, "bye"));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "a message reached the paused handler"
+    );
 }
 
 /// What the slow-reader tests watch from inside the server.
@@ -434,4 +517,36 @@ fn close_on_backpressure_limit_abandons_the_output_of_a_reader_that_never_reads(
     let _ = std::io::Read::read_to_end(&mut slow, &mut rest);
     writer.join().expect("writer");
     assert_still_served(&mut fine);
+}
+
+#[test]
+fn sockjs_websocket_session_pauses_and_resumes_in_order() {
+    let Stoppers {
+        server,
+        handle,
+        seen,
+        ..
+    } = stopper_server(|b, factory| {
+        b.sockjs("/sj", factory, ringws::sockjs::SockJsOptions::default())
+    });
+    let mut ws = raw_upgrade(server.local_addr(), "/sj/000/pausing/websocket");
+    let mut reader = FrameReader::default();
+    assert_eq!(reader.next(&mut ws), Got::Text("o".into()));
+    // "x" comes in the same frame as "stop", "y" in the next one: both wait.
+    send_frame(&mut ws, OpCode::Text, true, br#"["stop","x"]"#);
+    send_frame(&mut ws, OpCode::Text, true, br#"["y"]"#);
+    assert_eq!(reader.next(&mut ws), Got::Text(r#"a["stop"]"#.into()));
+    wait_for("the pause", || handle.lock().expect("handle").is_some());
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "messages reached the paused handler"
+    );
+
+    let handle = handle.lock().expect("handle").take().expect("a handle");
+    handle.resume_reading().expect("shard running");
+    assert_eq!(reader.next(&mut ws), Got::Text(r#"a["x"]"#.into()));
+    assert_eq!(reader.next(&mut ws), Got::Text(r#"a["y"]"#.into()));
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
 }
