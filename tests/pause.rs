@@ -89,20 +89,40 @@ impl Handler for Paced {
     }
 }
 
+/// Starts a server whose `/paced` route is served by [`Paced`] handlers sharing `log`.
+fn paced_server(log: &Arc<Mutex<Vec<Event>>>) -> RunningServer {
+    let log = Arc::clone(log);
+    builder()
+        .websocket("/paced", move || Paced {
+            log: Arc::clone(&log),
+        })
+        .build()
+        .expect("build")
+        .start()
+        .expect("start")
+}
+
+/// Checks that the handler saw messages 0..100 in order and nothing between each
+/// pause and the worker's resume.
+fn assert_paced(log: &Mutex<Vec<Event>>) {
+    // The last pause's worker logs its resume after the last echo went out.
+    wait_for("the last resume", || log.lock().expect("log").len() == 120);
+    let log = log.lock().expect("log");
+    let mut expected = Vec::new();
+    for n in 0..100u32 {
+        expected.push(Event::Message(n));
+        if n % 10 == 9 {
+            expected.push(Event::Paused(n));
+            expected.push(Event::Resumed);
+        }
+    }
+    assert_eq!(*log, expected);
+}
+
 #[test]
 fn handler_paused_then_resumed_from_another_thread_loses_and_reorders_nothing() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let server = {
-        let log = Arc::clone(&log);
-        builder()
-            .websocket("/paced", move || Paced {
-                log: Arc::clone(&log),
-            })
-            .build()
-            .expect("build")
-            .start()
-            .expect("start")
-    };
+    let server = paced_server(&log);
     let mut client = raw_upgrade(server.local_addr(), "/paced");
     // All 100 messages in one write: the server reads many at once, so the ones behind
     // a pause are already received and must be kept for the resume.
@@ -122,19 +142,37 @@ fn handler_paused_then_resumed_from_another_thread_loses_and_reorders_nothing() 
     for n in 0..100u32 {
         assert_eq!(reader.next(&mut client), Got::Text(n.to_string()));
     }
-    // The last pause's worker logs its resume after the last echo went out.
-    wait_for("the last resume", || log.lock().expect("log").len() == 120);
-    let log = log.lock().expect("log");
+    assert_paced(&log);
+}
+
+#[test]
+fn hixie_client_paused_and_resumed_loses_and_reorders_nothing() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let server = paced_server(&log);
+    let addr = server.local_addr();
+    let mut client = common::raw_connect(addr);
+    // hixie-75: no challenge; the frames follow the request head in the same write.
+    let mut batch = format!(
+        "GET /paced HTTP/1.1\r\nHost: {addr}\r\nUpgrade: WebSocket\r\n\
+         Connection: Upgrade\r\nOrigin: http://test\r\n\r\n"
+    )
+    .into_bytes();
     let mut expected = Vec::new();
     for n in 0..100u32 {
-        expected.push(Event::Message(n));
-        if n % 10 == 9 {
-            // Nothing reaches the handler between its pause and the worker's resume.
-            expected.push(Event::Paused(n));
-            expected.push(Event::Resumed);
-        }
+        let frame = [&[0u8][..], n.to_string().as_bytes(), &[0xff]].concat();
+        batch.extend_from_slice(&frame);
+        expected.extend_from_slice(&frame);
     }
-    assert_eq!(*log, expected);
+    client.write_all(&batch).expect("write");
+    let head = common::read_head(&mut client);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut echoes = vec![0u8; expected.len()];
+    std::io::Read::read_exact(&mut client, &mut echoes).expect("every echo");
+    assert_eq!(
+        String::from_utf8_lossy(&echoes),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_paced(&log);
 }
 
 /// Echoes; the message "stop" pauses reading and publishes the connection's handle.
@@ -549,4 +587,41 @@ fn sockjs_websocket_session_pauses_and_resumes_in_order() {
     assert_eq!(reader.next(&mut ws), Got::Text(r#"a["x"]"#.into()));
     assert_eq!(reader.next(&mut ws), Got::Text(r#"a["y"]"#.into()));
     assert_eq!(seen.load(Ordering::SeqCst), 3);
+}
+
+/// One HTTP/1.1 POST on a fresh connection (closed after the answer): the whole answer.
+fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+    let mut stream = common::raw_connect(addr);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    common::read_to_close(&mut stream)
+}
+
+#[test]
+fn sockjs_http_session_keeps_its_messages_until_a_handle_resumes_it() {
+    let Stoppers {
+        server,
+        handle,
+        seen,
+        ..
+    } = stopper_server(|b, factory| {
+        b.sockjs("/sj", factory, ringws::sockjs::SockJsOptions::default())
+    });
+    let addr = server.local_addr();
+    assert!(post(addr, "/sj/000/held/xhr", "").contains("o\n"));
+    let sent = post(addr, "/sj/000/held/xhr_send", r#"["stop","x"]"#);
+    assert!(sent.starts_with("HTTP/1.1 204 "), "{sent}");
+    wait_for("the pause", || handle.lock().expect("handle").is_some());
+    // "x" was delivered with "stop": it waits in the session, not in the handler.
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+    let handle = handle.lock().expect("handle").take().expect("a handle");
+    handle.resume_reading().expect("shard running");
+    wait_for("the kept message", || seen.load(Ordering::SeqCst) == 2);
+    let polled = post(addr, "/sj/000/held/xhr", "");
+    assert!(polled.contains(r#"a["stop","x"]"#), "{polled}");
 }

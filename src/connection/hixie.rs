@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use super::{
-    guard, input_paused, Connection, Inbound, Phase, ShardContext, BACKPRESSURE_LIMIT_ERROR,
-};
+use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
+use super::{guard, Connection, Inbound, Phase, ShardContext};
 use crate::conn::{Conn, Framing};
 use crate::handler::{Handler, Message};
 use crate::handshake::{self, HixieHead, Upgrade, Version};
