@@ -369,6 +369,27 @@ impl Conn<'_> {
     ///
     /// On a SockJS session the session's incoming messages wait in the session; over
     /// the `websocket` transport its socket stops being read too.
+    ///
+    /// ```
+    /// use ringws::{Conn, Handler, Message};
+    ///
+    /// /// Answers each message from a worker thread, one message at a time.
+    /// struct Offload;
+    ///
+    /// impl Handler for Offload {
+    ///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+    ///         let job = message.as_bytes().to_vec();
+    ///         let handle = conn.handle();
+    ///         conn.pause_reading();
+    ///         std::thread::spawn(move || {
+    ///             let answer = format!("{} bytes", job.len()); // the slow work
+    ///             handle.send_text(&answer).ok();
+    ///             // Posted after the answer, so the answer goes out first.
+    ///             handle.resume_reading().ok();
+    ///         });
+    ///     }
+    /// }
+    /// ```
     pub fn pause_reading(&mut self) {
         self.out.read_paused = true;
     }
