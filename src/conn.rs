@@ -368,7 +368,9 @@ impl Conn<'_> {
     /// seen only after the resume, behind the messages it sent before it.)
     ///
     /// On a SockJS session the session's incoming messages wait in the session; over
-    /// the `websocket` transport its socket stops being read too.
+    /// the `websocket` transport its socket stops being read too, and over the HTTP
+    /// transports the send request that brought them is answered only after the
+    /// resume (the client sends its next batch after that answer).
     ///
     /// ```
     /// use ringws::{Conn, Handler, Message};

@@ -613,14 +613,20 @@ fn sockjs_http_session_keeps_its_messages_until_a_handle_resumes_it() {
     });
     let addr = server.local_addr();
     assert!(post(addr, "/sj/000/held/xhr", "").contains("o\n"));
-    let sent = post(addr, "/sj/000/held/xhr_send", r#"["stop","x"]"#);
-    assert!(sent.starts_with("HTTP/1.1 204 "), "{sent}");
+    let send = thread::spawn(move || post(addr, "/sj/000/held/xhr_send", r#"["stop","x"]"#));
     wait_for("the pause", || handle.lock().expect("handle").is_some());
-    // "x" was delivered with "stop": it waits in the session, not in the handler.
+    // "x" was delivered with "stop": it waits in the session, not in the handler, and
+    // the send is not answered meanwhile (the client's next send waits behind it).
     assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert!(
+        !send.is_finished(),
+        "the send was answered during the pause"
+    );
 
     let handle = handle.lock().expect("handle").take().expect("a handle");
     handle.resume_reading().expect("shard running");
+    let sent = send.join().expect("send");
+    assert!(sent.starts_with("HTTP/1.1 204 "), "{sent}");
     wait_for("the kept message", || seen.load(Ordering::SeqCst) == 2);
     let polled = post(addr, "/sj/000/held/xhr", "");
     assert!(polled.contains(r#"a["stop","x"]"#), "{polled}");

@@ -640,6 +640,25 @@ struct Slot {
     /// shard), and if it lands first this request gets the session's close instead.
     contender: Option<(Receiver, Instant)>,
     armed: Option<Instant>,
+    /// Send requests (their connections' shard and token) not answered yet because
+    /// the handler paused reading with their messages still waiting: the client's
+    /// next send waits behind the answer, as a paused socket holds back a WebSocket.
+    held_sends: Vec<(u32, Token)>,
+}
+
+impl Slot {
+    /// True while the handler paused reading and messages wait in the session.
+    fn holds_input(&self) -> bool {
+        self.out.read_paused && !self.out.closed && self.session.has_events()
+    }
+
+    /// Answers the held send requests (the session takes input again, or is gone).
+    fn release_sends(&mut self, fx: &mut Effects) {
+        for (shard, token) in self.held_sends.drain(..) {
+            fx.replies
+                .push((shard, token, SockJsReply::Sent { found: true }));
+        }
+    }
 }
 
 /// How long a second receiving request waits for a possible abort of the first.
@@ -684,9 +703,15 @@ impl SessionTable {
             .map(|_| index)
     }
 
-    fn create(&mut self, key: SessionKey, service: &SockJsService, now: Instant) -> usize {
+    fn create(
+        &mut self,
+        key: SessionKey,
+        service: &SockJsService,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> usize {
         if let Some(old) = self.by_key.remove(&key) {
-            self.slots.remove(old);
+            self.slots.remove(old).release_sends(fx);
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -699,6 +724,7 @@ impl SessionTable {
             receiver: None,
             contender: None,
             armed: None,
+            held_sends: Vec::new(),
         });
         self.by_key.insert(key, index);
         index
@@ -728,20 +754,22 @@ impl SessionTable {
             .filter(|&i| !self.slots[i].session.is_expired());
         let index = match op {
             SockJsOp::Send(messages) => {
-                let found = existing.is_some();
-                fx.replies
-                    .push((from_shard, from, SockJsReply::Sent { found }));
                 let Some(index) = existing else {
+                    let found = false;
+                    fx.replies
+                        .push((from_shard, from, SockJsReply::Sent { found }));
                     return;
                 };
-                self.slots[index].session.deliver(messages);
+                let slot = &mut self.slots[index];
+                slot.session.deliver(messages);
+                slot.held_sends.push((from_shard, from));
                 self.run_and_flush(index, ctx, now, fx);
                 index
             }
             SockJsOp::Attach { receiver, rx } => {
                 let index = match existing {
                     Some(index) => index,
-                    None => self.create(key, &service, now),
+                    None => self.create(key, &service, now, fx),
                 };
                 let slot = &mut self.slots[index];
                 if slot.session.attach(receiver, now) == Attached::AnotherConnectionStillOpen {
@@ -807,6 +835,9 @@ impl SessionTable {
             id,
             &ctx.registry,
         );
+        if !slot.holds_input() {
+            slot.release_sends(fx);
+        }
         self.flush(index, now, fx);
     }
 
