@@ -154,7 +154,9 @@ impl Builder {
     /// handler queue answers until `max_buffered` (16 MiB per connection by default)
     /// and then lose them; with it the peer's own socket buffers fill instead and it
     /// is slowed down, as TCP slows a sender, so a connection holds about the
-    /// threshold. Bytes already received are still handled. Turn it off for handlers
+    /// threshold. Bytes already received when it starts are kept and handled after
+    /// the drain: nothing is lost. (It counts toward the idle timeout: a peer that
+    /// takes none of the output for all of it is closed.) Turn it off for handlers
     /// whose input should keep flowing while their output backs up (a handler that
     /// checks [`SendStatus`](crate::SendStatus) and sheds load itself). Applies to
     /// WebSocket connections (and the protocols and SockJS `websocket` sessions served
