@@ -45,7 +45,9 @@ pub enum SendStatus {
     /// reads slower than we write. Slow down; `on_drain` is called once they fall back.
     Backpressure,
     /// Not queued: the connection is closing, or the message would take the buffered
-    /// bytes over the hard limit.
+    /// bytes over the hard limit. With
+    /// [`Builder::close_on_backpressure_limit`](crate::Builder::close_on_backpressure_limit)
+    /// the second case also closes the connection (1008 "backpressure limit").
     Dropped,
     /// Not queued: the client's protocol version cannot carry it. The hixie-75/76
     /// drafts have text messages only: a binary message or a ping to such a client
@@ -72,7 +74,17 @@ pub(crate) enum Framing {
 pub(crate) struct OutLimits {
     pub(crate) backpressure_threshold: usize,
     pub(crate) max_buffered: usize,
+    /// Stop reading a connection while its buffered bytes are over the threshold
+    /// (`Builder::pause_reading_on_backpressure`).
+    pub(crate) pause_on_backpressure: bool,
+    /// A send over `max_buffered` closes the connection instead of being dropped
+    /// alone (`Builder::close_on_backpressure_limit`).
+    pub(crate) close_on_limit: bool,
 }
+
+/// The close code and reason of a connection closed for going over `max_buffered`
+/// with `close_on_limit`.
+pub(crate) const BACKPRESSURE_LIMIT: (CloseCode, &str) = (CloseCode(1008), "backpressure limit");
 
 /// The outgoing side of a connection: encoded frames waiting for the socket.
 #[derive(Debug)]
@@ -93,6 +105,19 @@ pub(crate) struct Outbox {
     pub(crate) framing: Framing,
     /// [`Framing::SockJs`] only: the messages sent during a callback.
     pub(crate) messages: Vec<String>,
+    /// The handler asked not to be given more input ([`Conn::pause_reading`]). It lives
+    /// here because the outbox is what a [`Conn`] borrows of its connection.
+    pub(crate) read_paused: bool,
+    /// A send went over `max_buffered` with `close_on_limit`: the connection is closed
+    /// with [`BACKPRESSURE_LIMIT`] (the close frame is queued only when nothing else is
+    /// half-written; otherwise `abandon` is set).
+    pub(crate) overflowed: bool,
+    /// The shard should give up on this output and close the socket (see
+    /// `ShardCore::abandon_output`).
+    pub(crate) abandon: bool,
+    /// `queued` starts with the unwritten rest of an earlier send (a short write), so
+    /// it cannot be thrown away without cutting a frame.
+    pub(crate) partial: bool,
 }
 
 impl Outbox {
@@ -106,6 +131,10 @@ impl Outbox {
             limits,
             framing: Framing::Rfc6455,
             messages: Vec::new(),
+            read_paused: false,
+            overflowed: false,
+            abandon: false,
+            partial: false,
         }
     }
 
@@ -122,6 +151,40 @@ impl Outbox {
         self.queued.len() + self.in_flight
     }
 
+    /// True while the buffered bytes are over the backpressure threshold.
+    pub(crate) fn over_threshold(&self) -> bool {
+        self.buffered() > self.limits.backpressure_threshold
+    }
+
+    /// A send of `len` more bytes would go over `max_buffered`: drop it, and with
+    /// `close_on_limit` close the connection. Returns [`SendStatus::Dropped`].
+    fn over_limit(&mut self) -> SendStatus {
+        if !self.limits.close_on_limit || self.closed {
+            return SendStatus::Dropped;
+        }
+        self.overflowed = true;
+        let (code, reason) = BACKPRESSURE_LIMIT;
+        match self.framing {
+            // The session writes its own close frame (`c[1008,"backpressure limit"]`).
+            Framing::SockJs => {
+                self.closed = true;
+                self.close_started = Some((code, reason.to_owned()));
+            }
+            // Nothing handed to the socket yet: the unsent messages give way to the
+            // close frame. Otherwise the peer has not taken what it was given, so no
+            // close frame could follow it: the shard abandons the output.
+            _ if self.in_flight == 0 && !self.partial => {
+                self.queued.clear();
+                self.queue_close(Some(code), reason);
+            }
+            _ => {
+                self.closed = true;
+                self.abandon = true;
+            }
+        }
+        SendStatus::Dropped
+    }
+
     /// Queues one unmasked (server role) data or control frame; for a hixie connection,
     /// text only (anything else is [`SendStatus::Unsupported`]).
     pub(crate) fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
@@ -132,8 +195,11 @@ impl Outbox {
         if hixie && opcode != OpCode::Text {
             return SendStatus::Unsupported;
         }
-        if self.closed || self.buffered() + payload.len() > self.limits.max_buffered {
+        if self.closed {
             return SendStatus::Dropped;
+        }
+        if self.buffered() + payload.len() > self.limits.max_buffered {
+            return self.over_limit();
         }
         if hixie {
             match std::str::from_utf8(payload) {
@@ -148,8 +214,11 @@ impl Outbox {
 
     /// Queues bytes that are already an encoded frame (from another thread's handle).
     pub(crate) fn send_encoded(&mut self, frame: &[u8]) -> SendStatus {
-        if self.closed || self.buffered() + frame.len() > self.limits.max_buffered {
+        if self.closed {
             return SendStatus::Dropped;
+        }
+        if self.buffered() + frame.len() > self.limits.max_buffered {
+            return self.over_limit();
         }
         crate::proto::copy::append(&mut self.queued, frame);
         self.status_after_queue()
@@ -160,8 +229,11 @@ impl Outbox {
             return SendStatus::Unsupported;
         }
         // `in_flight` counts the session's pending bytes (set before each callback).
-        if self.closed || self.in_flight + payload.len() > self.limits.max_buffered {
+        if self.closed {
             return SendStatus::Dropped;
+        }
+        if self.in_flight + payload.len() > self.limits.max_buffered {
+            return self.over_limit();
         }
         match std::str::from_utf8(payload) {
             Ok(text) => {
@@ -174,7 +246,7 @@ impl Outbox {
     }
 
     fn status_after_queue(&mut self) -> SendStatus {
-        if self.buffered() > self.limits.backpressure_threshold {
+        if self.over_threshold() {
             self.drain_owed = true;
             SendStatus::Backpressure
         } else {
@@ -279,6 +351,64 @@ impl Conn<'_> {
         }
     }
 
+    /// Stops giving this handler input until [`Conn::resume_reading`] (or
+    /// [`ConnHandle::resume_reading`] from another thread): no `on_message` or
+    /// `on_pong` meanwhile, and the socket is not read, so a peer that keeps sending
+    /// fills its own socket buffers instead of the server's memory. For a handler that
+    /// is behind, say one that handed a message to a worker thread and wants the
+    /// answer before the next message.
+    ///
+    /// Nothing is lost or reordered: messages that had already arrived in the same read
+    /// are kept and delivered after the resume. A pause never holds up the end of the
+    /// connection: once the server starts a close ([`Conn::close`], a handle's close,
+    /// the idle timeout, a shutdown) it reads again to see the peer's close reply (the
+    /// data messages it then finds are discarded, as after any close). While the
+    /// handler pauses, the idle timeout does not run: the peer is not idle, we are not
+    /// listening; the clock starts again at the resume. (A peer's own close or EOF is
+    /// seen only after the resume, behind the messages it sent before it.)
+    ///
+    /// On a SockJS session the session's incoming messages wait in the session; over
+    /// the `websocket` transport its socket stops being read too, and over the HTTP
+    /// transports the send request that brought them is answered only after the
+    /// resume (the client sends its next batch after that answer).
+    ///
+    /// ```
+    /// use ringws::{Conn, Handler, Message};
+    ///
+    /// /// Answers each message from a worker thread, one message at a time.
+    /// struct Offload;
+    ///
+    /// impl Handler for Offload {
+    ///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+    ///         let job = message.as_bytes().to_vec();
+    ///         let handle = conn.handle();
+    ///         conn.pause_reading();
+    ///         std::thread::spawn(move || {
+    ///             let answer = format!("{} bytes", job.len()); // the slow work
+    ///             handle.send_text(&answer).ok();
+    ///             // Posted after the answer, so the answer goes out first.
+    ///             handle.resume_reading().ok();
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn pause_reading(&mut self) {
+        self.out.read_paused = true;
+    }
+
+    /// Undoes [`Conn::pause_reading`]: the messages kept meanwhile are delivered (after
+    /// the current callback returns, when called from one) and the socket is read again.
+    pub fn resume_reading(&mut self) {
+        self.out.read_paused = false;
+    }
+
+    /// True between [`Conn::pause_reading`] and the resume. (The automatic pause while
+    /// the output is over the backpressure threshold is not reported here: that one
+    /// ends by itself, at `on_drain`.)
+    pub fn is_reading_paused(&self) -> bool {
+        self.out.read_paused
+    }
+
     /// Bytes queued for this connection and not yet written to its socket.
     pub fn buffered_amount(&self) -> usize {
         self.out.buffered()
@@ -287,5 +417,101 @@ impl Conn<'_> {
     /// A handle to this connection that other threads (and later callbacks) can use.
     pub fn handle(&self) -> ConnHandle {
         ConnHandle::new(self.id, Arc::clone(self.registry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(close_on_limit: bool) -> Outbox {
+        Outbox::new(OutLimits {
+            backpressure_threshold: 10,
+            max_buffered: 100,
+            pause_on_backpressure: true,
+            close_on_limit,
+        })
+    }
+
+    #[test]
+    fn over_the_limit_drops_the_message_and_keeps_the_connection_by_default() {
+        let mut out = outbox(false);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[1; 60]),
+            SendStatus::Backpressure
+        );
+        assert!(out.over_threshold());
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(!out.closed && !out.overflowed && !out.abandon);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[3; 10]),
+            SendStatus::Backpressure
+        );
+    }
+
+    #[test]
+    fn close_on_limit_replaces_unsent_messages_with_a_1008_close() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed && !out.abandon);
+        let mut expected = Vec::new();
+        encode_close(
+            &mut expected,
+            Some(CloseCode(1008)),
+            "backpressure limit",
+            None,
+        );
+        assert_eq!(out.queued, expected);
+        // Later sends are dropped like any send after a close.
+        assert_eq!(out.send_frame(OpCode::Text, b"late"), SendStatus::Dropped);
+    }
+
+    #[test]
+    fn close_on_limit_abandons_output_the_peer_has_partly_taken() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        // Handed to the socket, not yet reported written.
+        out.in_flight = std::mem::take(&mut out.queued).len();
+        assert_eq!(out.send_encoded(&[0x82, 60]), SendStatus::Backpressure);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed && out.abandon);
+
+        // The unwritten rest of a short write at the front: no clean frame boundary.
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        out.partial = true;
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.abandon);
+    }
+
+    #[test]
+    fn close_on_limit_closes_a_sockjs_session_through_its_close() {
+        let mut out = Outbox::sockjs(outbox(true).limits);
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'a'; 60]),
+            SendStatus::Queued
+        );
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'b'; 60]),
+            SendStatus::Dropped
+        );
+        assert_eq!(
+            out.close_started,
+            Some((CloseCode(1008), "backpressure limit".to_owned()))
+        );
+        assert!(out.closed && !out.abandon);
     }
 }

@@ -8,11 +8,15 @@
 //!
 //! Clients of every version share it: RFC 6455 and hybi-07/08 frame through the
 //! [`Decoder`]; the legacy hixie-75/76 drafts have their own handshake and framing
-//! (`hixie.rs`), behind the same handler callbacks.
+//! (`hixie.rs`), behind the same handler callbacks. `pause.rs` holds input back while
+//! the handler or the output's backpressure pauses it.
 
 mod hixie;
 mod lifecycle;
+mod pause;
 mod sockjs;
+
+use pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
 
 pub(crate) use sockjs::{
     init_wall_clock, is_session_token, owner_shard, Effects, SessionTable, SockJsReply,
@@ -137,6 +141,9 @@ pub(crate) struct Connection {
     /// The server is shutting down: the request in progress is answered with
     /// `Connection: close` and no other is read (see `lifecycle.rs`).
     draining: bool,
+    /// Received bytes the handler has not been given yet because it paused reading
+    /// ([`Conn::pause_reading`]); they go through the decoder after the resume.
+    held: Vec<u8>,
 }
 
 impl Connection {
@@ -163,6 +170,7 @@ impl Connection {
             refused: false,
             discard: 0,
             draining: false,
+            held: Vec::new(),
         }
     }
 
@@ -215,6 +223,13 @@ impl Connection {
             // The idle timer is not moved here: when it fires it looks at this.
             self.last_received = now;
             self.idle_pinged = false;
+            if self.input_paused() || !self.held.is_empty() {
+                // Reported after the pause, before the backend stopped reading (or
+                // behind bytes kept then): kept, in order, for the resume.
+                self.held.extend_from_slice(data);
+                self.pump_held(ctx, now);
+                return;
+            }
         }
         match &mut self.phase {
             Phase::Http { .. } => self.receive_http(data, ctx, now),
@@ -594,6 +609,13 @@ impl Connection {
                 None if consumed == 0 || pos == len => break,
                 None => {}
             }
+            if conn.out.overflowed {
+                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            } else if input_paused(conn.out) {
+                // Keep the rest, undecoded, for the resume.
+                self.held.extend_from_slice(&data[pos..]);
+                break;
+            }
         }
         match ended {
             Some(Ok(peer_close)) => self.on_peer_close(peer_close, ctx),
@@ -667,15 +689,23 @@ impl Connection {
                 registry: &ctx.registry,
             };
             match guard(self.id, || f(handler.as_mut(), &mut conn)) {
-                Ok(()) => self.after_callback(ctx, now),
+                Ok(()) => {
+                    self.after_callback(ctx, now);
+                    // The callback may have resumed reading, or started a close.
+                    self.pump_held(ctx, now);
+                }
                 Err(error) => self.fail(error, ctx),
             }
         }
     }
 
     /// A handler call may have started the close handshake: remember our close frame and
-    /// arm the close timer.
+    /// arm the close timer. Or it went over the backpressure limit, which closes at once.
     fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
+        if self.out.overflowed {
+            self.end_if_overflowed(ctx);
+            return;
+        }
         if let Some((code, reason)) = self.out.close_started.take() {
             if self.out.framing == Framing::Hixie75 {
                 // hixie-75 has no closing handshake: our 0xFF 0x00 is the end.
@@ -731,13 +761,15 @@ impl Connection {
         self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
     }
 
-    /// Bytes were written: owe the handler `on_drain` once the queue has fallen back.
+    /// Bytes were written: owe the handler `on_drain` once the queue has fallen back,
+    /// and hand it the input kept while the output was over the threshold.
     pub(crate) fn on_written(&mut self, ctx: &ShardContext, now: Instant) {
         let out = &self.out;
         if out.drain_owed && out.buffered() <= out.limits.backpressure_threshold {
             self.out.drain_owed = false;
             self.with_handler(ctx, now, |handler, conn| handler.on_drain(conn));
         }
+        self.pump_held(ctx, now);
     }
 
     /// The peer stopped sending (EOF) or the socket failed.

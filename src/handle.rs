@@ -87,6 +87,32 @@ impl ConnHandle {
             .map_err(|_| SendError)
     }
 
+    /// Resumes reading a connection that [`Conn::pause_reading`](crate::Conn::pause_reading)
+    /// paused: the way a handler that handed a message to another thread lets the next
+    /// one in once the work is done. The messages kept during the pause are delivered
+    /// first, in order. Arrives in order with this thread's other commands (so a send
+    /// posted before it goes out before the next message is handled).
+    pub fn resume_reading(&self) -> Result<(), SendError> {
+        self.post_pause(false)
+    }
+
+    /// Pauses reading a connection, as [`Conn::pause_reading`](crate::Conn::pause_reading)
+    /// does on its shard. Messages the shard handles before this command arrives are
+    /// still delivered.
+    pub fn pause_reading(&self) -> Result<(), SendError> {
+        self.post_pause(true)
+    }
+
+    fn post_pause(&self, pause: bool) -> Result<(), SendError> {
+        let command = Command::Pause {
+            token: self.id.token,
+            pause,
+        };
+        self.registry
+            .post(self.id.shard(), command)
+            .map_err(|_| SendError)
+    }
+
     fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         let mut frame = Vec::with_capacity(payload.len() + 10);
         encode_frame(&mut frame, opcode, true, payload, None);

@@ -129,4 +129,6 @@ pub enum Remote<'a> {
     Close(u16, &'a str),
     /// A timer tick (heartbeats of the SockJS `websocket` transport).
     Tick(std::time::Instant),
+    /// Pause (`true`) or resume (`false`) reading.
+    Pause(bool),
 }

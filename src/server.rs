@@ -85,6 +85,8 @@ impl Default for Builder {
                 out_limits: OutLimits {
                     backpressure_threshold: 256 * 1024,
                     max_buffered: 16 * 1024 * 1024,
+                    pause_on_backpressure: true,
+                    close_on_limit: false,
                 },
                 max_head_bytes: 16 * 1024,
                 max_body_bytes: 1024 * 1024,
@@ -158,6 +160,41 @@ impl Builder {
     /// Queued outgoing bytes above which sends are dropped (default 16 MiB).
     pub fn max_buffered(mut self, bytes: usize) -> Builder {
         self.config.out_limits.max_buffered = bytes;
+        self
+    }
+
+    /// Stops reading a connection while its queued outgoing bytes are over the
+    /// [backpressure threshold](Builder::backpressure_threshold), and reads it again
+    /// once they fall back under it (when `on_drain` is called). Default **true**:
+    /// without it a peer that sends requests and never reads the answers makes the
+    /// handler queue answers until `max_buffered` (16 MiB per connection by default)
+    /// and then lose them; with it the peer's own socket buffers fill instead and it
+    /// is slowed down, as TCP slows a sender, so a connection holds about the
+    /// threshold. Bytes already received when it starts are kept and handled after
+    /// the drain: nothing is lost. (It counts toward the idle timeout: a peer that
+    /// takes none of the output for all of it is closed.) Turn it off for handlers
+    /// whose input should keep flowing while their output backs up (a handler that
+    /// checks [`SendStatus`](crate::SendStatus) and sheds load itself). Applies to
+    /// WebSocket connections (and the protocols and SockJS `websocket` sessions served
+    /// over them) and to raw TCP connections ([`Builder::tcp`]). uWebSockets'
+    /// `WebSocketBehavior` has no such option (it keeps reading).
+    pub fn pause_reading_on_backpressure(mut self, pause: bool) -> Builder {
+        self.config.out_limits.pause_on_backpressure = pause;
+        self
+    }
+
+    /// Closes a connection whose send would take its queued outgoing bytes over
+    /// [`Builder::max_buffered`], instead of dropping just that message (default
+    /// false, like uWebSockets' `closeOnBackpressureLimit`). A peer that reads too
+    /// slowly then loses the connection rather than silently missing messages. The
+    /// send answers [`SendStatus::Dropped`](crate::SendStatus::Dropped), the handler's
+    /// `on_close` reports 1008 "backpressure limit" (initiated locally), the messages
+    /// still queued are thrown away, the peer gets the close frame when nothing was
+    /// half-written to its socket, and the socket closes without waiting for a reply
+    /// (a part already in the socket is abandoned). A SockJS session closes with
+    /// `c[1008,"backpressure limit"]`.
+    pub fn close_on_backpressure_limit(mut self, close: bool) -> Builder {
+        self.config.out_limits.close_on_limit = close;
         self
     }
 

@@ -198,8 +198,11 @@ impl Handler for Firehose {
 fn a_peer_that_never_reads_hits_backpressure_then_dropped() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let handler_log = log.clone();
+    // The hard limit is what this test is about: keep reading the peer past the
+    // threshold (tests/pause.rs covers the pause that is on by default).
     let server = common::builder()
         .max_buffered(4 * MIB)
+        .pause_reading_on_backpressure(false)
         .websocket("/firehose", move || Firehose {
             log: handler_log.clone(),
         })

@@ -99,6 +99,14 @@ struct ServeArgs {
     /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Stop reading a connection while its queued output is over the backpressure
+    /// threshold (256 KiB), until it drains (`false` keeps reading).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pause_on_backpressure: bool,
+    /// Close a connection (1008 "backpressure limit") whose queued output would go over
+    /// 16 MiB, instead of dropping the message (uWebSockets' closeOnBackpressureLimit).
+    #[arg(long)]
+    close_on_backpressure_limit: bool,
     /// The SockJS protocol flavour of the SockJS services (0.3.3: sockjs-node 0.3.9 and
     /// the v0.3.3 suite; current: sockjs-node 0.3.24 and the main suite).
     #[arg(long, value_enum, default_value_t = FlavourArg::Current)]
@@ -223,7 +231,10 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(n) = args.max_pending_handshakes {
         builder = builder.max_pending_handshakes(n);
     }
-    builder = builder.idle_timeout(args.idle_timeout);
+    builder = builder
+        .idle_timeout(args.idle_timeout)
+        .pause_reading_on_backpressure(args.pause_on_backpressure)
+        .close_on_backpressure_limit(args.close_on_backpressure_limit);
     let flavour = match args.sockjs_flavour {
         FlavourArg::V033 => Flavour::V0_3_3,
         FlavourArg::Current => Flavour::Current,

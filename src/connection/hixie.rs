@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
 use super::{guard, Connection, Inbound, Phase, ShardContext};
 use crate::conn::{Conn, Framing};
 use crate::handler::{Handler, Message};
@@ -126,6 +127,16 @@ impl Connection {
                         None => break,
                     }
                 }
+            }
+            if ended.is_some() {
+                continue;
+            }
+            if conn.out.overflowed {
+                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            } else if input_paused(conn.out) {
+                // Keep the rest for the resume.
+                self.held.extend_from_slice(&data[pos..]);
+                break;
             }
         }
         match ended {

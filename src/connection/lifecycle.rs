@@ -1,5 +1,6 @@
 //! The ends of an open connection that the server decides: the idle timeout (ping a
-//! quiet peer, close one that stays quiet) and the server's shutdown.
+//! quiet peer, close one that stays quiet; not while the handler paused reading) and
+//! the server's shutdown.
 
 use std::time::Instant;
 
@@ -27,6 +28,14 @@ impl Connection {
         let Some(timeout) = ctx.config.idle_timeout else {
             return;
         };
+        if self.handler_paused() {
+            // We are not reading, so the peer's silence says nothing: no ping, no
+            // close while the handler pauses; the wait starts again from here.
+            self.last_received = now;
+            self.idle_pinged = false;
+            self.deadline = self.idle_deadline(ctx);
+            return;
+        }
         let quiet = now.saturating_duration_since(self.last_received);
         if quiet >= timeout {
             tracing::debug!(conn = %self.id, "idle timeout");

@@ -35,7 +35,8 @@ use crate::sockjs::{
     write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
     write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
     write_send_error, write_too_large, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour,
-    Flow, HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, Timer, Transport,
+    Flow, HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, SessionState, Timer,
+    Transport,
     ANOTHER_CONNECTION_STILL_OPEN,
 };
 
@@ -480,7 +481,14 @@ impl SockJsWebSocket {
             conn.id,
             conn.registry,
         );
+        self.sync_pause(conn);
         self.flush(conn);
+    }
+
+    /// The socket is read while the user's handler takes messages: its pause (which
+    /// holds the session's messages) also pauses the WebSocket under it.
+    fn sync_pause(&self, conn: &mut Conn<'_>) {
+        conn.out.read_paused = self.out.read_paused && self.session.state() == SessionState::Open;
     }
 
     fn flush(&mut self, conn: &mut Conn<'_>) {
@@ -544,6 +552,12 @@ impl Handler for SockJsWebSocket {
                     conn.id,
                     conn.registry,
                 );
+                self.sync_pause(conn);
+            }
+            Remote::Pause(paused) => {
+                self.out.read_paused = paused;
+                self.run(conn);
+                return true;
             }
         }
         self.flush(conn);
@@ -566,7 +580,9 @@ fn text_of_frame(frame: &[u8]) -> Option<&str> {
 
 /// Drains a session's events into its handler ([`SessionEvent::Opened`] → `on_open`,
 /// messages → `on_message`, [`SessionEvent::Closed`] → `on_close`), handing what the
-/// handler sent or closed back to the session after each call.
+/// handler sent or closed back to the session after each call. While the handler has
+/// paused reading, an open session keeps its events for later; a closing one delivers
+/// them (the close is not held up by a pause).
 fn run_events(
     session: &mut Session,
     handler: &mut dyn Handler,
@@ -574,7 +590,13 @@ fn run_events(
     id: ConnId,
     registry: &Arc<crate::runtime::mailbox::Registry>,
 ) {
-    while let Some(event) = session.poll_event() {
+    loop {
+        if out.read_paused && !out.closed && session.state() == SessionState::Open {
+            break;
+        }
+        let Some(event) = session.poll_event() else {
+            break;
+        };
         out.in_flight = session.pending_bytes();
         let mut conn = Conn {
             id,
@@ -649,6 +671,25 @@ struct Slot {
     /// shard), and if it lands first this request gets the session's close instead.
     contender: Option<(Receiver, Instant)>,
     armed: Option<Instant>,
+    /// Send requests (their connections' shard and token) not answered yet because
+    /// the handler paused reading with their messages still waiting: the client's
+    /// next send waits behind the answer, as a paused socket holds back a WebSocket.
+    held_sends: Vec<(u32, Token)>,
+}
+
+impl Slot {
+    /// True while the handler paused reading and messages wait in the session.
+    fn holds_input(&self) -> bool {
+        self.out.read_paused && !self.out.closed && self.session.has_events()
+    }
+
+    /// Answers the held send requests (the session takes input again, or is gone).
+    fn release_sends(&mut self, fx: &mut Effects) {
+        for (shard, token) in self.held_sends.drain(..) {
+            fx.replies
+                .push((shard, token, SockJsReply::Sent { found: true }));
+        }
+    }
 }
 
 /// How long a second receiving request waits for a possible abort of the first.
@@ -700,9 +741,15 @@ impl SessionTable {
             .map(|_| index)
     }
 
-    fn create(&mut self, key: SessionKey, service: &SockJsService, now: Instant) -> usize {
+    fn create(
+        &mut self,
+        key: SessionKey,
+        service: &SockJsService,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> usize {
         if let Some(old) = self.by_key.remove(&key) {
-            self.slots.remove(old);
+            self.slots.remove(old).release_sends(fx);
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -715,6 +762,7 @@ impl SessionTable {
             receiver: None,
             contender: None,
             armed: None,
+            held_sends: Vec::new(),
         });
         self.by_key.insert(key, index);
         index
@@ -744,13 +792,15 @@ impl SessionTable {
             .filter(|&i| !self.slots[i].session.is_expired());
         let index = match op {
             SockJsOp::Send(messages) => {
-                let found = existing.is_some();
-                fx.replies
-                    .push((from_shard, from, SockJsReply::Sent { found }));
                 let Some(index) = existing else {
+                    let found = false;
+                    fx.replies
+                        .push((from_shard, from, SockJsReply::Sent { found }));
                     return;
                 };
-                self.slots[index].session.deliver(messages);
+                let slot = &mut self.slots[index];
+                slot.session.deliver(messages);
+                slot.held_sends.push((from_shard, from));
                 self.run_and_flush(index, ctx, now, fx);
                 index
             }
@@ -768,7 +818,7 @@ impl SessionTable {
             SockJsOp::Attach { receiver, rx } => {
                 let index = match existing {
                     Some(index) => index,
-                    None => self.create(key, &service, now),
+                    None => self.create(key, &service, now, fx),
                 };
                 let slot = &mut self.slots[index];
                 if slot.session.attach(receiver, now) == Attached::AnotherConnectionStillOpen {
@@ -834,6 +884,9 @@ impl SessionTable {
             id,
             &ctx.registry,
         );
+        if !slot.holds_input() {
+            slot.release_sends(fx);
+        }
         self.flush(index, now, fx);
     }
 
@@ -984,6 +1037,24 @@ impl SessionTable {
         }
         self.slots.clear();
         self.by_key.clear();
+    }
+
+    /// A `ConnHandle` paused or resumed a session's handler: on a resume, the messages
+    /// it kept are delivered.
+    pub(crate) fn set_read_paused(
+        &mut self,
+        token: Token,
+        paused: bool,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        self.slots[index].out.read_paused = paused;
+        self.run_and_flush(index, ctx, now, fx);
+        self.arm(index, fx);
     }
 
     /// A `ConnHandle` closed a session.

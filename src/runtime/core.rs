@@ -91,7 +91,8 @@ pub(crate) trait ShardCore {
         let _ = (token, result, now);
     }
 
-    /// False while the core wants no bytes from `token` (backpressure). The backend
+    /// False while the core wants no bytes from `token` (backpressure, or a handler
+    /// that paused reading). The backend
     /// checks it before reading or re-arming a read; the core lists the token in
     /// `drain_ready` when the answer changes.
     fn wants_read(&self, token: Token) -> bool {

@@ -347,7 +347,8 @@ fn read_some<C: ShardCore>(shared: &Shared<C>, stream: &TcpStream, token: Token)
                     .core
                     .borrow_mut()
                     .on_recv(token, &mut buffer[..n], Instant::now());
-                if n < buffer.len() {
+                // A full buffer: more may wait, unless the core paused the socket.
+                if n < buffer.len() || !shared.core.borrow().wants_read(token) {
                     return true;
                 }
             }

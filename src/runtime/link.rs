@@ -341,7 +341,8 @@ impl Streams {
         };
         match &stream.kind {
             Kind::Protocol(_) => {
-                stream.out.len() + stream.in_flight <= self.limits.backpressure_threshold
+                !self.limits.pause_on_backpressure
+                    || stream.out.len() + stream.in_flight <= self.limits.backpressure_threshold
             }
             Kind::Link(bridge) => bridge.try_borrow().map_or(true, |b| !b.ws_congested),
         }

@@ -26,6 +26,8 @@ pub(crate) enum Command {
         code: CloseCode,
         reason: String,
     },
+    /// Pause (`pause: true`) or resume reading a connection (`ConnHandle`).
+    Pause { token: Token, pause: bool },
     /// A SockJS request for a session this shard owns.
     SockJs(SockJsRequest),
     /// A session owner's reply for a connection of this shard.

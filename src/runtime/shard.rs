@@ -45,6 +45,9 @@ struct Entry {
     abandoned: bool,
     /// Counted in `Shard::pending` (has not finished its first request).
     pending: bool,
+    /// The connection's last `wants_read` answer the backend was told about (listed
+    /// in `ready` when it changes, so the backend stops or restarts reading).
+    reading: bool,
 }
 
 pub(crate) struct Shard {
@@ -166,10 +169,22 @@ impl Shard {
             entry.pending = false;
             self.pending -= 1;
         }
-        let conn = &entry.conn;
-        self.streams.touched(token, conn.out.buffered());
+        entry.conn.end_if_overflowed(&self.ctx);
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
-        if !entry.listed && (!conn.out.queued.is_empty() || tls_output || conn.wants_close()) {
+        let conn = &entry.conn;
+        if conn.out.abandon && !entry.abandoned {
+            // Over the backpressure limit with part of the output already with the
+            // peer's socket: no close frame can follow it cleanly, and a peer that
+            // reads nothing would never take it. Give up on it now.
+            entry.abandoned = true;
+        }
+        self.streams.touched(token, conn.out.buffered());
+        let reading = conn.wants_read();
+        let read_changed = reading != entry.reading;
+        entry.reading = reading;
+        if !entry.listed
+            && (!conn.out.queued.is_empty() || tls_output || conn.wants_close() || read_changed)
+        {
             entry.listed = true;
             self.ready.push(token);
         }
@@ -207,6 +222,22 @@ impl Shard {
                 self.sessions
                     .close(token, code, &reason, &self.ctx, now, &mut fx);
                 self.apply(fx);
+            }
+            Command::Pause { token, pause } if is_session_token(token) => {
+                let mut fx = Effects::default();
+                self.sessions
+                    .set_read_paused(token, pause, &self.ctx, now, &mut fx);
+                self.apply(fx);
+            }
+            Command::Pause { token, pause } => {
+                let Shard { conns, ctx, .. } = self;
+                if let Some(entry) = conns
+                    .get_mut(token.index())
+                    .filter(|e| e.generation == token.generation())
+                {
+                    entry.conn.set_read_paused(pause, ctx, now);
+                    self.touch(token);
+                }
             }
             Command::SockJs(request) => self.work.push_back(Work::Request(request)),
             Command::SockJsReply { token, reply } => self.work.push_back(Work::Reply(token, reply)),
@@ -369,6 +400,8 @@ impl Shard {
                         self.timers.push(Reverse((deadline, token)));
                     }
                 }
+                // Reading again for the peer's close reply: what a paused handler left.
+                entry.conn.pump_held(&self.ctx, now);
             }
             self.touch(token);
         }
@@ -424,6 +457,7 @@ impl ShardCore for Shard {
             flush_deadline: None,
             abandoned: false,
             pending: true,
+            reading: true,
         });
         self.pending += 1;
         self.pending_order.push_back(token);
@@ -442,10 +476,14 @@ impl ShardCore for Shard {
 
     fn wants_read(&self, token: Token) -> bool {
         if is_stream(token) {
-            self.streams.wants_read(token)
-        } else {
-            self.streams.ws_wants_read(token)
+            return self.streams.wants_read(token);
         }
+        let conn_reads = self
+            .conns
+            .get(token.index())
+            .filter(|e| e.generation == token.generation())
+            .is_none_or(|e| e.conn.wants_read());
+        conn_reads && self.streams.ws_wants_read(token)
     }
 
     fn on_recv(&mut self, token: Token, data: &mut [u8], now: Instant) {
@@ -527,6 +565,7 @@ impl ShardCore for Shard {
         }
         let buf = std::mem::replace(&mut out.queued, std::mem::take(&mut entry.spare));
         out.in_flight = buf.len();
+        out.partial = false;
         Some(buf)
     }
 
@@ -559,6 +598,7 @@ impl ShardCore for Shard {
                 buf.drain(..n);
                 buf.extend_from_slice(&out.queued);
                 out.queued.clear();
+                out.partial = true;
                 entry.spare = std::mem::replace(&mut out.queued, buf);
             }
             Ok(_) => {
@@ -594,8 +634,10 @@ impl ShardCore for Shard {
         }
         match self.conns.get(token.index()) {
             // Over TLS, only once `close_notify` (or an alert) was handed to the backend.
+            // An abandoned output has no `close_notify` to wait for.
             Some(entry) if entry.generation == token.generation() => {
-                entry.conn.wants_close() && entry.tls.as_ref().is_none_or(|tls| tls.close_queued())
+                entry.conn.wants_close()
+                    && (entry.abandoned || entry.tls.as_ref().is_none_or(|tls| tls.close_queued()))
             }
             // Unknown tokens have nothing to keep a socket open for.
             _ => true,

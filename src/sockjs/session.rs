@@ -322,6 +322,12 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// True while events wait for [`poll_event`](Self::poll_event) (an application
+    /// that paused reading leaves them here).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When [`on_timer`](Self::on_timer) must run next: the heartbeat of an attached
     /// receiver, or the expiry of a session without one.
     pub fn deadline(&self) -> Option<Instant> {
@@ -376,6 +382,20 @@ mod tests {
 
     fn events(s: &mut Session) -> Vec<SessionEvent> {
         std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    #[test]
+    fn events_wait_until_polled() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert!(!s.has_events());
+        s.attach(ReceiverId(1), t0);
+        assert!(s.deliver(["a".to_owned()]));
+        assert!(s.has_events());
+        assert_eq!(s.poll_event(), Some(SessionEvent::Opened));
+        assert!(s.has_events());
+        assert_eq!(events(&mut s), vec![SessionEvent::Message("a".into())]);
+        assert!(!s.has_events());
     }
 
     /// Protocol.test_simpleSession with an echo handler.
