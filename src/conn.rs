@@ -97,7 +97,8 @@ pub(crate) struct Outbox {
     pub(crate) closed: bool,
     /// The close frame `Conn::close` queued (code, reason), until the connection arms
     /// its close timer and takes it.
-    pub(crate) close_started: Option<(CloseCode, String)>,
+    /// (Boxed: rare, and every connection carries the field.)
+    pub(crate) close_started: Option<Box<(CloseCode, String)>>,
     /// A send reported `Backpressure`; `on_drain` is owed when the queue falls back.
     pub(crate) drain_owed: bool,
     pub(crate) limits: OutLimits,
@@ -168,7 +169,7 @@ impl Outbox {
             // The session writes its own close frame (`c[1008,"backpressure limit"]`).
             Framing::SockJs => {
                 self.closed = true;
-                self.close_started = Some((code, reason.to_owned()));
+                self.close_started = Some(Box::new((code, reason.to_owned())));
             }
             // Nothing handed to the socket yet: the unsent messages give way to the
             // close frame. Otherwise the peer has not taken what it was given, so no
@@ -347,7 +348,7 @@ impl Conn<'_> {
             CloseCode::NORMAL
         };
         if self.out.queue_close(Some(code), reason) {
-            self.out.close_started = Some((code, reason.to_owned()));
+            self.out.close_started = Some(Box::new((code, reason.to_owned())));
         }
     }
 
@@ -509,8 +510,8 @@ mod tests {
             SendStatus::Dropped
         );
         assert_eq!(
-            out.close_started,
-            Some((CloseCode(1008), "backpressure limit".to_owned()))
+            out.close_started.as_deref(),
+            Some(&(CloseCode(1008), "backpressure limit".to_owned()))
         );
         assert!(out.closed && !out.abandon);
     }

@@ -14,6 +14,7 @@
 mod hixie;
 mod lifecycle;
 mod pause;
+mod rare;
 mod sockjs;
 
 use pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
@@ -80,7 +81,12 @@ pub(crate) struct ShardContext {
 #[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Waiting for the request head; holds the bytes of a head split across reads.
-    Http { head: Vec<u8> },
+    /// The peer's address lives in the phases that may still meet an upgrade request
+    /// (for the upgrade hook), not in every open connection.
+    Http {
+        head: Vec<u8>,
+        peer: Option<SocketAddr>,
+    },
     /// hixie-76: the 101 head is queued; waiting for the 8 bytes after the request
     /// head (`have` of them so far) to answer the challenge and open.
     Hixie76Body {
@@ -100,6 +106,7 @@ enum Phase {
     SockJsWaiting {
         wait: sockjs::Wait,
         buffered: Vec<u8>,
+        peer: Option<SocketAddr>,
     },
     /// The handler has been told the connection closed; input is ignored.
     Ended,
@@ -113,37 +120,25 @@ enum Inbound {
 
 pub(crate) struct Connection {
     id: ConnId,
-    peer: Option<SocketAddr>,
     phase: Phase,
     pub(crate) out: Outbox,
-    /// Our close frame (code, reason) if we started the close handshake.
-    local_close: Option<(CloseCode, String)>,
     wants_close: bool,
     deadline: Option<Instant>,
     /// At least one HTTP request was answered on this (kept-alive) connection.
     requests_served: bool,
-    /// SockJS requests for session owners, taken by the shard: (owner shard, request).
-    pub(crate) sockjs_requests: Vec<(usize, SockJsRequest)>,
     /// The state of the `/info` entropy generator (seeded by the shard).
     seed: u32,
-    /// The handler is the SockJS `websocket` adaptor (with this heartbeat delay):
-    /// `ConnHandle` commands and heartbeat ticks go through it.
-    sockjs_ws: Option<Duration>,
     /// When the open connection last received bytes (for the idle timeout).
     last_received: Instant,
     /// The idle timeout's ping went out since `last_received`.
     idle_pinged: bool,
     /// Over the shard's connection limit: the first request is answered 503.
     refused: bool,
-    /// Bytes of a refused request body still to be read and dropped (a SockJS send
-    /// over its service's `max_body_bytes`) before the next request begins.
-    discard: usize,
     /// The server is shutting down: the request in progress is answered with
     /// `Connection: close` and no other is read (see `lifecycle.rs`).
     draining: bool,
-    /// Received bytes the handler has not been given yet because it paused reading
-    /// ([`Conn::pause_reading`]); they go through the decoder after the resume.
-    held: Vec<u8>,
+    /// What few connections need (SockJS, our close, a pause, a refused body).
+    rare: Option<Box<rare::Rare>>,
 }
 
 impl Connection {
@@ -155,22 +150,20 @@ impl Connection {
     ) -> Connection {
         Connection {
             id,
-            peer,
-            phase: Phase::Http { head: Vec::new() },
+            phase: Phase::Http {
+                head: Vec::new(),
+                peer,
+            },
             out: Outbox::new(config.out_limits),
-            local_close: None,
             wants_close: false,
             deadline: Some(now + config.handshake_timeout),
             requests_served: false,
-            sockjs_requests: Vec::new(),
             seed: 0,
-            sockjs_ws: None,
             last_received: now,
             idle_pinged: false,
             refused: false,
-            discard: 0,
             draining: false,
-            held: Vec::new(),
+            rare: None,
         }
     }
 
@@ -212,6 +205,14 @@ impl Connection {
         self.wants_close
     }
 
+    /// The peer's address, while the connection may still be upgraded.
+    fn peer(&self) -> Option<SocketAddr> {
+        match &self.phase {
+            Phase::Http { peer, .. } | Phase::SockJsWaiting { peer, .. } => *peer,
+            _ => None,
+        }
+    }
+
     /// When [`Connection::on_timer`] next has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -223,10 +224,10 @@ impl Connection {
             // The idle timer is not moved here: when it fires it looks at this.
             self.last_received = now;
             self.idle_pinged = false;
-            if self.input_paused() || !self.held.is_empty() {
+            if self.input_paused() || self.has_held() {
                 // Reported after the pause, before the backend stopped reading (or
                 // behind bytes kept then): kept, in order, for the resume.
-                self.held.extend_from_slice(data);
+                self.rare_mut().held.extend_from_slice(data);
                 self.pump_held(ctx, now);
                 return;
             }
@@ -245,15 +246,15 @@ impl Connection {
     }
 
     fn receive_http(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
-        let data = match self.discard {
+        let data = match self.discard() {
             0 => data,
             discard => {
                 let skip = discard.min(data.len());
-                self.discard -= skip;
+                self.rare_mut().discard -= skip;
                 &mut data[skip..]
             }
         };
-        let Phase::Http { head } = &mut self.phase else {
+        let Phase::Http { head, .. } = &mut self.phase else {
             return;
         };
         if data.is_empty() {
@@ -289,7 +290,7 @@ impl Connection {
                 _ => return,
             }
         }
-        if let Phase::Http { head } = &mut self.phase {
+        if let Phase::Http { head, .. } = &mut self.phase {
             head.extend_from_slice(&input[pos..]);
         }
     }
@@ -465,7 +466,7 @@ impl Connection {
         let hook_input = UpgradeRequest {
             request,
             upgrade: &upgrade,
-            peer: self.peer,
+            peer: self.peer(),
         };
         let accept = match upgrade_fn(&hook_input) {
             Ok(accept) => accept,
@@ -520,7 +521,7 @@ impl Connection {
         now: Instant,
     ) {
         self.last_received = now;
-        self.deadline = match self.sockjs_ws {
+        self.deadline = match self.sockjs_ws() {
             Some(heartbeat) => Some(now + heartbeat),
             None => self.idle_deadline(ctx),
         };
@@ -539,7 +540,10 @@ impl Connection {
     fn finish_http(&mut self, keep_alive: bool, ctx: &ShardContext, now: Instant) {
         self.requests_served = true;
         if keep_alive && !self.draining {
-            self.phase = Phase::Http { head: Vec::new() };
+            self.phase = Phase::Http {
+                head: Vec::new(),
+                peer: self.peer(),
+            };
             self.deadline = Some(now + ctx.config.handshake_timeout);
         } else {
             self.close_after_response();
@@ -613,7 +617,7 @@ impl Connection {
                 ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
             } else if input_paused(conn.out) {
                 // Keep the rest, undecoded, for the resume.
-                self.held.extend_from_slice(&data[pos..]);
+                self.rare_mut().held.extend_from_slice(&data[pos..]);
                 break;
             }
         }
@@ -627,7 +631,7 @@ impl Connection {
     /// The peer's close frame arrived: answer it (unless we started), end the connection
     /// and close the socket first, as RFC 6455 asks of servers.
     fn on_peer_close(&mut self, peer_close: Option<(CloseCode, String)>, ctx: &ShardContext) {
-        let reason = match self.local_close.take() {
+        let reason = match self.take_local_close() {
             Some((code, reason)) => CloseReason {
                 code,
                 reason,
@@ -706,7 +710,7 @@ impl Connection {
             self.end_if_overflowed(ctx);
             return;
         }
-        if let Some((code, reason)) = self.out.close_started.take() {
+        if let Some((code, reason)) = self.out.close_started.take().map(|close| *close) {
             if self.out.framing == Framing::Hixie75 {
                 // hixie-75 has no closing handshake: our 0xFF 0x00 is the end.
                 let initiator = CloseInitiator::Local;
@@ -721,7 +725,7 @@ impl Connection {
                 return;
             }
             let close = (code, reason);
-            self.local_close = Some(close);
+            self.rare_mut().local_close = Some(close);
             self.deadline = Some(now + ctx.config.close_timeout);
         }
     }
@@ -729,7 +733,7 @@ impl Connection {
     /// A frame encoded elsewhere (a `ConnHandle`, RFC 6455 framing) arrived for this
     /// connection; a hixie connection gets it re-encoded (text only).
     pub(crate) fn send_encoded(&mut self, frame: &[u8], ctx: &ShardContext, now: Instant) {
-        if self.sockjs_ws.is_some() {
+        if self.sockjs_ws().is_some() {
             self.with_handler(ctx, now, |handler, conn| {
                 handler.on_remote(conn, crate::handler::Remote::Frame(frame));
             });
@@ -752,7 +756,7 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        if self.sockjs_ws.is_some() {
+        if self.sockjs_ws().is_some() {
             self.with_handler(ctx, now, |handler, conn| {
                 handler.on_remote(conn, crate::handler::Remote::Close(code.0, reason));
             });
@@ -784,7 +788,7 @@ impl Connection {
             _ => return,
         }
         self.deadline = None;
-        match self.local_close.take() {
+        match self.take_local_close() {
             Some((code, reason)) => self.end(
                 CloseReason {
                     code,
@@ -795,7 +799,7 @@ impl Connection {
             ),
             None if matches!(self.phase, Phase::Open { .. }) => {
                 // The SockJS `websocket` adaptor's heartbeat.
-                let Some(heartbeat) = self.sockjs_ws else {
+                let Some(heartbeat) = self.sockjs_ws() else {
                     self.idle_timer(ctx, now);
                     return;
                 };
@@ -815,7 +819,7 @@ impl Connection {
             // The 101 head is out: no HTTP answer is possible, just close.
             tracing::debug!(conn = %self.id, "hixie-76 challenge body not received in time");
             self.close_after_response();
-        } else if let Phase::Http { head } = &self.phase {
+        } else if let Phase::Http { head, .. } = &self.phase {
             if head.is_empty() && self.requests_served {
                 // A kept-alive connection that stayed idle: close it quietly.
                 self.close_after_response();
@@ -840,7 +844,7 @@ impl Connection {
     /// heard about it.
     pub(crate) fn transport_ended(&mut self, ctx: &ShardContext) {
         self.transport_ended_sockjs();
-        let reason = match self.local_close.take() {
+        let reason = match self.take_local_close() {
             Some((code, reason)) => CloseReason {
                 code,
                 reason,

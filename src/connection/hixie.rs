@@ -135,7 +135,7 @@ impl Connection {
                 ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
             } else if input_paused(conn.out) {
                 // Keep the rest for the resume.
-                self.held.extend_from_slice(&data[pos..]);
+                self.rare_mut().held.extend_from_slice(&data[pos..]);
                 break;
             }
         }

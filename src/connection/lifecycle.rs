@@ -70,19 +70,19 @@ impl Connection {
         }
         let reason = "server shutting down";
         if let Some(deadline) = deadline {
-            if self.local_close.is_some() {
+            if self.has_local_close() {
                 // Already closing: the peer has until its close timer or the deadline.
                 self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
                 return;
             }
             if self.out.framing != Framing::Hixie75 && !self.out.closed {
                 self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
-                self.local_close = Some((CloseCode::GOING_AWAY, reason.to_owned()));
+                self.rare_mut().local_close = Some((CloseCode::GOING_AWAY, reason.to_owned()));
                 self.deadline = Some(deadline);
                 return;
             }
         }
-        let reason = match self.local_close.take() {
+        let reason = match self.take_local_close() {
             Some((code, reason)) => CloseReason {
                 code,
                 reason,
@@ -112,7 +112,7 @@ impl Connection {
         let again = self.draining;
         self.draining = true;
         let wait_until = match &self.phase {
-            Phase::Http { head } if !head.is_empty() && self.discard == 0 => deadline,
+            Phase::Http { head, .. } if !head.is_empty() && self.discard() == 0 => deadline,
             Phase::SockJsWaiting { .. } if !again => {
                 Some(deadline.unwrap_or(now + ctx.config.close_timeout))
             }

@@ -42,10 +42,10 @@ impl Connection {
     /// paused. Called wherever a pause may end: after a callback, a handle's resume,
     /// a close of ours, output written.
     pub(crate) fn pump_held(&mut self, ctx: &ShardContext, now: Instant) {
-        if self.held.is_empty() || self.input_paused() {
+        if !self.has_held() || self.input_paused() {
             return;
         }
-        let mut held = std::mem::take(&mut self.held);
+        let mut held = std::mem::take(&mut self.rare_mut().held);
         match &self.phase {
             Phase::Open {
                 inbound: Inbound::Hixie(_),
@@ -56,16 +56,16 @@ impl Connection {
             _ => {}
         }
         // A new pause inside those callbacks held the rest again.
-        if self.held.is_empty() && held.capacity() <= MAX_RETAINED_HELD {
+        if !self.has_held() && held.capacity() <= MAX_RETAINED_HELD {
             held.clear();
-            self.held = held;
+            self.rare_mut().held = held;
         }
     }
 
     /// A handle asked to pause or resume reading (see
     /// [`Conn::pause_reading`](crate::Conn::pause_reading)).
     pub(crate) fn set_read_paused(&mut self, paused: bool, ctx: &ShardContext, now: Instant) {
-        if self.sockjs_ws.is_some() {
+        if self.sockjs_ws().is_some() {
             self.with_handler(ctx, now, |handler, conn| {
                 handler.on_remote(conn, crate::handler::Remote::Pause(paused));
             });

@@ -36,8 +36,7 @@ use crate::sockjs::{
     write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
     write_send_error, write_too_large, write_xhr_send_ok, Attached, CloseCause, Endpoint, Flavour,
     Flow, HttpReceiver, ReceiverId, ReceiverKind, Session, SessionEvent, SessionState, Timer,
-    Transport,
-    ANOTHER_CONNECTION_STILL_OPEN,
+    Transport, ANOTHER_CONNECTION_STILL_OPEN,
 };
 
 /// A session's key: the service's index and the session id from the URL.
@@ -256,7 +255,7 @@ impl Connection {
         write_too_large(out, request, &service.options, length, !keep_alive);
         self.finish_http(keep_alive, ctx, now);
         if keep_alive {
-            self.discard = rest;
+            self.rare_mut().discard = rest;
         }
     }
 
@@ -264,19 +263,18 @@ impl Connection {
     /// `sockjs_requests`) and waits for the reply.
     fn ask_owner(&mut self, key: SessionKey, op: SockJsOp, wait: Wait, ctx: &ShardContext) {
         let owner = owner_shard(key.service, &key.id, ctx.registry.shards());
-        self.sockjs_requests.push((
-            owner,
-            SockJsRequest {
-                key,
-                from_shard: ctx.shard,
-                from: self.id.token,
-                op,
-            },
-        ));
+        let request = SockJsRequest {
+            key,
+            from_shard: ctx.shard,
+            from: self.id.token,
+            op,
+        };
+        self.rare_mut().sockjs_requests.push((owner, request));
         self.deadline = None;
         self.phase = Phase::SockJsWaiting {
             wait,
             buffered: Vec::new(),
+            peer: self.peer(),
         };
     }
 
@@ -324,6 +322,7 @@ impl Connection {
                 let Phase::SockJsWaiting {
                     wait: Wait::Send { ok, keep_alive },
                     buffered,
+                    peer,
                 } = phase
                 else {
                     return;
@@ -333,7 +332,7 @@ impl Connection {
                 } else {
                     write_not_found(&mut self.out.queued, !keep_alive);
                 }
-                self.resume_http(keep_alive, buffered, ctx, now);
+                self.resume_http(keep_alive, buffered, peer, ctx, now);
             }
             (
                 Wait::Receive { receiver, .. },
@@ -349,9 +348,10 @@ impl Connection {
                     if let Phase::SockJsWaiting {
                         wait: Wait::Receive { keep_alive, .. },
                         buffered,
+                        peer,
                     } = phase
                     {
-                        self.resume_http(keep_alive, buffered, ctx, now);
+                        self.resume_http(keep_alive, buffered, peer, ctx, now);
                     }
                 }
             }
@@ -363,10 +363,14 @@ impl Connection {
         &mut self,
         keep_alive: bool,
         mut buffered: Vec<u8>,
+        peer: Option<std::net::SocketAddr>,
         ctx: &ShardContext,
         now: Instant,
     ) {
         self.finish_http(keep_alive, ctx, now);
+        if let Phase::Http { peer: slot, .. } = &mut self.phase {
+            *slot = peer;
+        }
         if keep_alive && !buffered.is_empty() {
             self.receive(&mut buffered, ctx, now);
         }
@@ -394,7 +398,8 @@ impl Connection {
                     receiver: *receiver,
                 },
             };
-            self.sockjs_requests.push((*owner, request));
+            let owner = *owner;
+            self.rare_mut().sockjs_requests.push((owner, request));
             self.phase = Phase::Ended;
         }
     }
@@ -434,7 +439,9 @@ impl Connection {
                 headers: Vec::new(),
             })
         };
-        self.sockjs_ws = (!raw).then_some(options.heartbeat_delay);
+        if !raw {
+            self.rare_mut().sockjs_ws = Some(options.heartbeat_delay);
+        }
         self.upgrade(request, &hook, &WebSocketOptions::default(), ctx, now);
     }
 }
@@ -633,7 +640,7 @@ fn run_events(
         for message in out.messages.drain(..) {
             session.send(&message);
         }
-        if let Some((code, reason)) = out.close_started.take() {
+        if let Some((code, reason)) = out.close_started.take().map(|close| *close) {
             session.close(code.0, &reason);
         }
         if result.is_err() {

@@ -14,6 +14,7 @@ pub(crate) mod eventfd;
 pub(crate) mod files;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+mod paged;
 pub(crate) mod reflector;
 pub(crate) mod shard;
 pub(crate) mod tls;

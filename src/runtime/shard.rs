@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use slab::Slab;
-
+mod out_pool;
 #[cfg(test)]
 mod tests;
+
+use out_pool::OutPool;
+
+use super::paged::PagedSlab;
 
 use super::core::{ShardCore, Token};
 use super::link::{is_stream, ProtocolFactory, Streams};
@@ -30,8 +33,6 @@ struct Entry {
     conn: Connection,
     /// Already listed in `Shard::ready`.
     listed: bool,
-    /// A buffer the backend handed back, kept to swap in at the next `take_send`.
-    spare: Vec<u8>,
     /// The deadline this entry has in `Shard::timers`, so each is pushed once.
     armed: Option<Instant>,
     /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
@@ -52,7 +53,7 @@ struct Entry {
 
 pub(crate) struct Shard {
     ctx: ShardContext,
-    conns: Slab<Entry>,
+    conns: PagedSlab<Entry>,
     next_generation: u32,
     ready: Vec<Token>,
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
@@ -66,6 +67,8 @@ pub(crate) struct Shard {
     /// Decrypted bytes of the current `on_recv` (TLS only): one buffer for the shard,
     /// lent to one connection's `receive` at a time.
     plain: Vec<u8>,
+    /// Output buffers lent to connections while they have something to send.
+    out_pool: OutPool,
     /// Raw TCP streams and bridge links (tokens with `STREAM_BIT`).
     streams: Streams,
     /// WebSocket/HTTP connections open and under the connection limit.
@@ -103,8 +106,9 @@ impl Shard {
             work: VecDeque::new(),
             rng,
             plain: Vec::new(),
+            out_pool: OutPool::default(),
             ctx,
-            conns: Slab::new(),
+            conns: PagedSlab::default(),
             next_generation: 0,
             ready: Vec::new(),
             timers: BinaryHeap::new(),
@@ -154,8 +158,8 @@ impl Shard {
         else {
             return;
         };
-        if !entry.conn.sockjs_requests.is_empty() {
-            let requests = std::mem::take(&mut entry.conn.sockjs_requests);
+        if entry.conn.has_sockjs_requests() {
+            let requests = entry.conn.take_sockjs_requests();
             self.dispatch(requests);
         }
         let Some(entry) = self
@@ -170,6 +174,7 @@ impl Shard {
             self.pending -= 1;
         }
         entry.conn.end_if_overflowed(&self.ctx);
+        self.out_pool.detach(&mut entry.conn.out.queued);
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
         let conn = &entry.conn;
         if conn.out.abandon && !entry.abandoned {
@@ -417,8 +422,7 @@ impl ShardCore for Shard {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
-        let vacant = self.conns.vacant_entry();
-        let token = Token::new(vacant.key() as u32, generation);
+        let token = Token::new(self.conns.vacant_key() as u32, generation);
         let id = ConnId {
             shard: self.ctx.shard,
             token,
@@ -446,12 +450,11 @@ impl ShardCore for Shard {
                 }
             },
         };
-        vacant.insert(Entry {
+        self.conns.insert(Entry {
             tls,
             generation,
             conn,
             listed: false,
-            spare: Vec::new(),
             armed: None,
             admitted,
             flush_deadline: None,
@@ -493,7 +496,11 @@ impl ShardCore for Shard {
             return;
         }
         let Shard {
-            conns, ctx, plain, ..
+            conns,
+            ctx,
+            plain,
+            out_pool,
+            ..
         } = self;
         let Some(entry) = conns
             .get_mut(token.index())
@@ -501,6 +508,9 @@ impl ShardCore for Shard {
         else {
             return;
         };
+        // An answer usually follows: lend the connection a buffer for it (`touch` takes
+        // it back if nothing was queued).
+        out_pool.attach(&mut entry.conn.out.queued);
         match entry.tls.as_mut() {
             None => entry.conn.receive(data, ctx, now),
             Some(tls) => {
@@ -542,18 +552,21 @@ impl ShardCore for Shard {
         if is_stream(token) {
             return self.streams.take_send(token);
         }
-        let entry = self.entry(token)?;
+        let entry = self
+            .conns
+            .get_mut(token.index())
+            .filter(|e| e.generation == token.generation())?;
         if entry.abandoned {
             entry.conn.out.queued.clear();
             return None;
         }
         if let Some(tls) = entry.tls.as_mut() {
             // Plaintext in, records out; `close_notify` follows the last plaintext.
-            let mut buf = std::mem::take(&mut entry.spare);
+            let mut buf = self.out_pool.lend();
             let close = entry.conn.wants_close();
             tls.seal(&mut entry.conn.out.queued, close, &mut buf);
             if buf.is_empty() {
-                entry.spare = buf;
+                self.out_pool.give_back(buf);
                 return None;
             }
             entry.conn.out.in_flight = buf.len();
@@ -563,7 +576,8 @@ impl ShardCore for Shard {
         if out.queued.is_empty() {
             return None;
         }
-        let buf = std::mem::replace(&mut out.queued, std::mem::take(&mut entry.spare));
+        // The queue is left with no buffer: an idle connection holds none (out_pool.rs).
+        let buf = std::mem::take(&mut out.queued);
         out.in_flight = buf.len();
         out.partial = false;
         Some(buf)
@@ -575,11 +589,17 @@ impl ShardCore for Shard {
             self.run_pumps();
             return;
         }
-        let Shard { conns, ctx, .. } = self;
+        let Shard {
+            conns,
+            ctx,
+            out_pool,
+            ..
+        } = self;
         let Some(entry) = conns
             .get_mut(token.index())
             .filter(|e| e.generation == token.generation())
         else {
+            out_pool.give_back(buf);
             return;
         };
         let out = &mut entry.conn.out;
@@ -599,14 +619,9 @@ impl ShardCore for Shard {
                 buf.extend_from_slice(&out.queued);
                 out.queued.clear();
                 out.partial = true;
-                entry.spare = std::mem::replace(&mut out.queued, buf);
+                out_pool.give_back(std::mem::replace(&mut out.queued, buf));
             }
-            Ok(_) => {
-                buf.clear();
-                if buf.capacity() <= MAX_RETAINED_OUT {
-                    entry.spare = buf;
-                }
-            }
+            Ok(_) => out_pool.give_back(buf),
             Err(error) => {
                 tracing::debug!(conn = %ConnId { shard: ctx.shard, token }, %error, "send failed");
                 if let Some(tls) = entry.tls.as_mut() {
@@ -654,7 +669,9 @@ impl ShardCore for Shard {
         if self.entry(token).is_none() {
             return;
         }
-        let mut entry = self.conns.remove(token.index());
+        let Some(mut entry) = self.conns.remove(token.index()) else {
+            return;
+        };
         if entry.admitted {
             self.admitted -= 1;
         }
@@ -662,8 +679,8 @@ impl ShardCore for Shard {
             self.pending -= 1;
         }
         entry.conn.transport_ended(&self.ctx);
-        if !entry.conn.sockjs_requests.is_empty() {
-            let requests = std::mem::take(&mut entry.conn.sockjs_requests);
+        if entry.conn.has_sockjs_requests() {
+            let requests = entry.conn.take_sockjs_requests();
             self.dispatch(requests);
             self.run_work(Instant::now());
         }

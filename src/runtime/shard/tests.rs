@@ -26,8 +26,10 @@ fn request(shard: &mut Shard, token: Token) {
 }
 
 fn queued(shard: &Shard, token: Token) -> String {
-    let entry = &shard.conns[token.index()];
-    String::from_utf8_lossy(&entry.conn.out.queued).into_owned()
+    match shard.conns.get(token.index()) {
+        Some(entry) => String::from_utf8_lossy(&entry.conn.out.queued).into_owned(),
+        None => String::new(),
+    }
 }
 
 #[test]
