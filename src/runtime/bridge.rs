@@ -12,7 +12,7 @@
 //! backend are over it.
 //!
 //! Closes: the backend refusing (or failing) closes the WebSocket with 1011
-//! "backend unavailable: <reason>"; the backend closing closes it with 1000
+//! `"backend unavailable: <reason>"`; the backend closing closes it with 1000
 //! "backend closed", after everything it sent; the WebSocket closing closes the link
 //! after the bytes it sent reached the backend.
 

@@ -1,27 +1,6 @@
 //! The client role of the hixie-76 handshake, sans-I/O: write the request, check the
 //! answer. Randomness is the caller's: it passes the key numbers, their spaces and the
 //! 8-byte body, so tests are reproducible and the load generator picks its own RNG.
-//!
-//! ```
-//! use ringws::handshake::client::{Hixie76Client, HixieKey};
-//!
-//! let client = Hixie76Client::new(
-//!     HixieKey { number: 829309203, spaces: 5 },
-//!     HixieKey { number: 259970620, spaces: 4 },
-//!     *b"^n:ds[4U",
-//! )
-//! .unwrap();
-//! let mut request = Vec::new();
-//! client.write_request(&mut request, "example.com", "/demo", "http://example.com", None);
-//! assert!(request.ends_with(b"\r\n\r\n^n:ds[4U"));
-//!
-//! let response = b"HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
-//! Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
-//! Sec-WebSocket-Location: ws://example.com/demo\r\n\r\n8jKS'y:G*Co,Wxa-\x00hi\xFF";
-//! // Incomplete input asks for more; the complete handshake gives its length.
-//! assert_eq!(client.check_response(&response[..50]), Ok(None));
-//! assert_eq!(client.check_response(response), Ok(Some(response.len() - 4)));
-//! ```
 
 use std::fmt;
 
@@ -88,7 +67,28 @@ fn fail<T>(reason: &'static str) -> Result<T, HixieClientError> {
 }
 
 /// One hixie-76 client handshake: the keys and body chosen by the caller, and the
-/// answer the server must send back. See the [module docs](self) for an example.
+/// answer the server must send back.
+///
+/// ```
+/// use ringws::handshake::client::{Hixie76Client, HixieKey};
+///
+/// let client = Hixie76Client::new(
+///     HixieKey { number: 829309203, spaces: 5 },
+///     HixieKey { number: 259970620, spaces: 4 },
+///     *b"^n:ds[4U",
+/// )
+/// .unwrap();
+/// let mut request = Vec::new();
+/// client.write_request(&mut request, "example.com", "/demo", "http://example.com", None);
+/// assert!(request.ends_with(b"\r\n\r\n^n:ds[4U"));
+///
+/// let response = b"HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+/// Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
+/// Sec-WebSocket-Location: ws://example.com/demo\r\n\r\n8jKS'y:G*Co,Wxa-\x00hi\xFF";
+/// // Incomplete input asks for more; the complete handshake gives its length.
+/// assert_eq!(client.check_response(&response[..50]), Ok(None));
+/// assert_eq!(client.check_response(response), Ok(Some(response.len() - 4)));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hixie76Client {
     key1: String,
