@@ -291,6 +291,16 @@ impl WsConn {
     /// Queues a frame (masked, on RFC 6455) and tries to write it at once (without
     /// waiting). On hixie-76 only [`OpCode::Text`] with UTF-8 `payload` can be sent.
     pub fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), ConnError> {
+        self.queue(opcode, payload)?;
+        self.try_flush()
+    }
+
+    /// Queues a frame like [`send`] without writing it: queue a batch, then write it
+    /// with one [`try_flush`] (one `write` for all of them).
+    ///
+    /// [`send`]: WsConn::send
+    /// [`try_flush`]: WsConn::try_flush
+    pub fn queue(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), ConnError> {
         match self.protocol {
             Protocol::Rfc6455 => {
                 let mask = self.rng.mask();
@@ -307,7 +317,7 @@ impl WsConn {
                 encode_hixie_text(&mut self.wbuf, text);
             }
         }
-        self.try_flush()
+        Ok(())
     }
 
     /// Queues the close (a 1000 close frame, or hixie-76's `0xFF 0x00`) once and tries
@@ -325,7 +335,9 @@ impl WsConn {
         self.wbuf.len() - self.wpos
     }
 
-    fn try_flush(&mut self) -> Result<(), ConnError> {
+    /// Writes what is queued as far as the socket takes it now, without waiting (what
+    /// is left goes out in a later [`pump`](WsConn::pump) or [`flush`](WsConn::flush)).
+    pub fn try_flush(&mut self) -> Result<(), ConnError> {
         while self.wpos < self.wbuf.len() {
             match self.stream.try_write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(ConnError::Io(io::ErrorKind::WriteZero.into())),
@@ -360,12 +372,26 @@ impl WsConn {
         if self.rlen > 0 {
             return self.decode_buffered(on);
         }
-        let interest = if self.pending() > 0 {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let ready = self.stream.ready(interest).await.map_err(ConnError::Io)?;
+        if self.pending() == 0 {
+            // The common case: only reading. `AsyncRead` (not `try_read`) because after
+            // a short read it knows the socket is drained and waits for the next epoll
+            // event instead of trying another `read` that would fail with EAGAIN.
+            let n = self
+                .stream
+                .read(&mut self.rbuf)
+                .await
+                .map_err(ConnError::Io)?;
+            if n == 0 {
+                return Ok(Pumped::Eof);
+            }
+            self.rlen = n;
+            return self.decode_buffered(on);
+        }
+        let ready = self
+            .stream
+            .ready(Interest::READABLE | Interest::WRITABLE)
+            .await
+            .map_err(ConnError::Io)?;
         if ready.is_writable() {
             self.try_flush()?;
         }

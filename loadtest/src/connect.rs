@@ -5,7 +5,7 @@
 use crate::client::{Protocol, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
-use crate::{join_workers, live, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
+use crate::{live, Spread, Workers, HARD_CAP_GRACE};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -109,32 +109,19 @@ pub fn run(opts: &ConnectOptions, bar: &indicatif::ProgressBar) -> ConnectResult
         taken: AtomicU64::new(0),
         live: Arc::clone(&live),
     });
-    let body_shared = Arc::clone(&shared);
-    let body: Arc<WorkerFn> = Arc::new(move |w, stats| {
-        let shared = Arc::clone(&body_shared);
-        Box::pin(async move {
-            run_local(w.connections, |i| {
-                let rng = XorShift::new(w.seed ^ (i as u64).wrapping_mul(0x1000_0001));
-                worker(Arc::clone(&shared), Rc::clone(&stats), rng)
-            })
-            .await;
-        })
-    });
-    let handles = spawn_workers(
-        opts.threads,
-        opts.concurrency,
-        opts.duration + HARD_CAP_GRACE,
-        body,
-    );
-    let total_ms = opts.duration.as_millis() as u64;
-    bar.set_length(total_ms.max(1));
-    let stats = join_workers(handles, || {
-        bar.set_message(format!(
+    let spread = Spread {
+        threads: opts.threads,
+        tasks: opts.concurrency,
+        hard_cap: opts.duration + HARD_CAP_GRACE,
+        open_per_thread: usize::MAX,
+    };
+    let workers = Workers::start(spread, &shared, |shared, t| worker(shared, t.stats, t.rng));
+    let stats = workers.join_timed(bar, start, opts.duration, || {
+        Some(format!(
             "handshakes {}  errors {}",
             live.handshakes.load(Relaxed),
             live.errors.load(Relaxed)
-        ));
-        bar.set_position((start.elapsed().as_millis() as u64).min(total_ms));
+        ))
     });
     bar.finish_and_clear();
     // In-flight closes after the deadline are not part of the measured time.

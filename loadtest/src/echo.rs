@@ -1,19 +1,22 @@
 //! The echo scenario: each connection keeps `inflight` messages in flight and records
 //! the round-trip time of each (send → echo received; FIFO, since echo keeps order).
+//!
+//! Per connection, the messages that may go out now (all `inflight` at the start, then
+//! as many as one read brought back) are encoded into one buffer and written with one
+//! `write`; they share that batch's send time. Each read (up to 16 KiB) is decoded
+//! whole, and its echoes share the clock reading taken at the first of them.
 
 use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
-use crate::{join_workers, live, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
+use crate::{live, Spread, Task, Workers, HARD_CAP_GRACE};
 use ringws::proto::OpCode;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// Handshakes in progress at once per thread while connections open.
 const OPEN_CONCURRENCY_PER_THREAD: usize = 64;
@@ -131,17 +134,21 @@ struct Shared {
 }
 
 impl Shared {
-    /// Whether to send another message now, and whether it will be measured.
-    fn ticket(&self, now: Instant) -> Option<bool> {
-        if now >= self.deadline {
-            return None;
+    /// How many of `want` more messages to send now (0: stop sending), and whether they
+    /// will be measured.
+    fn tickets(&self, now: Instant, want: usize) -> (usize, bool) {
+        if now >= self.deadline || want == 0 {
+            return (0, false);
         }
         if now < self.warmup_end {
-            return Some(false);
+            return (want, false);
         }
         match self.budget {
-            Some(n) if self.taken.fetch_add(1, Relaxed) >= n => None,
-            _ => Some(true),
+            Some(n) => {
+                let taken = self.taken.fetch_add(want as u64, Relaxed);
+                (n.saturating_sub(taken).min(want as u64) as usize, true)
+            }
+            None => (want, true),
         }
     }
 
@@ -180,39 +187,29 @@ pub fn run(opts: &EchoOptions, bar: &indicatif::ProgressBar) -> EchoResults {
         last_ns: AtomicU64::new(0),
         live: Arc::clone(&live),
     });
-    let body_shared = Arc::clone(&shared);
-    let body: Arc<WorkerFn> = Arc::new(move |w, stats| {
-        let shared = Arc::clone(&body_shared);
-        Box::pin(async move {
-            let sem = Rc::new(Semaphore::new(OPEN_CONCURRENCY_PER_THREAD));
-            run_local(w.connections, |i| {
-                let rng = XorShift::new(w.seed ^ (i as u64).wrapping_mul(0x1000_0001));
-                one_connection(Arc::clone(&shared), Rc::clone(&stats), Rc::clone(&sem), rng)
-            })
-            .await;
-        })
-    });
-    let hard_cap = opts.warmup + opts.duration + HARD_CAP_GRACE;
-    let handles = spawn_workers(opts.threads, opts.connections, hard_cap, body);
-
-    let total_ms = (opts.warmup + opts.duration).as_millis() as u64;
-    bar.set_length(total_ms.max(1));
+    let spread = Spread {
+        threads: opts.threads,
+        tasks: opts.connections,
+        hard_cap: opts.warmup + opts.duration + HARD_CAP_GRACE,
+        open_per_thread: OPEN_CONCURRENCY_PER_THREAD,
+    };
+    let workers = Workers::start(spread, &shared, one_connection);
     let mut prev = (Instant::now(), 0u64);
-    let stats = join_workers(handles, || {
+    let stats = workers.join_timed(bar, start, opts.warmup + opts.duration, || {
         let now = Instant::now();
         let msgs = live.messages.load(Relaxed);
         let dt = now.duration_since(prev.0).as_secs_f64();
-        if dt >= 0.5 {
-            let rate = (msgs - prev.1) as f64 / dt;
-            let phase = if now < warmup_end { "warmup " } else { "" };
-            bar.set_message(format!(
-                "{phase}open {}  msgs {msgs} ({rate:.0}/s)  errors {}",
-                live.open.load(Relaxed),
-                live.errors.load(Relaxed)
-            ));
-            prev = (now, msgs);
+        if dt < 0.5 {
+            return None;
         }
-        bar.set_position((now.duration_since(start).as_millis() as u64).min(total_ms));
+        let rate = (msgs - prev.1) as f64 / dt;
+        prev = (now, msgs);
+        let phase = if now < warmup_end { "warmup " } else { "" };
+        Some(format!(
+            "{phase}open {}  msgs {msgs} ({rate:.0}/s)  errors {}",
+            live.open.load(Relaxed),
+            live.errors.load(Relaxed)
+        ))
     });
     bar.finish_and_clear();
 
@@ -243,14 +240,14 @@ pub fn run(opts: &EchoOptions, bar: &indicatif::ProgressBar) -> EchoResults {
     }
 }
 
-async fn one_connection(
-    shared: Arc<Shared>,
-    stats: Rc<RefCell<Stats>>,
-    sem: Rc<Semaphore>,
-    rng: XorShift,
-) {
+async fn one_connection(shared: Arc<Shared>, task: Task) {
+    let Task {
+        stats,
+        rng,
+        opening,
+    } = task;
     let live = &shared.live;
-    let permit = sem.acquire().await;
+    let permit = opening.acquire().await;
     if Instant::now() >= shared.deadline {
         return;
     }
@@ -277,27 +274,105 @@ async fn one_connection(
     }
 }
 
+/// The messages in flight on one connection, oldest first, as runs of messages written
+/// in one batch (one `write`): they share a send time, which is exact for each of them.
+/// Echoes come back in order, so the `n` oldest are the ones an `n`-message read matched.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    runs: VecDeque<Run>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    sent: Instant,
+    counted: bool,
+    n: usize,
+}
+
+impl InFlight {
+    /// Room for `runs` batches without allocating.
+    pub fn with_capacity(runs: usize) -> InFlight {
+        InFlight {
+            runs: VecDeque::with_capacity(runs),
+            len: 0,
+        }
+    }
+
+    /// Messages in flight.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `n` messages written together at `sent`; `counted`: measured.
+    pub fn push(&mut self, sent: Instant, counted: bool, n: usize) {
+        if n > 0 {
+            self.runs.push_back(Run { sent, counted, n });
+            self.len += n;
+        }
+    }
+
+    /// Takes the `n` oldest messages (at most [`len`](InFlight::len)) and calls
+    /// `f(sent, counted, count)` for each run of them that shares a send time, oldest
+    /// first.
+    pub fn pop(&mut self, mut n: usize, mut f: impl FnMut(Instant, bool, usize)) {
+        while n > 0 {
+            let Some(run) = self.runs.front_mut() else {
+                break;
+            };
+            let k = run.n.min(n);
+            f(run.sent, run.counted, k);
+            run.n -= k;
+            if run.n == 0 {
+                self.runs.pop_front();
+            }
+            self.len -= k;
+            n -= k;
+        }
+    }
+}
+
+/// Writes up to `want` more messages as one batch (one `write`); returns how many.
+fn send_batch(
+    shared: &Shared,
+    conn: &mut WsConn,
+    fifo: &mut InFlight,
+    want: usize,
+) -> Result<usize, ConnError> {
+    let now = Instant::now();
+    let (n, counted) = shared.tickets(now, want);
+    if n == 0 {
+        return Ok(0);
+    }
+    for _ in 0..n {
+        conn.queue(shared.opcode, &shared.payload)?;
+    }
+    fifo.push(now, counted, n);
+    conn.try_flush()?;
+    Ok(n)
+}
+
 async fn echo_loop(
     shared: &Shared,
     stats: &RefCell<Stats>,
     conn: &mut WsConn,
 ) -> Result<(), ConnError> {
     let payload = &shared.payload[..];
-    // Send time of each message in flight, and whether it is measured.
-    let mut fifo: VecDeque<(Instant, bool)> = VecDeque::with_capacity(shared.inflight);
-    for _ in 0..shared.inflight {
-        let now = Instant::now();
-        let Some(counted) = shared.ticket(now) else {
-            break;
-        };
-        fifo.push_back((now, counted));
-        conn.send(shared.opcode, payload)?;
-    }
+    // Send time of the messages in flight, and whether they are measured.
+    let mut fifo = InFlight::with_capacity(shared.inflight);
+    send_batch(shared, conn, &mut fifo, shared.inflight)?;
     let sleep = tokio::time::sleep_until(shared.deadline.into());
     tokio::pin!(sleep);
     while !fifo.is_empty() {
+        let outstanding = fifo.len();
         let mut received = 0usize;
-        let mut counted_now = 0u64;
+        // Receive time of this read's echoes: they arrived together.
+        let mut now: Option<Instant> = None;
         let mut wrong: Option<&'static str> = None;
         let mut on = |inc: Incoming<'_>| {
             let data = match inc {
@@ -305,32 +380,40 @@ async fn echo_loop(
                 Incoming::Binary(b) => b,
                 Incoming::Pong(_) => return,
             };
-            let now = Instant::now();
-            let Some((sent, counted)) = fifo.pop_front() else {
+            now.get_or_insert_with(Instant::now);
+            if received == outstanding {
                 wrong = Some("a message nobody sent was echoed");
                 return;
-            };
+            }
             if data != payload {
                 wrong = Some("the echo differs from the message sent");
             }
             received += 1;
-            if counted && now <= shared.deadline {
-                let mut s = stats.borrow_mut();
-                report::record(&mut s.hist, now - sent);
-                s.messages += 1;
-                s.bytes += data.len() as u64;
-                counted_now += 1;
-                let ns = now.duration_since(shared.start).as_nanos() as u64;
-                shared.last_ns.fetch_max(ns, Relaxed);
-            }
         };
         let pumped = tokio::select! {
             biased;
             r = conn.pump(&mut on) => r?,
             _ = &mut sleep => return Ok(()),
         };
-        if counted_now > 0 {
-            shared.live.messages.fetch_add(counted_now, Relaxed);
+        if let Some(now) = now {
+            let mut counted_now = 0u64;
+            let in_time = now <= shared.deadline;
+            {
+                let mut s = stats.borrow_mut();
+                fifo.pop(received, |sent, counted, k| {
+                    if counted && in_time {
+                        report::record_n(&mut s.hist, now - sent, k as u64);
+                        counted_now += k as u64;
+                    }
+                });
+                s.messages += counted_now;
+                s.bytes += counted_now * payload.len() as u64;
+            }
+            if counted_now > 0 {
+                let ns = now.duration_since(shared.start).as_nanos() as u64;
+                shared.last_ns.fetch_max(ns, Relaxed);
+                shared.live.messages.fetch_add(counted_now, Relaxed);
+            }
         }
         if let Some(why) = wrong {
             return Err(ConnError::Protocol(why.into()));
@@ -344,14 +427,32 @@ async fn echo_loop(
                 return Err(ConnError::Closed("server closed the TCP connection".into()))
             }
         }
-        for _ in 0..received {
-            let now = Instant::now();
-            let Some(counted) = shared.ticket(now) else {
-                break;
-            };
-            fifo.push_back((now, counted));
-            conn.send(shared.opcode, payload)?;
-        }
+        send_batch(shared, conn, &mut fifo, received)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_pops_oldest_first_across_runs() {
+        let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        let mut f = InFlight::with_capacity(4);
+        f.push(t(0), false, 3);
+        f.push(t(1), true, 0);
+        f.push(t(2), true, 2);
+        f.push(t(3), true, 4);
+        assert_eq!(f.len(), 9);
+        let mut seen = Vec::new();
+        f.pop(4, |sent, counted, k| seen.push((sent, counted, k)));
+        assert_eq!(seen, [(t(0), false, 3), (t(2), true, 1)]);
+        seen.clear();
+        f.pop(1, |sent, counted, k| seen.push((sent, counted, k)));
+        f.pop(100, |sent, counted, k| seen.push((sent, counted, k)));
+        assert_eq!(seen, [(t(2), true, 1), (t(3), true, 4)]);
+        assert!(f.is_empty());
+    }
 }

@@ -6,18 +6,16 @@
 //! traffic (the ping interval is ignored and pongs are reported as 0), so a server
 //! with an idle timeout shorter than the hold will close them.
 
-use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn, XorShift};
-use crate::report::{self, Errors, Latency, Live, Stats};
+use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn};
+use crate::report::{self, Errors, Latency, Live};
 use crate::target::Target;
-use crate::{join_workers, live, read_rss, run_local, spawn_workers, WorkerFn, HARD_CAP_GRACE};
+use crate::{live, read_rss, Spread, Task, Workers, HARD_CAP_GRACE};
 use ringws::proto::OpCode;
 use serde::Serialize;
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// Connect + handshake timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,20 +162,14 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     });
     let threads = opts.threads.clamp(1, opts.connections.max(1));
     let per_thread = opts.open_concurrency.max(1).div_ceil(threads);
-    let body_shared = Arc::clone(&shared);
-    let body: Arc<WorkerFn> = Arc::new(move |w, stats| {
-        let shared = Arc::clone(&body_shared);
-        Box::pin(async move {
-            let sem = Rc::new(Semaphore::new(per_thread));
-            run_local(w.connections, |i| {
-                let rng = XorShift::new(w.seed ^ (i as u64).wrapping_mul(0x1000_0001));
-                hold(Arc::clone(&shared), Rc::clone(&stats), Rc::clone(&sem), rng)
-            })
-            .await;
-        })
-    });
     let start = Instant::now();
-    let handles = spawn_workers(threads, opts.connections, opts.hard_cap(), body);
+    let spread = Spread {
+        threads,
+        tasks: opts.connections,
+        hard_cap: opts.hard_cap(),
+        open_per_thread: per_thread,
+    };
+    let workers = Workers::start(spread, &shared, hold);
 
     // Phase 1: open.
     let want = opts.connections as u64;
@@ -190,7 +182,7 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     };
     while live.handshakes.load(Relaxed) + live.failed.load(Relaxed) < want
         && start.elapsed() < opts.open_timeout
-        && !handles.iter().all(|h| h.is_finished())
+        && !workers.all_finished()
     {
         tick();
         std::thread::sleep(Duration::from_millis(50));
@@ -205,7 +197,7 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     // Phase 3: hold.
     let hold_start = Instant::now();
     bar.set_length(opts.duration.as_millis().max(1) as u64);
-    while hold_start.elapsed() < opts.duration && !handles.iter().all(|h| h.is_finished()) {
+    while hold_start.elapsed() < opts.duration && !workers.all_finished() {
         bar.set_position(hold_start.elapsed().as_millis() as u64);
         bar.set_message(format!(
             "holding {} open  errors {}",
@@ -217,7 +209,7 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     let open_at_end = live.open.load(Relaxed);
     let _ = stop_tx.send(true);
     bar.set_message("closing");
-    let mut stats = join_workers(handles, || {});
+    let mut stats = workers.join(|| {});
     bar.finish_and_clear();
     stats.samples.extend(samples);
 
@@ -243,10 +235,15 @@ pub fn run(opts: &IdleOptions, bar: &indicatif::ProgressBar) -> IdleResults {
     }
 }
 
-async fn hold(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, sem: Rc<Semaphore>, rng: XorShift) {
+async fn hold(shared: Arc<Shared>, task: Task) {
+    let Task {
+        stats,
+        rng,
+        opening,
+    } = task;
     let live = &shared.live;
     let mut stop = shared.stop.clone();
-    let permit = sem.acquire().await;
+    let permit = opening.acquire().await;
     if *stop.borrow() {
         return;
     }

@@ -4,9 +4,9 @@
 //! [`echo::run`] (message round trips), [`connect::run`] (handshake rate),
 //! [`idle::run`] (many held connections, server memory per connection) and
 //! [`churn::run`] (connect → echoes → close cycles; whether the server's RSS and fds
-//! return to baseline). Connections
-//! are spread over OS threads, each with its own tokio current-thread runtime; each
-//! thread keeps its own counters and histogram, merged at the end.
+//! return to baseline). [`Workers`] spreads a scenario's connections over OS threads,
+//! each with its own tokio current-thread runtime; each thread keeps its own counters
+//! and histogram, merged at the end.
 
 pub mod churn;
 pub mod client;
@@ -16,6 +16,8 @@ pub mod idle;
 pub mod report;
 pub mod target;
 
+use client::XorShift;
+use indicatif::ProgressBar;
 use report::{Live, Stats};
 use std::cell::RefCell;
 use std::future::Future;
@@ -23,26 +25,136 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 
 /// Extra time past a scenario's planned end after which every worker is stopped.
 pub const HARD_CAP_GRACE: Duration = Duration::from_secs(30);
 
 /// What one worker thread is given.
 #[derive(Clone, Copy, Debug)]
-pub struct Worker {
-    /// Thread index, from 0.
-    pub index: usize,
-    /// Connections (or concurrent workers) this thread runs.
-    pub connections: usize,
+struct Worker {
+    /// Tasks (connections or concurrent worker loops) this thread runs.
+    tasks: usize,
     /// Seed for this thread's mask keys and nonces.
-    pub seed: u64,
+    seed: u64,
 }
 
 /// The body of one worker thread: runs on a current-thread runtime inside a `LocalSet`
 /// (so it may `spawn_local`), adding what it measures to the shared `Stats`.
-pub type WorkerFn =
+type WorkerFn =
     dyn Fn(Worker, Rc<RefCell<Stats>>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync;
+
+/// What each task of a scenario (one connection, or one connect/churn loop) is given.
+pub struct Task {
+    /// Its thread's counters and histogram (borrow briefly: never across an `.await`).
+    pub stats: Rc<RefCell<Stats>>,
+    /// Its own mask keys and nonces.
+    pub rng: XorShift,
+    /// Bounds the handshakes in progress at once on its thread (see
+    /// [`Spread::open_per_thread`]); hold a permit while opening.
+    pub opening: Rc<Semaphore>,
+}
+
+/// How a scenario spreads its tasks over worker threads.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    /// Worker threads (clamped to 1 ..= tasks).
+    pub threads: usize,
+    /// Tasks in all, spread evenly.
+    pub tasks: usize,
+    /// Each thread is stopped after this.
+    pub hard_cap: Duration,
+    /// Permits of each thread's [`Task::opening`] semaphore.
+    pub open_per_thread: usize,
+}
+
+/// The worker threads of a running scenario: each runs its own current-thread tokio
+/// runtime with its share of the tasks and keeps its own [`Stats`], merged at the end.
+pub struct Workers {
+    handles: Vec<JoinHandle<Stats>>,
+}
+
+impl Workers {
+    /// Starts the threads; each runs `task(shared, Task)` for each of its tasks, all at
+    /// once, and ends when they have all ended (or at the hard cap).
+    pub fn start<S, F, Fut>(spread: Spread, shared: &Arc<S>, task: F) -> Workers
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, Task) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let shared = Arc::clone(shared);
+        let task = Arc::new(task);
+        let permits = spread.open_per_thread.clamp(1, Semaphore::MAX_PERMITS);
+        let body: Arc<WorkerFn> = Arc::new(move |w, stats| {
+            let (shared, task) = (Arc::clone(&shared), Arc::clone(&task));
+            Box::pin(async move {
+                let opening = Rc::new(Semaphore::new(permits));
+                let tasks: Vec<_> = (0..w.tasks)
+                    .map(|i| {
+                        tokio::task::spawn_local(task(
+                            Arc::clone(&shared),
+                            Task {
+                                stats: Rc::clone(&stats),
+                                rng: XorShift::new(w.seed ^ (i as u64).wrapping_mul(0x1000_0001)),
+                                opening: Rc::clone(&opening),
+                            },
+                        ))
+                    })
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        });
+        Workers {
+            handles: spawn_workers(spread.threads, spread.tasks, spread.hard_cap, body),
+        }
+    }
+
+    /// True when every thread has ended.
+    pub fn all_finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// Waits for the threads, calling `tick` about every 100 ms meanwhile, and merges
+    /// what they measured.
+    pub fn join(self, mut tick: impl FnMut()) -> Stats {
+        while !self.all_finished() {
+            tick();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tick();
+        let mut total = Stats::default();
+        for h in self.handles {
+            match h.join() {
+                Ok(s) => total.merge(&s),
+                Err(_) => total.samples.push("a worker thread panicked".into()),
+            }
+        }
+        total
+    }
+
+    /// [`join`](Workers::join) showing the time since `start` out of `total` on `bar`,
+    /// with `message()` as its message when that gives one (the bar is not finished).
+    pub fn join_timed(
+        self,
+        bar: &ProgressBar,
+        start: Instant,
+        total: Duration,
+        mut message: impl FnMut() -> Option<String>,
+    ) -> Stats {
+        let total_ms = total.as_millis() as u64;
+        bar.set_length(total_ms.max(1));
+        self.join(|| {
+            if let Some(m) = message() {
+                bar.set_message(m);
+            }
+            bar.set_position((start.elapsed().as_millis() as u64).min(total_ms));
+        })
+    }
+}
 
 /// The default thread count: half the available cores, at least 1.
 pub fn default_threads() -> usize {
@@ -52,15 +164,15 @@ pub fn default_threads() -> usize {
         .max(1)
 }
 
-/// Spreads `connections` over `threads` worker threads running `body`; each is stopped
-/// after `hard_cap`.
-pub fn spawn_workers(
+/// Spreads `tasks` over `threads` worker threads running `body`; each is stopped after
+/// `hard_cap`.
+fn spawn_workers(
     threads: usize,
-    connections: usize,
+    tasks: usize,
     hard_cap: Duration,
     body: Arc<WorkerFn>,
 ) -> Vec<JoinHandle<Stats>> {
-    let threads = threads.clamp(1, connections.max(1));
+    let threads = threads.clamp(1, tasks.max(1));
     let seed0 = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -69,8 +181,7 @@ pub fn spawn_workers(
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
         let worker = Worker {
-            index,
-            connections: connections / threads + usize::from(index < connections % threads),
+            tasks: tasks / threads + usize::from(index < tasks % threads),
             seed: seed0.wrapping_add(index as u64 * 0x9E37_79B9),
         };
         let body = Arc::clone(&body);
@@ -116,37 +227,6 @@ fn run_worker(worker: Worker, hard_cap: Duration, body: &WorkerFn) -> Stats {
     let mut s = std::mem::take(&mut *stats.borrow_mut());
     s.timed_out |= !finished;
     s
-}
-
-/// Waits for the workers, calling `tick` about every 100 ms meanwhile, and merges what
-/// they measured.
-pub fn join_workers(handles: Vec<JoinHandle<Stats>>, mut tick: impl FnMut()) -> Stats {
-    while !handles.iter().all(|h| h.is_finished()) {
-        tick();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    tick();
-    let mut total = Stats::default();
-    for h in handles {
-        match h.join() {
-            Ok(s) => total.merge(&s),
-            Err(_) => total.samples.push("a worker thread panicked".into()),
-        }
-    }
-    total
-}
-
-/// Spawns the per-connection futures `make(i)` for `i in 0..n` on the current
-/// `LocalSet` and waits for all of them.
-pub async fn run_local<F, Fut>(n: usize, mut make: F)
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = ()> + 'static,
-{
-    let tasks: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(make(i))).collect();
-    for t in tasks {
-        let _ = t.await;
-    }
 }
 
 /// Shared live counters.

@@ -17,8 +17,13 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Records `d` in µs, clamped into the histogram's range.
 pub fn record(h: &mut Histogram<u64>, d: Duration) {
+    record_n(h, d, 1);
+}
+
+/// Records `count` samples of `d` in µs, clamped into the histogram's range.
+pub fn record_n(h: &mut Histogram<u64>, d: Duration, count: u64) {
     let us = (d.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-    h.saturating_record(us);
+    h.saturating_record_n(us, count);
 }
 
 /// Errors by kind.

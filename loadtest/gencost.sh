@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Generator cost of `ringws-loadtest echo`: CPU µs and syscalls per echoed message of the
+# generator process itself (whole run, --warmup 0s, so every message it sent is counted
+# except the few in flight at the deadline). Server and generator on separate CPUs.
+#   loadtest/gencost.sh [BIN_DIR] [INFLIGHT...]      (default: target/release, 16 1)
+# Env: PORT (9301), CONNS (100), SIZE (20), DURATION (5s), SERVER_CPU (0), GEN_CPU (1).
+set -euo pipefail
+BIN=${1:-target/release}; shift || true
+INFLIGHTS=${*:-16 1}
+PORT=${PORT:-9301}; CONNS=${CONNS:-100}; SIZE=${SIZE:-20}; DURATION=${DURATION:-5s}
+SERVER_CPU=${SERVER_CPU:-0}; GEN_CPU=${GEN_CPU:-1}
+SERVER_BIN=${SERVER_BIN:-$BIN/ringws}
+tmp=$(mktemp -d); trap 'kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT
+taskset -c "$SERVER_CPU" "$SERVER_BIN" serve --bind "127.0.0.1:$PORT" --shards 1 >/dev/null 2>&1 &
+srv=$!
+sleep 1
+for inflight in $INFLIGHTS; do
+  perf stat -x, -e task-clock,raw_syscalls:sys_enter -o "$tmp/perf" -- \
+    taskset -c "$GEN_CPU" "$BIN/ringws-loadtest" echo --url "ws://127.0.0.1:$PORT/echo" \
+    -c "$CONNS" --inflight "$inflight" --size "$SIZE" --duration "$DURATION" --warmup 0s \
+    --threads 1 --json >"$tmp/json"
+  python3 - "$tmp/perf" "$tmp/json" "$inflight" <<'PY'
+import json, sys
+perf, res, inflight = sys.argv[1:]
+ms = sc = None
+for line in open(perf):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[2] == "task-clock": ms = float(f[0])
+    if len(f) > 2 and f[2].startswith("raw_syscalls"): sc = int(f[0])
+r = json.load(open(res))["results"]
+n = r["messages"]
+print("inflight %s: %d msgs, %.0f msgs/s, p50 %s us, generator %.2f us cpu/msg, %.3f syscalls/msg, errors %d"
+      % (inflight, n, r["msgs_per_sec"], r["latency"].get("p50_us"), ms * 1e3 / n, sc / n,
+         sum(r["errors"].values())))
+PY
+done
