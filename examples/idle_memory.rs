@@ -4,7 +4,8 @@
 //! N/2 and N (the marginal cost, without the fixed part: provided buffers, tables).
 //! Client and server share the process, so N is at most half the open-files limit.
 //!
-//! `cargo run --release --example idle_memory -- 9000`
+//! `cargo run --release --example idle_memory -- 9000 [RECV_BUFFERS]` (the second
+//! argument sets `Builder::recv_buffers(n, 16 KiB)`: the fixed part of the figures)
 //! (BENCHMARKS.md, idle connections, quotes its output.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -78,10 +79,17 @@ fn main() -> std::io::Result<()> {
     let n: usize = match std::env::args().nth(1) {
         Some(arg) => arg
             .parse()
-            .map_err(|_| std::io::Error::other("usage: idle_memory [N]"))?,
+            .map_err(|_| std::io::Error::other("usage: idle_memory [N] [RECV_BUFFERS]"))?,
         None => 2000,
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(arg) = std::env::args().nth(2) {
+        let count = arg
+            .parse()
+            .map_err(|_| std::io::Error::other("usage: idle_memory [N] [RECV_BUFFERS]"))?;
+        builder = builder.recv_buffers(count, 16 * 1024);
+    }
+    let server = builder
         .bind("127.0.0.1:0")
         .shards(1)
         .websocket("/echo", || Echo)

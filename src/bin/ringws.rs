@@ -91,6 +91,13 @@ struct ServeArgs {
     /// 0: no limit).
     #[arg(long)]
     max_pending_handshakes: Option<usize>,
+    /// io_uring receive buffers per shard, a power of two: every socket of the shard
+    /// reads into them (memory per shard = this × --recv-buffer-size)
+    #[arg(long, default_value_t = 1024)]
+    recv_buffers: u16,
+    /// Size of each io_uring receive buffer in bytes
+    #[arg(long, default_value_t = 16 * 1024)]
+    recv_buffer_size: u32,
     /// A WebSocket peer that sends nothing is pinged after half of this and closed
     /// with 1001 after all of it (`120s`, `0` disables).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
@@ -231,6 +238,7 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(n) = args.max_pending_handshakes {
         builder = builder.max_pending_handshakes(n);
     }
+    builder = builder.recv_buffers(args.recv_buffers, args.recv_buffer_size);
     builder = builder
         .idle_timeout(args.idle_timeout)
         .pause_reading_on_backpressure(args.pause_on_backpressure)

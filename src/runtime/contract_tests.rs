@@ -252,7 +252,9 @@ fn listeners_connects_and_read_pauses() {
         };
         let wake = Arc::new(EventFd::new().expect("eventfd"));
         let w = Arc::clone(&wake);
-        let shard = thread::spawn(move || super::run_core(core, backend, listeners, &w));
+        let shard = thread::spawn(move || {
+            super::run_core(core, backend, listeners, &w, &Default::default())
+        });
 
         assert_eq!(roundtrip(addrs[0], b"abc"), b"abc", "{backend:?}");
         assert_eq!(roundtrip(addrs[1], b"abc"), b"ABC", "{backend:?}");

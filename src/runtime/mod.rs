@@ -131,6 +131,8 @@ pub(crate) struct ShardSpec {
     pub(crate) protocols: Arc<Vec<link::ProtocolFactory>>,
     /// Run the benchmark floor (`reflector::Reflector`) instead of the WebSocket shard.
     pub(crate) reflector: bool,
+    /// The io_uring backend's settings (`Builder::recv_buffers`).
+    pub(crate) uring: uring::UringOptions,
 }
 
 /// Starts a shard thread.
@@ -159,11 +161,11 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
     let wake = &spec.registry.mailbox(spec.index).wake;
     let result = if spec.reflector {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
-        run_core(floor, spec.backend, spec.listeners, wake)
+        run_core(floor, spec.backend, spec.listeners, wake, &spec.uring)
     } else {
         let mut shard = shard::Shard::new(ctx);
         shard.set_protocols(spec.protocols);
-        run_core(shard, spec.backend, spec.listeners, wake)
+        run_core(shard, spec.backend, spec.listeners, wake, &spec.uring)
     };
     if let Err(error) = &result {
         tracing::error!(shard = spec.index, %error, "shard stopped with an error");
@@ -178,9 +180,10 @@ fn run_core<C: core::ShardCore + 'static>(
     backend: Backend,
     listeners: Vec<TcpListener>,
     wake: &eventfd::EventFd,
+    uring_options: &uring::UringOptions,
 ) -> io::Result<()> {
     match backend {
-        Backend::Uring => uring::run(&mut core, listeners, wake, &uring::UringOptions::default()),
+        Backend::Uring => uring::run(&mut core, listeners, wake, uring_options),
         _ => epoll::run(core, listeners, wake),
     }
 }
