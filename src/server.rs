@@ -240,7 +240,7 @@ impl Builder {
 
     /// The io_uring backend's receive buffers, per shard: `count` buffers (a power of
     /// two, rounded down; at least 2) of `size` bytes (at least 1024) each, registered
-    /// with the kernel as a provided-buffer ring. Default 1024 × 16 KiB = 16 MiB per
+    /// with the kernel as a provided-buffer ring. Default 512 × 32 KiB = 16 MiB per
     /// shard. Every socket of a shard reads into this ring and each buffer goes back as
     /// soon as its bytes are handled, so the ring bounds receive memory per shard, not
     /// per connection: a busy shard touches all of it. A smaller ring saves memory on a

@@ -93,10 +93,10 @@ struct ServeArgs {
     max_pending_handshakes: Option<usize>,
     /// io_uring receive buffers per shard, a power of two: every socket of the shard
     /// reads into them (memory per shard = this × --recv-buffer-size)
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 512)]
     recv_buffers: u16,
     /// Size of each io_uring receive buffer in bytes
-    #[arg(long, default_value_t = 16 * 1024)]
+    #[arg(long, default_value_t = 32 * 1024)]
     recv_buffer_size: u32,
     /// A WebSocket peer that sends nothing is pinged after half of this and closed
     /// with 1001 after all of it (`120s`, `0` disables).

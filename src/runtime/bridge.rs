@@ -174,26 +174,48 @@ impl Handler for BridgeHandler {
     }
 }
 
-/// Queues what the backend sent on the WebSocket and, once the backend is gone, the
-/// close that says so.
+/// Frame header bytes at most (a server frame carries no mask).
+const MAX_HEADER: usize = 10;
+
+/// Queues what the backend sent on the WebSocket, as much as its `max_buffered` has
+/// room for, and, once the backend is gone and everything it sent is queued, the close
+/// that says so. Bytes that do not fit stay in `to_ws` (the backend is not read
+/// meanwhile: its reads stopped at the backpressure threshold, and what was already on
+/// its way is bounded by the socket buffer) until the WebSocket drains and `touched`
+/// lists it for another pump: a slow WebSocket reader loses nothing.
 pub(crate) fn pump(bridge: &RefCell<Bridge>, conn: &mut Connection, ctx: &ShardContext) {
     let Ok(mut b) = bridge.try_borrow_mut() else {
         return;
     };
     if !b.to_ws.is_empty() {
-        let data = std::mem::take(&mut b.to_ws);
-        match b.mode {
-            Mode::Binary => {
-                conn.out.send_frame(OpCode::Binary, &data);
+        let room = conn
+            .out
+            .limits
+            .max_buffered
+            .saturating_sub(conn.out.buffered() + MAX_HEADER);
+        // Base64 turns 3 bytes into 4: take whole groups of 3.
+        let fits = match b.mode {
+            Mode::Binary => room,
+            Mode::Base64 => room / 4 * 3,
+        };
+        let take = fits.min(b.to_ws.len());
+        if take > 0 {
+            let data = &b.to_ws[..take];
+            match b.mode {
+                Mode::Binary => {
+                    conn.out.send_frame(OpCode::Binary, data);
+                }
+                Mode::Base64 => {
+                    let text = base64::engine::general_purpose::STANDARD.encode(data);
+                    conn.out.send_frame(OpCode::Text, text.as_bytes());
+                }
             }
-            Mode::Base64 => {
-                let text = base64::engine::general_purpose::STANDARD.encode(&data);
-                conn.out.send_frame(OpCode::Text, text.as_bytes());
-            }
+            b.to_ws.drain(..take);
         }
-        // Keep the allocation for the next read.
-        b.to_ws = data;
-        b.to_ws.clear();
+        if !b.to_ws.is_empty() {
+            // The close (if the backend is gone) follows the rest.
+            return;
+        }
     }
     let end = match &b.backend {
         _ if b.close_sent || b.ws_closed => None,

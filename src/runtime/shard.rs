@@ -633,6 +633,8 @@ impl ShardCore for Shard {
         let now = Instant::now();
         entry.conn.on_written(ctx, now);
         self.touch(token);
+        // A bridged WebSocket that drained may take the backend bytes it had no room for.
+        self.run_pumps();
         self.run_work(now);
     }
 

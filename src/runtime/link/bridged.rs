@@ -112,6 +112,10 @@ impl Streams {
         if !b.backend_keeps_up() {
             self.ready.push(ws);
         }
+        if !b.to_ws.is_empty() && !congested {
+            // Backend bytes that did not fit on the WebSocket's queue: it drained.
+            self.pumps.push(ws);
+        }
     }
 
     /// The WebSocket connection `ws` is gone.
