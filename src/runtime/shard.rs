@@ -1,4 +1,10 @@
 //! A shard's connection table: the [`ShardCore`] both backends drive.
+//!
+//! Memory per connection is kept to its state: the table grows in fixed pages
+//! (`runtime/paged.rs`, no doubling copies), rarely used state is boxed on first use
+//! (`connection/rare.rs`), and output buffers are lent from a shard-wide pool only while
+//! a connection has something to send (`shard/out_pool.rs`). Receive buffers are the
+//! backend's (io_uring: the provided ring, `Builder::recv_buffers`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
