@@ -7,7 +7,8 @@
 # Working corpus: fuzz/corpus/<target> (git-ignored, grows); read-only seeds:
 # fuzz/seeds/<target>; crashes: fuzz/artifacts/<target>/; logs: fuzz/logs/<target>.log.
 # Prints one Markdown row per target: date, target, seconds, executions, exec/s,
-# cov, ft, peak RSS, corpus size, result. Exits non-zero if any target failed.
+# cov, ft, peak RSS, corpus (libFuzzer's units/size at the end, and the files in
+# fuzz/corpus/<target>), result. Exits non-zero if any target failed.
 #
 # Environment: FUZZ_USE_CARGO_FUZZ=0 builds by hand even if `cargo fuzz` is installed;
 # FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target/run/; FUZZ_ARGS adds
@@ -73,18 +74,19 @@ for t in "${targets[@]}"; do
     last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-    corp=$(find "corpus/$t" -type f | wc -l)
+    corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9]*[a-zA-Z]*\).*/\1/p' <<<"$last")
+    files=$(find "corpus/$t" -type f | wc -l)
     if [ "$rc" = 0 ]; then
         result="ok"
     else
         result="FAILED (rc $rc; $(grep -m1 -oE 'ERROR: libFuzzer: [a-z-]+|panicked at [^ ]+|deadly signal' "$log" || echo see log)); artifacts: $(ls -t "artifacts/$t" | head -3 | tr '\n' ' ')"
         status=1
     fi
-    rows+=("| $(date -u +%F) | $t | $secs | ${execs:-?} | ${eps:-?} | ${cov:-?} | ${ft:-?} | ${rss:-?} MB | $corp | $result |")
+    rows+=("| $(date -u +%F) | $t | $secs | ${execs:-?} | ${eps:-?} | ${cov:-?} | ${ft:-?} | ${rss:-?} MB | ${corp:-?} ($files files) | $result |")
     echo "${rows[-1]}" >&2
 done
 
-echo "| date | target | seconds | executions | exec/s | cov | ft | peak RSS | corpus | result |"
+echo "| date | target | seconds | executions | exec/s | cov | ft | peak RSS | corpus: units/size (files on disk) | result |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 printf '%s\n' "${rows[@]}"
 exit $status
