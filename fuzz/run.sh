@@ -11,7 +11,8 @@
 # fuzz/corpus/<target>), result. Exits non-zero if any target failed.
 #
 # Environment: FUZZ_USE_CARGO_FUZZ=0 builds by hand even if `cargo fuzz` is installed;
-# FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target/run/; FUZZ_ARGS adds
+# FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target/run/; FUZZ_MERGE=0 keeps
+# the working corpus as it is (by default it is minimised with -merge=1 after a run); FUZZ_ARGS adds
 # libFuzzer flags (e.g. FUZZ_ARGS=-jobs=2). Run it under `nice` on a shared machine.
 set -euo pipefail
 
@@ -75,6 +76,16 @@ for t in "${targets[@]}"; do
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9]*[a-zA-Z]*\).*/\1/p' <<<"$last")
+    # Minimise the working corpus (libFuzzer keeps every reduced input on disk).
+    if [ "${FUZZ_MERGE:-1}" = 1 ] && [ "$rc" = 0 ]; then
+        rm -rf "corpus/$t.min" && mkdir "corpus/$t.min"
+        if "$run/$t" -merge=1 -rss_limit_mb=2048 "corpus/$t.min" "corpus/$t" \
+            >"logs/$t.merge.log" 2>&1; then
+            rm -rf "corpus/$t" && mv "corpus/$t.min" "corpus/$t"
+        else
+            rm -rf "corpus/$t.min"
+        fi
+    fi
     files=$(find "corpus/$t" -type f | wc -l)
     if [ "$rc" = 0 ]; then
         result="ok"
