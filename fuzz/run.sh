@@ -11,9 +11,10 @@
 # fuzz/corpus/<target>), result. Exits non-zero if any target failed.
 #
 # Environment: FUZZ_USE_CARGO_FUZZ=0 builds by hand even if `cargo fuzz` is installed;
-# FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target/run/; FUZZ_MERGE=0 keeps
-# the working corpus as it is (by default it is minimised with -merge=1 after a run); FUZZ_ARGS adds
-# libFuzzer flags (e.g. FUZZ_ARGS=-jobs=2). Run it under `nice` on a shared machine.
+# FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target/run/; FUZZ_MERGE=0 keeps the
+# working corpus as it is (by default a clean run ends by minimising it, -merge=1);
+# FUZZ_ARGS adds libFuzzer flags (e.g. FUZZ_ARGS=-max_len=65536). Run it under `nice`
+# on a shared machine.
 set -euo pipefail
 
 cd "$(dirname "$0")"
