@@ -91,7 +91,7 @@ for t in "${targets[@]}"; do
     if [ "$rc" = 0 ]; then
         result="ok"
     else
-        result="FAILED (rc $rc; $(grep -m1 -oE 'ERROR: libFuzzer: [a-z-]+|panicked at [^ ]+|deadly signal' "$log" || echo see log)); artifacts: $(ls -t "artifacts/$t" | head -3 | tr '\n' ' ')"
+        result="FAILED (rc $rc; $(grep -m1 -oE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer): [a-z-]+( signal)?|panicked at [^ ]+' "$log" || echo see log)); artifacts: $(ls -t "artifacts/$t" | head -3 | tr '\n' ' ')"
         status=1
     fi
     rows+=("| $(date -u +%F) | $t | $secs | ${execs:-?} | ${eps:-?} | ${cov:-?} | ${ft:-?} | ${rss:-?} MB | ${corp:-?} ($files files) | $result |")
