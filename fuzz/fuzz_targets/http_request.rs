@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
             if request.header_has_token("connection", "close") && request.version_minor() >= 1 {
                 assert!(!keep);
             }
-            let _ = (request.method(), request.path(), request.query(), request.target());
+            let _ = (
+                request.method(),
+                request.path(),
+                request.query(),
+                request.target(),
+            );
         }
         Ok(Parse::Partial) => {}
         Err(e) => assert!((400..600).contains(&e.status), "{}", e.status),

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(parse_jsonp_send(data, Some("text/plain")), direct);
     assert_eq!(parse_jsonp_send(data, None), direct);
     let _ = parse_jsonp_send(data, Some("application/x-www-form-urlencoded"));
-    let _ = parse_jsonp_send(data, Some("application/x-www-form-urlencoded; charset=UTF-8"));
+    let _ = parse_jsonp_send(
+        data,
+        Some("application/x-www-form-urlencoded; charset=UTF-8"),
+    );
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
