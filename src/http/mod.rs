@@ -33,6 +33,17 @@ pub(crate) use response::{write_header, write_headers, write_response_head, writ
 /// Max header entries parsed into the stack array.
 pub const MAX_HEADERS: usize = 64;
 
+/// The value of one hexadecimal digit (percent-escapes in paths and form bodies, JSON
+/// `\u` escapes).
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 pub use httparse::Header;
 
 /// The caller's header storage for [`parse_request`], meant to live on the stack.

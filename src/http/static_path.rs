@@ -9,6 +9,8 @@
 //! the checked path against the canonical root and refuses anything a symlink leads
 //! out of it.
 
+use super::hex_value;
+
 /// A request path below a static prefix that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SafePath {
@@ -85,15 +87,6 @@ fn percent_decode(input: &str) -> Result<String, Refusal> {
         }
     }
     String::from_utf8(out).map_err(|_| Refusal::BadEncoding)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The `Content-Type` for a file name, by its extension (case-insensitive);

@@ -7,6 +7,8 @@
 //! non-string element as its JSON text, turns lone UTF-16 surrogates (`"\ud800"`,
 //! which browsers may send and serde_json rejects) into U+FFFD, and adds no dependency.
 
+use crate::http::hex_value;
+
 /// The open frame.
 pub const OPEN_FRAME: &[u8] = b"o";
 /// The heartbeat frame.
@@ -244,8 +246,8 @@ pub(crate) fn form_decode(input: &[u8]) -> Vec<u8> {
                 i += 1;
             }
             b'%' => match (
-                input.get(i + 1).copied().and_then(hex_val),
-                input.get(i + 2).copied().and_then(hex_val),
+                input.get(i + 1).copied().and_then(hex_value),
+                input.get(i + 2).copied().and_then(hex_value),
             ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -263,15 +265,6 @@ pub(crate) fn form_decode(input: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn is_ws(c: char) -> bool {
@@ -448,7 +441,10 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, SendError> {
         let mut v = 0u32;
         for _ in 0..4 {
-            let d = self.next().and_then(hex_val).ok_or(SendError::BrokenJson)?;
+            let d = self
+                .next()
+                .and_then(hex_value)
+                .ok_or(SendError::BrokenJson)?;
             v = v << 4 | u32::from(d);
         }
         Ok(v)
