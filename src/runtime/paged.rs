@@ -89,11 +89,15 @@ impl<T> PagedSlab<T> {
                 self.pages.push(page);
             }
             self.filled += 1;
-        } else if let Some(Slot::Vacant(next)) = self.slot(key) {
-            self.next_free = *next;
         }
-        if let Some(slot) = self.slot_mut(key) {
-            *slot = Slot::Occupied(value);
+        let Some(slot) = self.slot_mut(key) else {
+            // Unreachable: `key` is below `filled`, whose page exists.
+            return key;
+        };
+        // A reused slot passes its link on; a new one holds `usize::MAX`, which is
+        // what `next_free` already was.
+        if let Slot::Vacant(next) = std::mem::replace(slot, Slot::Occupied(value)) {
+            self.next_free = next;
         }
         self.len += 1;
         key
@@ -103,15 +107,18 @@ impl<T> PagedSlab<T> {
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
         let next_free = self.next_free;
         let slot = self.slot_mut(key)?;
-        if let Slot::Vacant(_) = slot {
-            return None;
+        match std::mem::replace(slot, Slot::Vacant(next_free)) {
+            Slot::Occupied(value) => {
+                self.next_free = key;
+                self.len -= 1;
+                Some(value)
+            }
+            vacant => {
+                // Already free: leave its link as it was.
+                *slot = vacant;
+                None
+            }
         }
-        let Slot::Occupied(value) = std::mem::replace(slot, Slot::Vacant(next_free)) else {
-            return None;
-        };
-        self.next_free = key;
-        self.len -= 1;
-        Some(value)
     }
 
     /// The occupied slots with their keys, in key order.

@@ -165,8 +165,10 @@ impl TlsSession {
     /// `close_notify` once; appends every record ready to send to `out`, after the
     /// ciphertext a partial send left behind.
     pub(crate) fn seal(&mut self, plaintext: &mut Vec<u8>, close: bool, out: &mut Vec<u8>) {
-        if out.is_empty() {
-            // The common case after a partial send: reuse its buffer rather than copy.
+        if out.is_empty() && !self.pending.is_empty() {
+            // The common case after a partial send: reuse its buffer rather than copy
+            // (`out`'s own buffer is then kept for the next one). Otherwise `out` stays
+            // the caller's, so a lent buffer goes back where it came from.
             std::mem::swap(out, &mut self.pending);
         } else {
             out.append(&mut self.pending);

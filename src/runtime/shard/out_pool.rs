@@ -12,6 +12,10 @@
 const MAX_POOLED_BYTES: usize = 4 * 1024 * 1024;
 /// Buffers larger than this are freed rather than pooled.
 const MAX_POOLED_CAPACITY: usize = 256 * 1024;
+/// A new buffer's capacity, and the smallest one pooled: paths that queue into a
+/// connection without a lent buffer (timers, handles, replies) allocate exactly what
+/// they write, and such slivers would only be reallocated by whoever borrows them.
+const MIN_POOLED_CAPACITY: usize = 4096;
 
 /// A shard's free output buffers (empty, with capacity).
 #[derive(Default)]
@@ -29,16 +33,15 @@ impl OutPool {
                 self.bytes -= buf.capacity();
                 buf
             }
-            None => Vec::new(),
+            None => Vec::with_capacity(MIN_POOLED_CAPACITY),
         }
     }
 
     /// Takes a buffer back (its contents are dropped); frees it when the pool is full
-    /// or the buffer too big.
+    /// or the buffer is too small or too big to be worth keeping.
     pub(crate) fn give_back(&mut self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
-        if capacity == 0
-            || capacity > MAX_POOLED_CAPACITY
+        if !(MIN_POOLED_CAPACITY..=MAX_POOLED_CAPACITY).contains(&capacity)
             || self.bytes + capacity > MAX_POOLED_BYTES
         {
             return;
@@ -85,6 +88,14 @@ mod tests {
         pool.detach(&mut queued);
         assert_eq!(queued.capacity(), 0);
         assert_eq!(pool.bytes, capacity);
+    }
+
+    #[test]
+    fn slivers_are_not_pooled_and_a_new_buffer_has_room() {
+        let mut pool = OutPool::default();
+        pool.give_back(b"a ping".to_vec());
+        assert!(pool.free.is_empty());
+        assert!(pool.lend().capacity() >= MIN_POOLED_CAPACITY);
     }
 
     #[test]
