@@ -42,19 +42,8 @@ pub fn append(out: &mut Vec<u8>, src: &[u8]) {
 /// `dst` must be valid for `src.len()` bytes of writes and must not overlap `src`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn copy_into(dst: *mut u8, src: &[u8]) {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    // 0 = not detected yet, 1 = SSE2, 2 = AVX2.
-    static BEST: AtomicU8 = AtomicU8::new(0);
-    let mut best = BEST.load(Ordering::Relaxed);
-    if best == 0 {
-        best = if is_x86_feature_detected!("avx2") {
-            2
-        } else {
-            1
-        };
-        BEST.store(best, Ordering::Relaxed);
-    }
-    if best == 2 {
+    // std caches the detection (one relaxed atomic load after the first call).
+    if is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was detected on this CPU; the caller upholds the rest.
         unsafe { copy_avx2(dst, src) }
     } else {
