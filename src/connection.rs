@@ -21,7 +21,7 @@ use pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
 
 pub(crate) use sockjs::{
     init_wall_clock, is_session_token, owner_shard, Effects, SessionTable, SockJsReply,
-    SockJsRequest, HANDOFFS,
+    SockJsRequest,
 };
 
 use std::net::SocketAddr;

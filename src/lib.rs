@@ -68,10 +68,3 @@ pub use server::{
 pub fn sockjs_owner_shard(service_index: u32, session_id: &str, shards: usize) -> usize {
     connection::owner_shard(service_index, session_id, shards)
 }
-
-/// Internal (tests): how many SockJS requests were handed to another shard so far, in
-/// this process.
-#[doc(hidden)]
-pub fn sockjs_handoffs() -> usize {
-    connection::HANDOFFS.load(std::sync::atomic::Ordering::Relaxed)
-}

@@ -845,6 +845,13 @@ impl RunningServer {
         &self.tcp_addrs
     }
 
+    /// Internal (tests): how many SockJS requests this server's shards handed to
+    /// another shard so far.
+    #[doc(hidden)]
+    pub fn sockjs_handoffs(&self) -> usize {
+        self.handle.registry.sockjs_handoffs()
+    }
+
     /// Shuts the server down without waiting for the peers' close replies
     /// ([`ServerHandle::shutdown`]) and waits for every shard to finish.
     pub fn shutdown(self) -> io::Result<()> {

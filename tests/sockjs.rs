@@ -579,7 +579,7 @@ fn http10_receivers_are_not_chunked_and_close() {
 fn sessions_are_served_across_shards() {
     let server = server();
     let addr = server.local_addr();
-    let before = ringws::sockjs_handoffs();
+    let before = server.sockjs_handoffs();
     let mut owners = [0usize; SHARDS];
     for i in 0..16 {
         let s = format!("{}-{i}", sid("x"));
@@ -603,7 +603,7 @@ fn sessions_are_served_across_shards() {
     }
     assert!(owners.iter().all(|&n| n > 0), "{owners:?}");
     assert!(
-        ringws::sockjs_handoffs() > before,
+        server.sockjs_handoffs() > before,
         "no request was handed to another shard"
     );
 }

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -55,9 +54,6 @@ pub(crate) fn owner_shard(service: u32, id: &str, shards: usize) -> usize {
     id.hash(&mut hasher);
     (hasher.finish() % shards.max(1) as u64) as usize
 }
-
-/// Requests handed to another shard's session table (for tests and diagnostics).
-pub(crate) static HANDOFFS: AtomicUsize = AtomicUsize::new(0);
 
 /// A connection's request to the session's owner.
 #[derive(Debug)]

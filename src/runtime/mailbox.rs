@@ -75,6 +75,8 @@ impl Mailbox {
 #[derive(Debug)]
 pub(crate) struct Registry {
     mailboxes: Box<[Mailbox]>,
+    /// SockJS requests handed to another shard's mailbox so far (tests read it).
+    sockjs_handoffs: std::sync::atomic::AtomicUsize,
 }
 
 impl Registry {
@@ -84,7 +86,20 @@ impl Registry {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Registry {
             mailboxes: mailboxes.into_boxed_slice(),
+            sockjs_handoffs: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Counts one SockJS request handed to another shard.
+    pub(crate) fn count_sockjs_handoff(&self) {
+        self.sockjs_handoffs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// SockJS requests handed to another shard so far.
+    pub(crate) fn sockjs_handoffs(&self) -> usize {
+        self.sockjs_handoffs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn mailbox(&self, shard: usize) -> &Mailbox {

@@ -27,7 +27,7 @@ use super::tls::{Received, TlsSession};
 use crate::conn::ConnId;
 use crate::connection::{
     init_wall_clock, is_session_token, Connection, Effects, SessionTable, ShardContext,
-    SockJsReply, SockJsRequest, HANDOFFS,
+    SockJsReply, SockJsRequest,
 };
 
 /// Output buffers larger than this are not kept for reuse after they drain, so one big
@@ -293,7 +293,7 @@ impl Shard {
             if owner == self.ctx.shard as usize {
                 self.work.push_back(Work::Request(request));
             } else {
-                HANDOFFS.fetch_add(1, Ordering::Relaxed);
+                self.ctx.registry.count_sockjs_handoff();
                 // A stopped shard is shutting down: its sessions are gone anyway.
                 let _ = self.ctx.registry.post(owner, Command::SockJs(request));
             }
