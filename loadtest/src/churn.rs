@@ -148,11 +148,8 @@ impl ChurnResults {
             self.cycles_per_sec,
             self.messages,
             self.cycle_latency.line(),
-            report::errors_line(&self.errors)
+            report::errors_block(&self.errors, &self.error_samples)
         );
-        for e in &self.error_samples {
-            s.push_str(&format!("\n  e.g. {e}"));
-        }
         if let Some(u) = &self.server {
             s.push_str(&format!("\nserver pid {}:", u.pid));
             s.push_str(&format!("\n{}", sample_line("before", &u.before)));

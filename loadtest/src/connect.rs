@@ -76,11 +76,8 @@ impl ConnectResults {
             self.elapsed_s,
             self.handshakes_per_sec,
             self.connect_latency.line(),
-            report::errors_line(&self.errors)
+            report::errors_block(&self.errors, &self.error_samples)
         );
-        for e in &self.error_samples {
-            s.push_str(&format!("\n  e.g. {e}"));
-        }
         if self.hard_cap_hit {
             s.push_str("\nwarning: a worker was stopped by the hard cap");
         }

@@ -104,11 +104,8 @@ impl EchoResults {
             self.msgs_per_sec,
             self.mb_per_sec,
             self.latency.line(),
-            report::errors_line(&self.errors)
+            report::errors_block(&self.errors, &self.error_samples)
         );
-        for e in &self.error_samples {
-            s.push_str(&format!("\n  e.g. {e}"));
-        }
         if self.hard_cap_hit {
             s.push_str("\nwarning: a worker was stopped by the hard cap");
         }

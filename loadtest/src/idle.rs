@@ -119,10 +119,7 @@ impl IdleResults {
             }
             s.push('\n');
         }
-        s.push_str(&report::errors_line(&self.errors));
-        for e in &self.error_samples {
-            s.push_str(&format!("\n  e.g. {e}"));
-        }
+        s.push_str(&report::errors_block(&self.errors, &self.error_samples));
         if self.hard_cap_hit {
             s.push_str("\nwarning: a worker was stopped by the hard cap");
         }

@@ -225,8 +225,17 @@ pub fn print_json<S: Serialize, R: Serialize>(
     }
 }
 
+/// The error line of a human summary, then one `e.g.` line per sample.
+pub fn errors_block(e: &Errors, samples: &[String]) -> String {
+    let mut s = errors_line(e);
+    for sample in samples {
+        s.push_str(&format!("\n  e.g. {sample}"));
+    }
+    s
+}
+
 /// The error line of a human summary.
-pub fn errors_line(e: &Errors) -> String {
+fn errors_line(e: &Errors) -> String {
     format!(
         "errors: {} (connect {}, handshake {}, protocol {}, closed {}, io {}, timeout {})",
         e.total(),
