@@ -90,7 +90,7 @@ if [ -z "$BIN" ]; then
   # Separate calls: `--bin ringws` would filter the other packages' binaries out.
   cargo build --release -q --bin ringws
   cargo build --release -q -p ringws-loadtest -p ringws-peers
-  BIN=target/release
+  BIN=${CARGO_TARGET_DIR:-target}/release
 fi
 LOADTEST=$BIN/ringws-loadtest
 # shellcheck source=loadtest/servers.sh

@@ -40,7 +40,7 @@ done
 if [ -z "$BIN" ]; then
   cargo build --release -q --bin ringws
   cargo build --release -q -p ringws-loadtest -p ringws-peers
-  BIN=target/release
+  BIN=${CARGO_TARGET_DIR:-target}/release
 fi
 # shellcheck source=loadtest/servers.sh
 . loadtest/servers.sh
