@@ -52,6 +52,8 @@ mod protocol;
 mod route;
 pub(crate) mod runtime;
 mod server;
+#[cfg(test)]
+mod test_support;
 
 pub use conn::{Conn, ConnId, SendStatus};
 pub use handle::{ConnHandle, SendError};

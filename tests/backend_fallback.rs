@@ -8,6 +8,8 @@
 
 #[path = "common/seccomp.rs"]
 mod seccomp;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -49,7 +51,7 @@ fn seccomp_filter_refuses_io_uring_setup() {
     let out = match cmd.output() {
         Ok(out) => out,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            eprintln!("skipping: seccomp filters unavailable here: {e}");
+            skip::skip(format_args!("seccomp filters unavailable here: {e}"));
             return;
         }
         Err(e) => panic!("spawning the child under seccomp failed: {e}"),

@@ -2,6 +2,9 @@
 //! refused backend, a closing backend, the base64 subprotocol, and a real
 //! `redis-server` when one is installed.
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -245,7 +248,7 @@ impl Redis {
         let child = match child {
             Ok(child) => child,
             Err(error) => {
-                println!("skipping the redis bridge test: redis-server: {error}");
+                skip::skip(format_args!("cannot start redis-server: {error}"));
                 return None;
             }
         };
@@ -279,6 +282,39 @@ async fn read_exact(ws: &mut Ws, want: usize) -> Vec<u8> {
         }
     }
     got
+}
+
+/// Strict mode really fails where redis-server is missing: this test re-executes
+/// `redis_through_the_bridge` with an empty PATH, once strict (it must fail, naming the
+/// missing part) and once plain (it must pass and say on stderr that it skipped).
+#[test]
+fn strict_mode_fails_the_redis_test_without_redis_server() {
+    let exe = std::env::current_exe().expect("current_exe");
+    for strict in [true, false] {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--exact", "redis_through_the_bridge", "--test-threads=1"])
+            .env("PATH", "")
+            .env_remove(skip::STRICT_ENV);
+        if strict {
+            cmd.env(skip::STRICT_ENV, "1");
+        }
+        let out = cmd.output().expect("run the test binary");
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if strict {
+            assert!(!out.status.success(), "strict run passed:\n{all}");
+            assert!(all.contains("cannot start redis-server"), "{all}");
+        } else {
+            assert!(out.status.success(), "plain run failed:\n{all}");
+            assert!(
+                all.contains("SKIPPED redis_through_the_bridge: cannot start redis-server"),
+                "{all}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

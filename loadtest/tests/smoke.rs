@@ -5,7 +5,19 @@ use ringws::{Conn, Handler, Message, RunningServer, Server};
 use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
 use ringws_loadtest::{churn, connect, echo, idle};
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
+
+/// The churn test counts the process's open descriptors before and after its run (the
+/// server is in-process): it runs alone, the other tests share this lock among
+/// themselves.
+static FD_COUNT: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    FD_COUNT
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 struct Echo;
 
@@ -34,6 +46,7 @@ fn server() -> (RunningServer, Target) {
 
 #[test]
 fn echo_scenario() {
+    let _shared = shared();
     let (server, target) = server();
     for text in [false, true] {
         let opts = echo::EchoOptions {
@@ -81,6 +94,7 @@ fn echo_scenario() {
 
 #[test]
 fn connect_scenario() {
+    let _shared = shared();
     let (server, target) = server();
     let opts = connect::ConnectOptions {
         target,
@@ -100,6 +114,7 @@ fn connect_scenario() {
 
 #[test]
 fn idle_scenario() {
+    let _shared = shared();
     let (server, target) = server();
     let opts = idle::IdleOptions {
         target,
@@ -124,6 +139,7 @@ fn idle_scenario() {
 
 #[test]
 fn unreachable_server_counts_errors() {
+    let _shared = shared();
     // Bind then drop a listener to get a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -150,6 +166,7 @@ fn unreachable_server_counts_errors() {
 /// The in-process ringws server accepts hixie-76 on its websocket routes by default.
 #[test]
 fn hixie76_echo_and_connect() {
+    let _shared = shared();
     let (server, target) = server();
     let opts = echo::EchoOptions {
         target: target.clone(),
@@ -219,6 +236,9 @@ fn hixie76_echo_and_connect() {
 
 #[test]
 fn churn_scenario() {
+    let _alone = FD_COUNT
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (server, target) = server();
     let opts = churn::ChurnOptions {
         target: target.clone(),
@@ -230,7 +250,9 @@ fn churn_scenario() {
         duration: Duration::from_secs(1),
         count: None,
         server_pid: Some(std::process::id()),
-        settle: Duration::from_millis(200),
+        // The server closes each socket when its client's close arrives; a loaded machine
+        // may need a moment for the last ones.
+        settle: Duration::from_secs(1),
         threads: 2,
     };
     let r = churn::run(&opts, &ProgressBar::hidden());
@@ -245,10 +267,7 @@ fn churn_scenario() {
         u.before.rss_bytes.is_some() && u.before.fds.is_some(),
         "{u:?}"
     );
-    assert!(
-        u.settled.fds.is_some() && u.fds_back_to_baseline.is_some(),
-        "{u:?}"
-    );
+    assert_eq!(u.fds_back_to_baseline, Some(true), "{u:?}");
     assert!(r.summary().contains("cycles/s"));
 
     // A cycle budget stops the run early; text messages work too.

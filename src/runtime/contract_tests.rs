@@ -195,7 +195,9 @@ fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Epoll];
     match super::uring::probe() {
         Ok(_) => list.push(Backend::Uring),
-        Err(why) => eprintln!("io_uring leg skipped: {why}"),
+        Err(why) => crate::test_support::skip(format_args!(
+            "the io_uring leg: io_uring unavailable: {why}"
+        )),
     }
     list
 }

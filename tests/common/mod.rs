@@ -1,9 +1,12 @@
 //! Shared helpers for the integration tests: start a server, speak raw frames.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+pub mod seccomp;
+pub mod skip;
+
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringws::proto::{encode_frame, Decoder, Event, Limits, OpCode, Role};
 use ringws::{Builder, Conn, Handler, Message, RunningServer, Server};
@@ -84,11 +87,82 @@ pub fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
-/// Reads a whole HTTP response (the server closes after plain HTTP answers).
+/// True when a read error means the peer ended the connection (a reset is how a server
+/// closes a socket with unread input), false for a read timeout or anything else.
+pub fn is_close(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// True when a read error is the socket's read timeout running out.
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads everything up to the server's close (FIN or reset). A read timeout is not a
+/// close: it fails the test, with what arrived so far.
+#[track_caller]
 pub fn read_to_close(stream: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&read_bytes_to_close(stream)).into_owned()
+}
+
+/// [`read_to_close`] for bytes.
+#[track_caller]
+pub fn read_bytes_to_close(stream: &mut TcpStream) -> Vec<u8> {
     let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    String::from_utf8_lossy(&response).into_owned()
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        Err(error) if is_close(&error) => {}
+        Err(error) => panic!(
+            "no close from the server ({error}) after {} bytes: {:?}",
+            response.len(),
+            String::from_utf8_lossy(&response[..response.len().min(2048)])
+        ),
+    }
+    response
+}
+
+/// Reads to the server's close, which must come within `limit` and carry no more bytes.
+#[track_caller]
+pub fn expect_eof_within(stream: &mut TcpStream, limit: Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("read timeout");
+    let rest = read_bytes_to_close(stream);
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes before the close: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        started.elapsed() < limit,
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Asserts that nothing arrives on `stream` for `window` (the read times out) and the
+/// connection stays open; restores a 10 s read timeout afterwards.
+#[track_caller]
+pub fn expect_silence(stream: &mut TcpStream, window: Duration) {
+    stream.set_read_timeout(Some(window)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(error) if is_timeout(&error) => {}
+        Ok(0) => panic!("the server closed the connection during {window:?} of expected silence"),
+        Ok(_) => panic!(
+            "byte {:#04x} arrived during {window:?} of expected silence",
+            byte[0]
+        ),
+        Err(error) => panic!("read failed during expected silence: {error}"),
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
 }
 
 /// Writes one masked frame, as a client must.
@@ -113,7 +187,8 @@ pub enum Received {
     /// Only from a reader made with [`FrameReader::with_pings`].
     Ping(Vec<u8>),
     Close(Option<u16>, String),
-    /// The TCP connection ended without a close frame.
+    /// The TCP connection ended (FIN or reset) without a close frame. A read timeout is
+    /// never reported as this: it fails the test.
     Eof,
 }
 
@@ -146,7 +221,9 @@ impl FrameReader {
         }
     }
 
-    /// Reads until the next message, pong, close (or ping, `with_pings`).
+    /// Reads until the next message, pong, close (or ping, `with_pings`). Panics when the
+    /// socket's read timeout runs out first: silence is not a close.
+    #[track_caller]
     pub fn next(&mut self, stream: &mut TcpStream) -> Received {
         loop {
             let (consumed, event) = self
@@ -175,10 +252,33 @@ impl FrameReader {
                 self.start = 0;
                 let mut chunk = [0u8; 65536];
                 match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return Received::Eof,
+                    Ok(0) => return Received::Eof,
                     Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                    Err(error) if is_close(&error) => return Received::Eof,
+                    Err(error) => panic!(
+                        "no frame and no close from the server: {error} (read timeout {:?})",
+                        stream.read_timeout().ok().flatten()
+                    ),
                 }
             }
         }
     }
+}
+
+/// The whole answer the server gives a request it refuses (`http::write_error`):
+/// `status` is the status code and phrase ("400 Bad Request"), `headers` the extra
+/// header lines before the content type ("Sec-WebSocket-Version: 13, 8, 7"), `reason`
+/// the plain-text body without its final newline.
+pub fn refusal(status: &str, headers: &[&str], reason: &str) -> String {
+    let mut answer = format!("HTTP/1.1 {status}\r\n");
+    for header in headers {
+        answer.push_str(header);
+        answer.push_str("\r\n");
+    }
+    answer.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    ));
+    answer
 }

@@ -234,11 +234,13 @@ impl Server {
     }
 }
 
+/// True (after saying why, or failing under `RINGWS_TEST_STRICT=1`) when this machine
+/// refuses io_uring and the calling test cannot run.
 fn skip() -> bool {
     match probe() {
         Ok(_) => false,
         Err(why) => {
-            eprintln!("skipping io_uring test: {why}");
+            crate::test_support::skip(format_args!("io_uring unavailable: {why}"));
             true
         }
     }
@@ -457,7 +459,7 @@ fn probe_and_run_under_seccomp_refusal() {
     let out = match cmd.output() {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("skipping: cannot install a seccomp filter here: {e}");
+            crate::test_support::skip(format_args!("cannot install a seccomp filter here: {e}"));
             return;
         }
     };
