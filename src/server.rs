@@ -893,3 +893,6 @@ impl Drop for RunningServer {
         }
     }
 }
+
+#[cfg(test)]
+mod defaults_tests;

@@ -15,6 +15,8 @@ use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use ringws::{RunningServer, Server};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -103,6 +105,23 @@ async fn next(ws: &mut Ws) -> WsMessage {
         .expect("message")
 }
 
+/// The stream ends (after the close handshake) within 20 s, with nothing more.
+async fn expect_end(ws: &mut Ws) {
+    match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        Ok(None) => {}
+        Ok(Some(other)) => panic!("expected the end of the stream, got {other:?}"),
+        Err(_) => panic!("the stream did not end within 20 s"),
+    }
+}
+
+/// The close frame a bridge sends.
+fn close(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| ((i * 7 + i / 251) % 256) as u8).collect()
 }
@@ -153,6 +172,10 @@ async fn large_transfers_both_ways_through_an_echo_backend() {
     assert_eq!(first_bad, None, "echoed bytes differ");
     let mut sink = writer.await.expect("writer");
     sink.send(WsMessage::Close(None)).await.expect("close");
+    // The close (without a code) is answered in kind, then the socket ends.
+    let mut ws = sink.reunite(stream).expect("one socket");
+    assert_eq!(next(&mut ws).await, WsMessage::Close(None));
+    expect_end(&mut ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,19 +184,15 @@ async fn refused_backend_closes_with_1011() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
     };
+    // What this machine says to a connection there, in the bridge's words.
+    let refused = TcpStream::connect(closed_port).expect_err("nothing listens there");
     let server = bridge(closed_port);
     let (mut ws, _) = connect(&server, None).await;
-    match next(&mut ws).await {
-        WsMessage::Close(Some(frame)) => {
-            assert_eq!(u16::from(frame.code), 1011);
-            assert!(
-                frame.reason.starts_with("backend unavailable: "),
-                "{}",
-                frame.reason
-            );
-        }
-        other => panic!("expected a close, got {other:?}"),
-    }
+    assert_eq!(
+        next(&mut ws).await,
+        close(1011, &format!("backend unavailable: {refused}"))
+    );
+    expect_end(&mut ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,15 +211,14 @@ async fn closing_backend_closes_with_1000_after_its_data() {
     loop {
         match next(&mut ws).await {
             WsMessage::Binary(bytes) => got.extend_from_slice(&bytes),
-            WsMessage::Close(Some(frame)) => {
-                assert_eq!(u16::from(frame.code), 1000);
-                assert_eq!(frame.reason.as_str(), "backend closed");
+            other => {
+                assert_eq!(other, close(1000, "backend closed"));
                 break;
             }
-            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(got, pattern(300_000));
+    expect_end(&mut ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,10 +239,8 @@ async fn base64_subprotocol() {
     }
     assert_eq!(got, data);
     ws.send(WsMessage::text("not base64!")).await.expect("send");
-    match next(&mut ws).await {
-        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1007),
-        other => panic!("expected a close, got {other:?}"),
-    }
+    assert_eq!(next(&mut ws).await, close(1007, "invalid base64"));
+    expect_end(&mut ws).await;
 }
 
 /// A `redis-server` on a free loopback port, killed (by PID) when dropped.
@@ -346,10 +362,8 @@ async fn redis_through_the_bridge() {
         .await
         .expect("send");
     assert_eq!(read_exact(&mut ws, 5).await, b"+OK\r\n");
-    match next(&mut ws).await {
-        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1000),
-        other => panic!("expected a close, got {other:?}"),
-    }
+    assert_eq!(next(&mut ws).await, close(1000, "backend closed"));
+    expect_end(&mut ws).await;
     drop(redis);
 }
 
@@ -378,10 +392,8 @@ async fn a_slow_websocket_reader_pauses_the_backend_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = read_exact(&mut ws, TOTAL).await;
     assert!(got == pattern(TOTAL), "bytes lost or reordered");
-    match next(&mut ws).await {
-        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1000),
-        other => panic!("expected a close, got {other:?}"),
-    }
+    assert_eq!(next(&mut ws).await, close(1000, "backend closed"));
+    expect_end(&mut ws).await;
 }
 
 #[test]
@@ -462,8 +474,15 @@ fn a_slow_backend_pauses_the_websocket() {
         stuck_tx.send(false).expect("report");
     }
     client.set_nonblocking(false).expect("blocking");
+    // The bridge answers the client's close 1000 with its own, then closes (a read
+    // timeout is no close: it fails here).
     let mut rest = Vec::new();
-    let _ = client.read_to_end(&mut rest);
+    match client.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("no close from the bridge ({e}) after {rest:?}"),
+    }
+    assert_eq!(rest, [0x88, 0x02, 0x03, 0xe8], "the close reply");
     let (stuck, got) = backend.join().expect("backend");
     assert!(got == data, "bytes lost or reordered");
     assert!(

@@ -25,27 +25,19 @@ fn chat_server() -> RunningServer {
         .expect("start")
 }
 
-/// The next text message, within 5 s.
+/// The next text message, within 10 s (pings and pongs are skipped; anything else
+/// fails the test).
 async fn next_text(client: &mut Client) -> String {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), client.next())
+        let message = tokio::time::timeout(Duration::from_secs(10), client.next())
             .await
-            .expect("a message within 5 s")
+            .expect("a message within 10 s")
             .expect("stream open")
             .expect("valid message");
-        if let WsMessage::Text(text) = message {
-            return text.to_string();
-        }
-    }
-}
-
-/// The next event of `kind`, skipping others (joins of later members, say).
-async fn next_event(client: &mut Client, kind: &str) -> String {
-    let tag = format!(r#""type":"{kind}""#);
-    loop {
-        let text = next_text(client).await;
-        if text.contains(&tag) {
-            return text;
+        match message {
+            WsMessage::Text(text) => return text.to_string(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            other => panic!("expected a text message, got {other:?}"),
         }
     }
 }
@@ -61,18 +53,13 @@ fn number(json: &str, field: &str) -> usize {
     digits.parse().expect("a number")
 }
 
-/// A string field of a flat JSON object (no escapes in the values these tests use).
-fn string(json: &str, field: &str) -> String {
-    let key = format!(r#""{field}":""#);
-    let start = json.find(&key).expect(field) + key.len();
-    json[start..].split('"').next().unwrap_or("").to_owned()
-}
-
 /// Connects members until they sit on at least two shards (and there are at least
-/// three of them); returns each with its name and shard.
+/// three of them); returns each with its name and shard. Each has read its welcome,
+/// and the join of every member after it (in order: each join is broadcast before
+/// the next member connects, and a shard's mailbox is FIFO).
 async fn members(server: &RunningServer) -> Vec<(Client, String, usize)> {
     let url = format!("ws://{}/chat", server.local_addr());
-    let mut members = Vec::new();
+    let mut members: Vec<(Client, String, usize)> = Vec::new();
     let mut shards = BTreeSet::new();
     while members.len() < 3 || shards.len() < 2 {
         assert!(members.len() < 64, "64 members all landed on one shard");
@@ -80,11 +67,28 @@ async fn members(server: &RunningServer) -> Vec<(Client, String, usize)> {
             .await
             .expect("connect");
         let welcome = next_text(&mut client).await;
-        assert!(welcome.contains(r#""type":"welcome""#), "{welcome}");
-        assert_eq!(number(&welcome, "members"), members.len() + 1, "{welcome}");
+        // Guests are numbered from 1 in the order they joined.
+        let name = format!("guest-{}", members.len() + 1);
         let shard = number(&welcome, "shard");
+        assert!(shard < 4, "{welcome}");
+        assert_eq!(
+            welcome,
+            format!(
+                r#"{{"type":"welcome","name":"{name}","shard":{shard},"members":{}}}"#,
+                members.len() + 1
+            )
+        );
         shards.insert(shard);
-        members.push((client, string(&welcome, "name"), shard));
+        members.push((client, name, shard));
+    }
+    let joins: Vec<String> = members
+        .iter()
+        .map(|(_, name, shard)| format!(r#"{{"type":"join","name":"{name}","shard":{shard}}}"#))
+        .collect();
+    for (i, (client, name, _)) in members.iter_mut().enumerate() {
+        for join in &joins[i + 1..] {
+            assert_eq!(&next_text(client).await, join, "{name}");
+        }
     }
     members
 }
@@ -99,24 +103,24 @@ async fn every_member_on_every_shard_receives_each_message() {
         .send(WsMessage::text("hello, \"everyone\""))
         .await
         .expect("send");
+    let want = format!(
+        r#"{{"type":"message","from":"{sender_name}","shard":{sender_shard},"text":"hello, \"everyone\""}}"#
+    );
     for (client, name, _) in &mut members {
-        let message = next_event(client, "message").await;
-        assert!(
-            message.contains(r#""text":"hello, \"everyone\"""#),
-            "{name}: {message}"
-        );
-        assert_eq!(string(&message, "from"), sender_name);
-        assert_eq!(number(&message, "shard"), sender_shard);
+        assert_eq!(next_text(client).await, want, "{name}");
     }
     // A second message, from the first member, arrives in order after the first.
+    let (first_name, first_shard) = (members[0].1.clone(), members[0].2);
     members[0]
         .0
         .send(WsMessage::text("second"))
         .await
         .expect("send");
-    for (client, _, _) in &mut members {
-        let message = next_event(client, "message").await;
-        assert!(message.contains(r#""text":"second""#), "{message}");
+    let want = format!(
+        r#"{{"type":"message","from":"{first_name}","shard":{first_shard},"text":"second"}}"#
+    );
+    for (client, name, _) in &mut members {
+        assert_eq!(next_text(client).await, want, "{name}");
     }
 }
 
@@ -129,15 +133,17 @@ async fn renames_and_departures_are_announced() {
         .send(WsMessage::text("/nick Ada"))
         .await
         .expect("send");
-    for (client, _, _) in &mut members {
-        let nick = next_event(client, "nick").await;
-        assert_eq!(string(&nick, "from"), leaver_name);
-        assert_eq!(string(&nick, "to"), "Ada");
+    let nick = format!(r#"{{"type":"nick","from":"{leaver_name}","to":"Ada"}}"#);
+    for (client, name, _) in &mut members {
+        assert_eq!(next_text(client).await, nick, "{name}");
     }
     leaver.close(None).await.expect("close");
-    for (client, _, _) in &mut members {
-        let leave = next_event(client, "leave").await;
-        assert_eq!(string(&leave, "name"), "Ada");
+    for (client, name, _) in &mut members {
+        assert_eq!(
+            next_text(client).await,
+            r#"{"type":"leave","name":"Ada"}"#,
+            "{name}"
+        );
     }
     // The room no longer counts the one who left.
     let url = format!("ws://{}/chat", server.local_addr());
@@ -145,7 +151,22 @@ async fn renames_and_departures_are_announced() {
         .await
         .expect("connect");
     let welcome = next_text(&mut late).await;
-    assert_eq!(number(&welcome, "members"), members.len() + 1, "{welcome}");
+    let (name, shard) = (
+        format!("guest-{}", members.len() + 2),
+        number(&welcome, "shard"),
+    );
+    assert_eq!(
+        welcome,
+        format!(
+            r#"{{"type":"welcome","name":"{name}","shard":{shard},"members":{}}}"#,
+            members.len() + 1
+        )
+    );
+    // And the others hear of the newcomer.
+    let join = format!(r#"{{"type":"join","name":"{name}","shard":{shard}}}"#);
+    for (client, member, _) in &mut members {
+        assert_eq!(next_text(client).await, join, "{member}");
+    }
 }
 
 #[test]
@@ -157,14 +178,41 @@ fn the_page_and_its_assets_are_served() {
         stream.write_all(request.as_bytes()).expect("write");
         common::read_to_close(&mut stream)
     };
-    let page = get("/");
-    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
-    assert!(page.contains("Content-Type: text/html; charset=utf-8"));
-    assert!(page.contains("<title>ringws chat</title>"));
+    let response = |status: &str, content_type: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The assets, byte for byte, from the files the binary embeds.
+    let page = include_str!("../assets/chat/index.html");
     assert!(page.contains(r#"<script src="/chat.js">"#));
-    let script = get("/chat.js");
-    assert!(script.contains("Content-Type: text/javascript; charset=utf-8"));
-    assert!(script.contains("new WebSocket("));
-    assert!(get("/chat.css").contains("Content-Type: text/css; charset=utf-8"));
-    assert!(get("/nothing-here").starts_with("HTTP/1.1 404 "));
+    let html = "text/html; charset=utf-8";
+    assert_eq!(get("/"), response("200 OK", html, page));
+    assert_eq!(get("/index.html"), response("200 OK", html, page));
+    assert_eq!(
+        get("/chat.js"),
+        response(
+            "200 OK",
+            "text/javascript; charset=utf-8",
+            include_str!("../assets/chat/chat.js")
+        )
+    );
+    assert_eq!(
+        get("/chat.css"),
+        response(
+            "200 OK",
+            "text/css; charset=utf-8",
+            include_str!("../assets/chat/chat.css")
+        )
+    );
+    assert_eq!(
+        get("/nothing-here"),
+        response(
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "no route for /nothing-here\n"
+        )
+    );
 }

@@ -5,15 +5,22 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use common::{raw_connect, read_head, read_to_close, send_frame, Echo, FrameReader, Received};
+use common::{
+    expect_silence, is_close, raw_connect, read_head, read_to_close, send_frame, Echo, FrameReader,
+    Received,
+};
 use ringws::handshake::client::{Hixie76Client, HixieKey};
-use ringws::proto::{HixieDecoder, HixieEvent, Limits, OpCode};
-use ringws::{Accept, Conn, Handler, Message, WebSocketOptions};
+use ringws::proto::{CloseCode, HixieDecoder, HixieEvent, Limits, OpCode};
+use ringws::{
+    Accept, CloseInitiator, CloseReason, Conn, Handler, Message, RunningServer, WebSocketOptions,
+};
 
 /// Largest message the shared server accepts.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -32,15 +39,20 @@ impl Handler for Bye {
     }
 }
 
-/// Tries what a hixie client cannot receive, and says what happened.
+/// Tries what a hixie client cannot receive, and says what happened (to the client: the
+/// test thread asserts, not this handler on its shard).
 struct Probe;
 
 impl Handler for Probe {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
         let handle = conn.handle();
-        handle.send_binary(b"\x01\x02").expect("post");
-        handle.ping(b"p").expect("post");
-        handle.send_text("via handle").expect("post");
+        let posts = [
+            handle.send_binary(b"\x01\x02"),
+            handle.ping(b"p"),
+            handle.send_text("via handle"),
+        ];
+        // Sent at once, so it arrives before what the handle posted.
+        conn.send_text(&format!("posts {posts:?}"));
     }
     fn on_message(&mut self, conn: &mut Conn<'_>, _message: Message<'_>) {
         let report = format!(
@@ -130,8 +142,17 @@ impl Hixie {
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return Got::Eof,
+                // FIN, or a reset (how a server closes a socket with unread input).
+                Ok(0) => return Got::Eof,
+                Err(error) if is_close(&error) => return Got::Eof,
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                // A read timeout (or any other failure) is not a close: fail here.
+                Err(error) => panic!(
+                    "no hixie frame and no close from the server: {error} (read timeout {:?}, \
+                     {} bytes of a frame buffered)",
+                    self.stream.read_timeout().ok().flatten(),
+                    self.buffer.len()
+                ),
             }
         }
     }
@@ -243,7 +264,12 @@ fn hixie76_handshake_split_byte_by_byte() {
         std::thread::sleep(Duration::from_micros(300));
     }
     let head = read_head(&mut stream);
-    assert!(head.contains("\r\nSec-WebSocket-Location: ws://example.com/echo?room=1\r\n"));
+    assert_eq!(
+        head,
+        "HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
+         Sec-WebSocket-Location: ws://example.com/echo?room=1\r\n\r\n"
+    );
     assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
     let mut client = Hixie::new(stream, &[]);
     for byte in b"\x00split\xFF" {
@@ -259,18 +285,16 @@ fn hixie76_head_is_sent_before_the_body_arrives() {
     stream.write_all(&draft_head("/echo", "")).expect("write");
     // The 101 head comes without the 8 bytes (a proxy would hold them until it sees it).
     let head = read_head(&mut stream);
-    assert!(head.starts_with("HTTP/1.1 101 WebSocket Protocol Handshake\r\n"));
-    // Nothing more until the body arrives.
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut byte = [0u8; 1];
-    assert!(stream.read(&mut byte).is_err(), "the answer came early");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    assert_eq!(
+        head,
+        "HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
+         Sec-WebSocket-Location: ws://example.com/echo\r\n\r\n"
+    );
+    // Nothing more (and no close) until the body arrives, nor with 3 of its 8 bytes.
+    expect_silence(&mut stream, Duration::from_millis(200));
     stream.write_all(&DRAFT_BODY[..3]).expect("write");
-    std::thread::sleep(Duration::from_millis(20));
+    expect_silence(&mut stream, Duration::from_millis(200));
     stream.write_all(&DRAFT_BODY[3..]).expect("write");
     assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
     let mut client = Hixie::new(stream, &[]);
@@ -282,20 +306,41 @@ fn hixie76_head_is_sent_before_the_body_arrives() {
 fn hixie76_body_never_sent_closes_after_the_handshake_timeout() {
     // Its own server: the shared one keeps the default 10 s timeout.
     let server = common::echo_server_with(|b| b.handshake_timeout(Duration::from_millis(300)));
+    let started = Instant::now();
     let mut stream = raw_connect(server.local_addr());
     stream.write_all(&draft_head("/echo", "")).expect("write");
-    assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 "));
-    // No answer, no HTTP error (the 101 is out): the connection just ends.
+    assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 WebSocket Protocol Handshake\r\n"));
+    // No answer, no HTTP error (the 101 is out): the connection just ends, by the
+    // handshake timeout (not at once, and well before the shared server's 10 s).
     assert_eq!(read_to_close(&mut stream), "");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}, the handshake timeout is 300 ms"
+    );
 }
 
 #[test]
 fn bad_hixie76_keys_get_400() {
     let addr = server();
-    for (key1, key2) in [
-        ("123456", DRAFT_KEY2),        // no spaces
-        ("1 1 x", DRAFT_KEY2),         // 11 / 2
-        ("99999999999 x", DRAFT_KEY2), // over 32 bits
+    for (key1, key2, why) in [
+        (
+            "123456",
+            DRAFT_KEY2,
+            "Sec-WebSocket-Key1/Key2 has no spaces",
+        ),
+        // 11 / 2
+        (
+            "1 1 x",
+            DRAFT_KEY2,
+            "Sec-WebSocket-Key1/Key2 number is not a multiple of its spaces",
+        ),
+        // over 32 bits
+        (
+            "99999999999 x",
+            DRAFT_KEY2,
+            "Sec-WebSocket-Key1/Key2 number is too large",
+        ),
     ] {
         let mut stream = raw_connect(addr);
         let request = format!(
@@ -303,50 +348,37 @@ fn bad_hixie76_keys_get_400() {
              Sec-WebSocket-Key1: {key1}\r\nSec-WebSocket-Key2: {key2}\r\n\r\n12345678"
         );
         stream.write_all(request.as_bytes()).expect("write");
-        let response = read_to_close(&mut stream);
-        assert!(response.starts_with("HTTP/1.1 400 "), "{key1}: {response}");
+        assert_eq!(read_to_close(&mut stream), bad_request(why), "{key1}");
     }
     let mut stream = raw_connect(addr);
     let request = "GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
                    Sec-WebSocket-Key1: 1 2\r\n\r\n";
     stream.write_all(request.as_bytes()).expect("write");
-    assert!(read_to_close(&mut stream).starts_with("HTTP/1.1 400 "));
+    assert_eq!(
+        read_to_close(&mut stream),
+        bad_request("hixie-76 request lacks Sec-WebSocket-Key1 or Key2")
+    );
 }
 
-#[test]
-fn invalid_utf8_in_a_hixie_frame_closes() {
-    let mut client = hixie76(server(), "/echo", 7);
-    client.send(b"\x00ok\xC0\xFF");
-    assert_eq!(client.next(), Got::Close);
-    assert_eq!(client.next(), Got::Eof);
+/// The whole answer to a refused request: `status` with `why` as its body.
+fn error_response(status: &str, extra: &str, why: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{why}\n",
+        why.len() + 1
+    )
 }
 
-#[test]
-fn oversized_hixie_message_closes() {
-    let mut client = hixie76(server(), "/echo", 8);
-    client.send_text(&"x".repeat(MAX_MESSAGE));
-    assert_eq!(client.next(), Got::Text("x".repeat(MAX_MESSAGE)));
-    let mut wire = vec![0x00];
-    wire.extend(std::iter::repeat_n(b'y', MAX_MESSAGE + 1));
-    // The server may close before reading it all.
-    let _ = client.stream.write_all(&wire);
-    assert_eq!(client.next(), Got::Close);
-    assert_eq!(client.next(), Got::Eof);
+fn bad_request(why: &str) -> String {
+    error_response("400 Bad Request", "", why)
 }
 
-#[test]
-fn length_prefixed_frames_are_discarded() {
-    let mut client = hixie76(server(), "/echo", 9);
-    client.send(b"\x80\x03abc\x00after\xFF");
-    assert_eq!(client.next(), Got::Text("after".into()));
-}
-
-#[test]
-fn close_started_by_the_client() {
-    let mut client = hixie76(server(), "/echo", 10);
-    client.send(b"\xFF\x00");
-    assert_eq!(client.next(), Got::Close);
-    assert_eq!(client.next(), Got::Eof);
+fn upgrade_required(why: &str) -> String {
+    error_response(
+        "426 Upgrade Required",
+        "Sec-WebSocket-Version: 13, 8, 7\r\n",
+        why,
+    )
 }
 
 #[test]
@@ -368,7 +400,12 @@ fn close_started_by_the_server() {
 #[test]
 fn binary_and_ping_are_refused_for_hixie_clients() {
     let mut client = hixie76(server(), "/probe", 12);
-    // The handle's binary message and ping were dropped; its text came through.
+    // Posting all three succeeded (the handler reports it) ...
+    assert_eq!(
+        client.next(),
+        Got::Text("posts [Ok(()), Ok(()), Ok(())]".into())
+    );
+    // ... but the handle's binary message and ping were dropped; its text came through.
     assert_eq!(client.next(), Got::Text("via handle".into()));
     client.send_text("go");
     assert_eq!(
@@ -381,13 +418,13 @@ fn binary_and_ping_are_refused_for_hixie_clients() {
 fn hixie75_headers_and_echo() {
     let (mut client, head) = hixie75(server(), "/echo");
     let addr = server();
-    assert!(
-        head.contains("\r\nWebSocket-Origin: http://test\r\n"),
-        "{head}"
-    );
-    assert!(
-        head.contains(&format!("\r\nWebSocket-Location: ws://{addr}/echo\r\n")),
-        "{head}"
+    assert_eq!(
+        head,
+        format!(
+            "HTTP/1.1 101 Web Socket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+             Connection: Upgrade\r\nWebSocket-Origin: http://test\r\n\
+             WebSocket-Location: ws://{addr}/echo\r\n\r\n"
+        )
     );
     client.send_text("seventy-five");
     assert_eq!(client.next(), Got::Text("seventy-five".into()));
@@ -403,34 +440,43 @@ fn route_refusing_legacy_drafts_answers_426() {
     let mut request = draft_head("/strict", "");
     request.extend_from_slice(DRAFT_BODY);
     stream.write_all(&request).expect("write");
-    let response = read_to_close(&mut stream);
-    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
-    assert!(response.contains("\r\nSec-WebSocket-Version: 13, 8, 7\r\n"));
-    assert!(response.contains("hixie-76"), "{response}");
+    assert_eq!(
+        read_to_close(&mut stream),
+        upgrade_required("legacy WebSocket draft hixie-76 (hybi-00) refused on this path")
+    );
     let mut stream = raw_connect(addr);
     let request = format!(
         "GET /strict HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: {addr}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).expect("write");
-    let response = read_to_close(&mut stream);
-    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
-    assert!(response.contains("hixie-75"), "{response}");
+    assert_eq!(
+        read_to_close(&mut stream),
+        upgrade_required("legacy WebSocket draft hixie-75 refused on this path")
+    );
     // RFC 6455 and the hybi drafts are still welcome there.
     for version in [13, 8, 7] {
-        let (_stream, head) = hybi(addr, "/strict", version);
-        assert!(
-            head.starts_with("HTTP/1.1 101 Switching Protocols"),
-            "{head}"
+        let (mut stream, head) = hybi(addr, "/strict", version);
+        assert_eq!(head, SWITCHING, "version {version}");
+        send_frame(&mut stream, OpCode::Text, true, b"strict");
+        assert_eq!(
+            FrameReader::default().next(&mut stream),
+            Received::Text("strict".into())
         );
     }
 }
 
+/// The answer to [`hybi`]'s request (the key is the RFC's example).
+const SWITCHING: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
 #[test]
 fn other_versions_get_426_with_the_supported_list() {
     let (mut stream, head) = hybi(server(), "/echo", 9);
-    assert!(head.starts_with("HTTP/1.1 426 "), "{head}");
-    assert!(head.contains("\r\nSec-WebSocket-Version: 13, 8, 7\r\n"));
-    let _ = read_to_close(&mut stream);
+    let body = read_to_close(&mut stream);
+    assert_eq!(
+        head + &body,
+        upgrade_required("unsupported Sec-WebSocket-Version")
+    );
 }
 
 #[test]
@@ -440,10 +486,7 @@ fn every_version_at_once_on_one_handler() {
     let mut hybi_clients = Vec::new();
     for version in [7, 8, 13] {
         let (stream, head) = hybi(addr, "/echo", version);
-        assert!(
-            head.starts_with("HTTP/1.1 101 Switching Protocols"),
-            "{head}"
-        );
+        assert_eq!(head, SWITCHING, "version {version}");
         hybi_clients.push((version, stream, FrameReader::default()));
     }
     // All five are open together; each speaks in turn, twice, and gets its echo.
@@ -487,18 +530,30 @@ fn ringws_serve_speaks_every_version() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ringws");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    // Its log is read on a thread of its own (which also keeps the pipe drained), so
+    // that waiting for the address is bounded.
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (lines_tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let mut log = String::new();
     let mut addr = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
     while addr.is_none() {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
             break;
-        }
+        };
         if let Some(rest) = line.split("serving ws://").nth(1) {
             addr = rest.split("/echo").next().and_then(|a| a.parse().ok());
         }
         log.push_str(&line);
+        log.push('\n');
     }
     let outcome = std::panic::catch_unwind(|| {
         let addr: SocketAddr = addr.unwrap_or_else(|| panic!("server did not start:\n{log}"));
@@ -508,7 +563,12 @@ fn ringws_serve_speaks_every_version() {
         request.extend_from_slice(DRAFT_BODY);
         request.extend_from_slice(b"\x00seventy-six\xFF");
         stream.write_all(&request).expect("write");
-        assert!(read_head(&mut stream).starts_with("HTTP/1.1 101 WebSocket Protocol Handshake"));
+        assert_eq!(
+            read_head(&mut stream),
+            "HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Origin: http://example.com\r\n\
+             Sec-WebSocket-Location: ws://example.com/echo\r\n\r\n"
+        );
         assert_eq!(&read_exact::<16>(&mut stream), DRAFT_ANSWER);
         let mut h76 = Hixie::new(stream, &[]);
         assert_eq!(h76.next(), Got::Text("seventy-six".into()));
@@ -517,7 +577,7 @@ fn ringws_serve_speaks_every_version() {
         assert_eq!(h75.next(), Got::Text("seventy-five".into()));
         for version in [7, 8] {
             let (mut stream, head) = hybi(addr, "/echo", version);
-            assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+            assert_eq!(head, SWITCHING, "version {version}");
             send_frame(&mut stream, OpCode::Text, true, b"hybi");
             assert_eq!(
                 FrameReader::default().next(&mut stream),
@@ -533,5 +593,253 @@ fn ringws_serve_speaks_every_version() {
     let _ = child.wait();
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// Echoes text; closes with 1000 "bye" on "bye"; panics on "boom" (on purpose); and
+/// reports every `on_close` to the test thread, which does the asserting.
+struct Recorder(Sender<CloseReason>);
+
+impl Handler for Recorder {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match message {
+            Message::Text("bye") => conn.close(1000, "bye"),
+            Message::Text("boom") => panic!("handler bug triggered on purpose"),
+            Message::Text(text) => {
+                conn.send_text(text);
+            }
+            Message::Binary(_) => {
+                conn.send_text("binary from a hixie client?");
+            }
+        }
+    }
+
+    fn on_close(&mut self, _conn: &mut Conn<'_>, reason: CloseReason) {
+        // The receiver is gone only if the test already failed.
+        let _ = self.0.send(reason);
+    }
+}
+
+/// A server of the test's own, so that every close it reports belongs to this test:
+/// the recorder on `/record`, with the shared server's message limit.
+fn recording_server() -> (RunningServer, Receiver<CloseReason>) {
+    let (closes_tx, closes) = mpsc::channel();
+    let server = common::builder()
+        .max_message_size(MAX_MESSAGE)
+        .websocket("/record", move || Recorder(closes_tx.clone()))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    (server, closes)
+}
+
+/// Both drafts, for the tests that run the same exchange over each.
+#[derive(Clone, Copy, Debug)]
+enum Draft {
+    Hixie75,
+    Hixie76,
+}
+
+const DRAFTS: [Draft; 2] = [Draft::Hixie75, Draft::Hixie76];
+
+/// Opens a `draft` client on the recorder and checks that it echoes.
+fn open_recorded(draft: Draft, addr: SocketAddr) -> Hixie {
+    let mut client = match draft {
+        Draft::Hixie75 => hixie75(addr, "/record").0,
+        Draft::Hixie76 => hixie76(addr, "/record", 21),
+    };
+    client.send_text("open");
+    assert_eq!(client.next(), Got::Text("open".into()), "{draft:?}");
+    client
+}
+
+fn reason(code: CloseCode, text: &str, initiator: CloseInitiator) -> CloseReason {
+    CloseReason {
+        code,
+        reason: text.to_owned(),
+        initiator,
+    }
+}
+
+/// The next `on_close` the server reported.
+#[track_caller]
+fn next_close(closes: &Receiver<CloseReason>) -> CloseReason {
+    closes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("on_close was not called within 10 s")
+}
+
+/// After the server stopped (and dropped every handler and the factory's sender), no
+/// `on_close` is left unread: each connection reported exactly once.
+#[track_caller]
+fn expect_no_more_closes(server: RunningServer, closes: Receiver<CloseReason>) {
+    server.shutdown().expect("clean shutdown");
+    match closes.recv_timeout(Duration::from_secs(10)) {
+        Err(RecvTimeoutError::Disconnected) => {}
+        other => panic!("one close too many, or the server kept a handler: {other:?}"),
+    }
+}
+
+#[test]
+fn hixie_client_close_reports_1005_from_the_peer() {
+    for draft in DRAFTS {
+        let (server, closes) = recording_server();
+        let mut client = open_recorded(draft, server.local_addr());
+        client.send(b"\xFF\x00");
+        assert_eq!(client.next(), Got::Close, "{draft:?}");
+        assert_eq!(client.next(), Got::Eof, "{draft:?}");
+        assert_eq!(
+            next_close(&closes),
+            reason(CloseCode::NO_STATUS, "", CloseInitiator::Peer),
+            "{draft:?}"
+        );
+        expect_no_more_closes(server, closes);
+    }
+}
+
+#[test]
+fn hixie_invalid_utf8_reports_1007() {
+    // A whole frame, and one cut off at the first byte that can never become UTF-8
+    // (the server must not wait for its end).
+    for wire in [&b"\x00ok\xC0\xFF"[..], b"\x00ok\xC0", b"\x00ok\xE2\x82\xFF"] {
+        for draft in DRAFTS {
+            let (server, closes) = recording_server();
+            let mut client = open_recorded(draft, server.local_addr());
+            client.send(wire);
+            assert_eq!(client.next(), Got::Close, "{draft:?} {wire:?}");
+            assert_eq!(client.next(), Got::Eof, "{draft:?} {wire:?}");
+            assert_eq!(
+                next_close(&closes),
+                reason(
+                    CloseCode::INVALID_PAYLOAD,
+                    "text is not UTF-8",
+                    CloseInitiator::Local
+                ),
+                "{draft:?} {wire:?}"
+            );
+            expect_no_more_closes(server, closes);
+        }
+    }
+}
+
+#[test]
+fn hixie_message_over_the_limit_reports_1009() {
+    // A text frame one byte over, and a length-prefixed frame declaring one byte over
+    // (0x84 0x80 0x01 is 65537), whose bytes would have been discarded anyway.
+    let mut text = vec![0x00];
+    text.extend(std::iter::repeat_n(b'y', MAX_MESSAGE + 1));
+    text.push(0xFF);
+    let cases = [
+        (text, "message too big"),
+        (b"\x80\x84\x80\x01".to_vec(), "frame too big"),
+    ];
+    for (wire, why) in &cases {
+        for draft in DRAFTS {
+            let (server, closes) = recording_server();
+            let mut client = open_recorded(draft, server.local_addr());
+            // Exactly the limit is fine, both ways (0x84 0x80 0x00 is 65536).
+            client.send_text(&"x".repeat(MAX_MESSAGE));
+            assert_eq!(client.next(), Got::Text("x".repeat(MAX_MESSAGE)));
+            let mut at_limit = b"\x80\x84\x80\x00".to_vec();
+            at_limit.resize(at_limit.len() + MAX_MESSAGE, b'z');
+            client.send(&at_limit);
+            client.send_text("still open");
+            assert_eq!(client.next(), Got::Text("still open".into()), "{draft:?}");
+            // The server may close before reading it all.
+            let _ = client.stream.write_all(wire);
+            assert_eq!(client.next(), Got::Close, "{draft:?} {why}");
+            assert_eq!(client.next(), Got::Eof, "{draft:?} {why}");
+            assert_eq!(
+                next_close(&closes),
+                reason(CloseCode::TOO_BIG, why, CloseInitiator::Local),
+                "{draft:?}"
+            );
+            expect_no_more_closes(server, closes);
+        }
+    }
+}
+
+#[test]
+fn hixie_frames_of_other_types_are_skipped_not_protocol_errors() {
+    // The drafts define no protocol error (nothing closes with 1002): a sentinel frame
+    // of a type other than 0x00, a length-prefixed frame, and a 0xFF frame that has a
+    // length (so is no close) are all read and discarded.
+    for draft in DRAFTS {
+        let (server, closes) = recording_server();
+        let mut client = open_recorded(draft, server.local_addr());
+        client.send(b"\x01skip\xFF\x7Fskip\xFF\x80\x03abc\xFF\x01z\x00after\xFF");
+        assert_eq!(client.next(), Got::Text("after".into()), "{draft:?}");
+        client.send(b"\xFF\x00");
+        assert_eq!(client.next(), Got::Close, "{draft:?}");
+        assert_eq!(client.next(), Got::Eof, "{draft:?}");
+        assert_eq!(
+            next_close(&closes),
+            reason(CloseCode::NO_STATUS, "", CloseInitiator::Peer),
+            "{draft:?}"
+        );
+        expect_no_more_closes(server, closes);
+    }
+}
+
+#[test]
+fn hixie_connection_ended_without_a_close_reports_1006() {
+    for draft in DRAFTS {
+        let (server, closes) = recording_server();
+        let mut client = open_recorded(draft, server.local_addr());
+        client.stream.shutdown(Shutdown::Write).expect("shutdown");
+        assert_eq!(
+            next_close(&closes),
+            reason(
+                CloseCode::ABNORMAL,
+                "connection ended without a close frame",
+                CloseInitiator::Transport
+            ),
+            "{draft:?}"
+        );
+        assert_eq!(client.next(), Got::Eof, "{draft:?}");
+        expect_no_more_closes(server, closes);
+    }
+}
+
+#[test]
+fn hixie_close_by_the_handler_reports_its_code_once_the_close_completes() {
+    let (server, closes) = recording_server();
+    // hixie-76: the server waits for the client's 0xFF 0x00 before it reports.
+    let mut client = open_recorded(Draft::Hixie76, server.local_addr());
+    client.send_text("bye");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(closes.try_recv(), Err(TryRecvError::Empty));
+    client.send(b"\xFF\x00");
+    assert_eq!(client.next(), Got::Eof);
+    let bye = reason(CloseCode::NORMAL, "bye", CloseInitiator::Local);
+    assert_eq!(next_close(&closes), bye);
+    // hixie-75 has no closing handshake: its 0xFF 0x00 ends the connection at once.
+    let mut client = open_recorded(Draft::Hixie75, server.local_addr());
+    client.send_text("bye");
+    assert_eq!(client.next(), Got::Close);
+    assert_eq!(client.next(), Got::Eof);
+    assert_eq!(next_close(&closes), bye);
+    expect_no_more_closes(server, closes);
+}
+
+#[test]
+fn hixie_handler_panic_reports_1011() {
+    for draft in DRAFTS {
+        let (server, closes) = recording_server();
+        let mut client = open_recorded(draft, server.local_addr());
+        client.send_text("boom");
+        assert_eq!(client.next(), Got::Close, "{draft:?}");
+        assert_eq!(client.next(), Got::Eof, "{draft:?}");
+        assert_eq!(
+            next_close(&closes),
+            reason(
+                CloseCode::INTERNAL_ERROR,
+                "internal server error",
+                CloseInitiator::Local
+            ),
+            "{draft:?}"
+        );
+        expect_no_more_closes(server, closes);
     }
 }

@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{builder, raw_upgrade, send_frame, FrameReader, Received as Got};
-use ringws::proto::{encode_frame, OpCode};
+use common::{
+    builder, expect_silence, raw_upgrade, read_bytes_to_close, send_frame, FrameReader,
+    Received as Got,
+};
+use ringws::proto::{encode_frame, Decoder, Event as Frame, Limits, OpCode, Role};
 use ringws::{CloseReason, Conn, ConnHandle, Handler, Message, RunningServer, SendStatus};
 
 /// Waits until `done` is true, failing the test after 10 s.
@@ -298,7 +301,7 @@ fn paused_connection_is_not_read_until_a_handle_resumes_it() {
 
 #[test]
 fn paused_connection_is_not_idle_closed_and_still_closes() {
-    let idle = Duration::from_millis(200);
+    let idle = Duration::from_millis(500);
     let Stoppers {
         server,
         handle,
@@ -307,7 +310,9 @@ fn paused_connection_is_not_idle_closed_and_still_closes() {
     } = stopper_server(|b, factory| b.shards(1).idle_timeout(idle).websocket("/stop", factory));
     let mut client = raw_upgrade(server.local_addr(), "/stop");
     send_frame(&mut client, OpCode::Text, true, b"stop");
-    let mut reader = FrameReader::with_pings();
+    // (A ping the idle timer sent before the pause would come before the echo: the
+    // reader skips it. After the echo nothing may come.)
+    let mut reader = FrameReader::default();
     assert_eq!(reader.next(&mut client), Got::Text("stop".into()));
     wait_for("the pause", || handle.lock().expect("handle").is_some());
     // Sent during the pause: never handed to the handler (a close comes first).
@@ -315,13 +320,7 @@ fn paused_connection_is_not_idle_closed_and_still_closes() {
 
     // Several idle timeouts pass: the server, not the peer, stopped listening, so
     // there is no ping and no idle close.
-    client.set_read_timeout(Some(idle * 5)).expect("timeout");
-    let mut byte = [0u8; 1];
-    let read = std::io::Read::read(&mut client, &mut byte);
-    assert!(read.is_err(), "the server sent something: {read:?}");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    expect_silence(&mut client, idle * 4);
 
     // A close from a handle goes through, the pause notwithstanding: the server reads
     // again for the client's close reply.
@@ -346,6 +345,8 @@ fn paused_connection_is_not_idle_closed_and_still_closes() {
 /// What the slow-reader tests watch from inside the server.
 #[derive(Default)]
 struct Watch {
+    /// Messages handled.
+    calls: AtomicUsize,
     max_buffered: AtomicUsize,
     backpressure: AtomicBool,
     dropped: AtomicUsize,
@@ -377,6 +378,19 @@ impl Handler for WatchedEcho {
 const THRESHOLD: usize = 64 * 1024;
 const MAX_BUFFERED: usize = 1024 * 1024;
 
+/// The requests of [`flood`]: 4 KiB payloads.
+const REQUEST: usize = 4096;
+/// The echo of one request: a 4-byte header (2 bytes and a 16-bit length) and the payload.
+const ECHO_FRAME: usize = 4 + REQUEST;
+/// The README's "about the threshold plus the answer to one message", made precise
+/// from the code: the shard checks `buffered > threshold` after every message it hands
+/// the handler (`Connection::receive_frames`, which the held bytes go through too) and
+/// holds the rest, so the last message handled found at most THRESHOLD queued and
+/// added one echo. No slack is needed: nothing else is queued on the connection (the
+/// client sends no pings, so there are no pongs; the idle ping is 60 s away), and
+/// bytes only leave the count once written.
+const PAUSED_BOUND: usize = THRESHOLD + ECHO_FRAME;
+
 fn watched_server(close_on_limit: bool) -> (RunningServer, Arc<Watch>) {
     let watch = Arc::new(Watch::default());
     let server = {
@@ -395,7 +409,7 @@ fn watched_server(close_on_limit: bool) -> (RunningServer, Arc<Watch>) {
     (server, watch)
 }
 
-/// Writes `count` numbered 4 KiB frames on a thread (it blocks while the server does
+/// Writes `count` numbered [`REQUEST`]-byte frames on a thread (it blocks while the server does
 /// not read); the thread ends once all are written or the socket fails.
 fn flood(client: &TcpStream, count: u32) -> thread::JoinHandle<u32> {
     let mut writing = client.try_clone().expect("clone");
@@ -404,7 +418,7 @@ fn flood(client: &TcpStream, count: u32) -> thread::JoinHandle<u32> {
         .expect("write timeout");
     thread::spawn(move || {
         for seq in 0..count {
-            if writing.write_all(&numbered_frame(seq, 4096)).is_err() {
+            if writing.write_all(&numbered_frame(seq, REQUEST)).is_err() {
                 return seq;
             }
         }
@@ -422,9 +436,14 @@ fn client_that_floods_without_reading_is_paused_and_loses_nothing() {
     let count = 6 * 1024;
     let writer = flood(&client, count);
     wait_for("backpressure", || watch.backpressure.load(Ordering::SeqCst));
-    // Let the flood run into the pause before anything is read.
+    // An observation window: the flood runs into the pause (and, were the pause
+    // broken, on towards max_buffered) before anything is read.
     thread::sleep(Duration::from_millis(300));
-    assert!(watch.max_buffered.load(Ordering::SeqCst) <= MAX_BUFFERED);
+    let high = watch.max_buffered.load(Ordering::SeqCst);
+    assert!(
+        high <= PAUSED_BOUND,
+        "{high} bytes queued while paused (threshold {THRESHOLD} + one echo {ECHO_FRAME})"
+    );
 
     let mut reader = FrameReader::default();
     read_numbered(&mut client, &mut reader, count);
@@ -434,8 +453,13 @@ fn client_that_floods_without_reading_is_paused_and_loses_nothing() {
         0,
         "echoes were dropped"
     );
+    // The bound held all along, the drain and the resumes included.
     let high = watch.max_buffered.load(Ordering::SeqCst);
-    assert!(high <= MAX_BUFFERED, "{high} bytes queued");
+    assert!(
+        high <= PAUSED_BOUND,
+        "{high} bytes queued (threshold {THRESHOLD} + one echo {ECHO_FRAME})"
+    );
+    assert!(high > THRESHOLD, "the threshold was never reached: {high}");
 }
 
 /// On "flood N", sends N binary messages of 64 KiB at once.
@@ -450,6 +474,7 @@ impl Handler for Flooder {
             .strip_prefix("flood ")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
+        self.0.calls.fetch_add(1, Ordering::SeqCst);
         let chunk = vec![3u8; 64 * 1024];
         for _ in 0..count {
             if conn.send_binary(&chunk) == SendStatus::Dropped {
@@ -524,37 +549,81 @@ fn close_on_backpressure_limit_sends_1008_when_nothing_was_half_written() {
     assert_still_served(&mut fine);
 }
 
+/// The flood each request of the test below asks for: 7 × 64 KiB, so that the answers
+/// to two requests (about 900 KiB) still fit the 1 MiB queue.
+const STEP: usize = 7;
+
 #[test]
 fn close_on_backpressure_limit_abandons_the_output_of_a_reader_that_never_reads() {
     // Without the pause the handler keeps being asked for more.
     let (server, watch) = flooder_server(false);
     let mut slow = raw_upgrade(server.local_addr(), "/flood");
     let mut fine = raw_upgrade(server.local_addr(), "/flood");
-    let writer = {
-        let mut writing = slow.try_clone().expect("clone");
-        writing
-            .set_write_timeout(Some(Duration::from_secs(20)))
-            .expect("write timeout");
-        thread::spawn(move || {
-            // Up to 200 MiB asked for; the socket buffers take a few MiB and the queue
-            // 1 MiB, so the limit is reached long before.
-            for _ in 0..400 {
-                let mut frame = Vec::new();
-                encode_frame(&mut frame, OpCode::Text, true, b"flood 8", Some([5; 4]));
-                if writing.write_all(&frame).is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    // One request at a time, each sent once the one before was handled. The shard
+    // hands a callback's output to the socket once the callback's turn ends, so the
+    // queue at a callback's start holds at most one earlier answer that the socket has
+    // not been offered yet; two answers fit the limit. The limit is hence reached only
+    // once the socket buffers are full and part of the output is in flight or
+    // half-written: then no close frame can follow it, and the output is abandoned.
+    // (With everything handed in one callback, tests above, the close frame is sent.)
+    let request = format!("flood {STEP}");
+    for sent in 1..=400 {
+        send_frame(&mut slow, OpCode::Text, true, request.as_bytes());
+        // (The close comes after the callback that went over the limit returned: a
+        // request sent meanwhile is never handled.)
+        let closed = || watch.closed.lock().expect("closed").is_some();
+        wait_for("the request to be handled", || {
+            watch.calls.load(Ordering::SeqCst) == sent || closed()
+        });
+        if closed() {
+            break;
+        }
+    }
     assert_closed_for_backpressure(&watch);
-    assert!(watch.max_buffered.load(Ordering::SeqCst) <= MAX_BUFFERED);
-    // The socket ends (no close frame can follow a half-written message): whatever
-    // was in the socket buffers, then EOF or a reset.
-    let mut rest = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut slow, &mut rest);
-    writer.join().expect("writer");
+    // Without the pause only the hard limit bounds the queue (the send over it was
+    // dropped, not queued).
+    let high = watch.max_buffered.load(Ordering::SeqCst);
+    assert!(high <= MAX_BUFFERED, "{high} bytes queued");
+    // The socket ends: whatever was in the socket buffers, then EOF or a reset (a
+    // read timeout fails here).
+    let rest = read_bytes_to_close(&mut slow);
+    assert_abandoned_output(&rest, &request);
     assert_still_served(&mut fine);
+}
+
+/// `bytes` are whole answers of [`Flooder`] to `request` ([`STEP`] 64 KiB binary
+/// messages, then the request's text) and at most one message cut short at the end:
+/// no close frame.
+fn assert_abandoned_output(bytes: &[u8], request: &str) {
+    let mut decoder = Decoder::new(Role::Client, Limits::default());
+    let mut data = bytes.to_vec();
+    let mut pos = 0;
+    let mut messages = 0usize;
+    loop {
+        let (consumed, event) = decoder
+            .decode(&mut data[pos..])
+            .expect("the server's frames are valid");
+        pos += consumed;
+        let place = messages % (STEP + 1);
+        match event {
+            Some(Frame::Binary(payload)) => assert!(
+                place < STEP && payload.len() == 64 * 1024 && payload.iter().all(|&b| b == 3),
+                "message {messages}: an unexpected binary message"
+            ),
+            Some(Frame::Text(text)) => {
+                assert!(
+                    place == STEP && text == request,
+                    "message {messages}: {text:?}"
+                )
+            }
+            Some(other) => panic!("after {messages} messages: {other:?}"),
+            None if consumed == 0 => break,
+            None => continue,
+        }
+        messages += 1;
+    }
+    // What the socket buffers held before the cut came through.
+    assert!(messages > 0, "nothing of the output came");
 }
 
 #[test]

@@ -112,21 +112,37 @@ fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)
     raw_request(addr, head.as_bytes())
 }
 
+/// Sends `bytes` (one request that ends with the close), reads the answer to the close,
+/// and checks what every answer must have: a whole head, the status line with its own
+/// reason phrase, and exactly the body its `Content-Length` announces (none for HEAD).
 fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Answer {
     let mut stream = raw_connect(addr);
     stream.write_all(bytes).expect("write");
     let response = read_to_close(&mut stream);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no whole response head: {response:?}"));
+    let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Answer {
+        .unwrap_or_else(|| panic!("no status: {head:?}"));
+    let status_line = format!("HTTP/1.1 {status} {}", ringws::http::status_text(status));
+    assert_eq!(head.lines().next(), Some(status_line.as_str()), "{head}");
+    let answer = Answer {
         status,
         head: head.to_owned(),
         body: body.to_owned(),
-    }
+    };
+    let announced = answer
+        .header("Content-Length")
+        .map(|v| v.parse::<usize>().expect("a numeric Content-Length"));
+    let expected = match bytes.starts_with(b"HEAD ") {
+        true => 0,
+        false => announced.unwrap_or(0),
+    };
+    assert_eq!(answer.body.len(), expected, "{response:?}");
+    answer
 }
 
 fn get(addr: SocketAddr, target: &str) -> Answer {
@@ -202,7 +218,7 @@ fn etag_and_last_modified_give_304() {
         "/files/digits.txt",
         &[("If-None-Match", "\"other\"")],
     );
-    assert_eq!(other.status, 200);
+    assert_eq!((other.status, other.body.as_str()), (200, "0123456789"));
 
     let since = request(
         addr,
@@ -210,7 +226,13 @@ fn etag_and_last_modified_give_304() {
         "/files/digits.txt",
         &[("If-Modified-Since", &modified)],
     );
-    assert_eq!(since.status, 304, "{}", since.head);
+    assert_eq!(
+        (since.status, since.body.as_str()),
+        (304, ""),
+        "{}",
+        since.head
+    );
+    assert_eq!(since.header("Last-Modified"), Some(modified.as_str()));
     let old = "Thu, 01 Jan 1970 00:00:00 GMT";
     let stale = request(
         addr,
@@ -228,18 +250,28 @@ fn etag_and_last_modified_give_304() {
         "/files/digits.txt",
         &[("If-None-Match", &etag)],
     );
-    assert_eq!(changed.status, 200);
-    assert_ne!(changed.header("ETag"), Some(etag.as_str()));
+    assert_eq!(
+        (changed.status, changed.body.as_str()),
+        (200, "01234567890")
+    );
+    let new_etag = changed.header("ETag").expect("ETag");
+    assert_ne!(new_etag, etag.as_str());
+    assert!(new_etag.starts_with("\"b-"), "{new_etag}");
 }
 
 #[test]
 fn head_sends_headers_only() {
     let tree = Tree::new();
     let server = server(&tree);
+    let get = get(server.local_addr(), "/files/digits.txt");
     let answer = request(server.local_addr(), "HEAD", "/files/digits.txt", &[]);
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("Content-Length"), Some("10"));
-    assert!(answer.header("ETag").is_some());
+    assert_eq!(answer.header("ETag"), get.header("ETag"));
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(answer.body, "");
     // A user handler's HEAD also announces its body's length.
     let answer = request(server.local_addr(), "HEAD", "/status", &[]);
@@ -278,6 +310,64 @@ fn single_ranges_multiple_ranges_and_unsatisfiable() {
     assert_eq!(answer.header("Content-Range"), None);
     let empty = request(addr, "GET", "/files/empty.bin", &[("Range", "bytes=0-")]);
     assert_eq!(empty.status, 416);
+    assert_eq!(empty.header("Content-Range"), Some("bytes */0"));
+}
+
+#[test]
+fn if_range_serves_the_range_only_while_the_validator_is_current() {
+    let tree = Tree::new();
+    let server = server(&tree);
+    let addr = server.local_addr();
+    let first = get(addr, "/files/digits.txt");
+    let etag = first.header("ETag").expect("ETag").to_owned();
+    let modified = first
+        .header("Last-Modified")
+        .expect("Last-Modified")
+        .to_owned();
+    let ranged = |condition: &str| {
+        request(
+            addr,
+            "GET",
+            "/files/digits.txt",
+            &[("Range", "bytes=2-5"), ("If-Range", condition)],
+        )
+    };
+    // Current: the range, exactly.
+    for condition in [etag.as_str(), modified.as_str()] {
+        let answer = ranged(condition);
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (206, "2345"),
+            "If-Range: {condition}: {}",
+            answer.head
+        );
+        assert_eq!(answer.header("Content-Range"), Some("bytes 2-5/10"));
+        assert_eq!(answer.header("Content-Length"), Some("4"));
+    }
+    // Not current (another tag, a weak tag, an older date): the whole file, 200.
+    let weak = format!("W/{etag}");
+    for condition in ["\"0-0\"", weak.as_str(), "Thu, 01 Jan 1970 00:00:00 GMT"] {
+        let answer = ranged(condition);
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "0123456789"),
+            "If-Range: {condition}: {}",
+            answer.head
+        );
+        assert_eq!(answer.header("Content-Range"), None);
+        assert_eq!(answer.header("Content-Length"), Some("10"));
+    }
+    // The file changed: the tag the client holds is stale, so the whole new file.
+    std::fs::write(tree.site().join("digits.txt"), "9876543210!").expect("write");
+    let answer = ranged(&etag);
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "9876543210!"),
+        "{}",
+        answer.head
+    );
+    assert_eq!(answer.header("Content-Range"), None);
+    assert_ne!(answer.header("ETag"), Some(etag.as_str()));
 }
 
 #[test]
@@ -382,8 +472,13 @@ fn a_file_above_the_cap_gets_413_but_a_range_within_it_is_served() {
         .expect("start");
     let addr = server.local_addr();
     assert_eq!(get(addr, "/digits.txt").status, 413);
+    let whole = get(addr, "/digits.txt");
+    assert_eq!(whole.body, "file too large to serve\n");
     let range = request(addr, "GET", "/digits.txt", &[("Range", "bytes=0-4")]);
     assert_eq!((range.status, range.body.as_str()), (206, "01234"));
+    assert_eq!(range.header("Content-Range"), Some("bytes 0-4/10"));
+    let over = request(addr, "GET", "/digits.txt", &[("Range", "bytes=0-5")]);
+    assert_eq!(over.status, 413);
 }
 
 #[test]
@@ -404,7 +499,11 @@ fn user_handlers_on_prefixes_exact_paths_and_websockets_share_the_tree() {
             b"PUT /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
         )
         .expect("write");
-    assert!(read_to_close(&mut stream).ends_with("PUT /api/x 3"));
+    let answer = read_to_close(&mut stream);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nPUT /api/x 3"),
+        "{answer}"
+    );
     assert_eq!(get(addr, "/api/").body, "GET /api/ 0");
     // ...but not the prefix without its slash, and `/status` is exact.
     assert_eq!(get(addr, "/api").status, 404);
@@ -434,7 +533,23 @@ fn keep_alive_serves_several_files_on_one_connection() {
         )
         .expect("write");
     let all = read_to_close(&mut stream);
-    assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 3, "{all}");
-    assert_eq!(all.matches("0123456789").count(), 2, "{all}");
-    assert!(!all.contains("<h1>docs</h1>"), "{all}");
+    // Three answers in order, each framed by its Content-Length (none sent for HEAD),
+    // only the last one closing.
+    let mut rest = all.as_str();
+    for (body, length, close) in [
+        ("0123456789", "10", false),
+        ("", "13", false),
+        ("0123456789", "10", true),
+    ] {
+        let (head, after) = rest.split_once("\r\n\r\n").expect("a whole head");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+        let announced = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "));
+        assert_eq!(announced, Some(length), "{all}");
+        assert_eq!(head.contains("Connection: close"), close, "{all}");
+        assert!(after.starts_with(body), "{all}");
+        rest = &after[body.len()..];
+    }
+    assert_eq!(rest, "", "{all}");
 }
