@@ -109,6 +109,9 @@ pub(crate) struct Outbox {
     /// The handler asked not to be given more input ([`Conn::pause_reading`]). It lives
     /// here because the outbox is what a [`Conn`] borrows of its connection.
     pub(crate) read_paused: bool,
+    /// The shard's memory budget paused reading (`runtime/shard/budget.rs`): a pause of
+    /// its own, so that it and the handler's (`read_paused`) end independently.
+    pub(crate) budget_paused: bool,
     /// A send went over `max_buffered` with `close_on_limit`: the connection is closed
     /// with [`BACKPRESSURE_LIMIT`] (the close frame is queued only when nothing else is
     /// half-written; otherwise `abandon` is set).
@@ -133,6 +136,7 @@ impl Outbox {
             framing: Framing::Rfc6455,
             messages: Vec::new(),
             read_paused: false,
+            budget_paused: false,
             overflowed: false,
             abandon: false,
             partial: false,
@@ -184,6 +188,22 @@ impl Outbox {
             }
         }
         SendStatus::Dropped
+    }
+
+    /// Gives up the queued output for a close the server decided (the memory budget's
+    /// 1008, `code` and `reason`): the unsent messages are thrown away and, when nothing is
+    /// half-written to the socket, replaced by the close frame; otherwise the output is
+    /// abandoned (the shard stops writing and closes the socket). Either way the queued
+    /// bytes are freed now. A close already queued is abandoned with the rest.
+    pub(crate) fn drop_for_close(&mut self, code: CloseCode, reason: &str) {
+        self.queued = Vec::new();
+        if self.closed || self.in_flight > 0 || self.partial {
+            self.closed = true;
+            self.abandon = true;
+            self.partial = false;
+            return;
+        }
+        self.queue_close(Some(code), reason);
     }
 
     /// Queues one unmasked (server role) data or control frame; for a hixie connection,

@@ -11,6 +11,7 @@
 //! (`hixie.rs`), behind the same handler callbacks. `pause.rs` holds input back while
 //! the handler or the output's backpressure pauses it.
 
+mod budget;
 mod hixie;
 mod lifecycle;
 mod pause;
@@ -63,6 +64,9 @@ pub(crate) struct Config {
     /// The connections one shard lets wait for their first request at once (`None`: no
     /// limit); past it the oldest is answered 408 (see [`Connection::evict`]).
     pub(crate) max_pending: Option<usize>,
+    /// The bytes one shard may hold for its peers (its share of
+    /// `Builder::memory_budget`; `usize::MAX`: no budget). See `runtime/shard/budget.rs`.
+    pub(crate) memory_budget: usize,
     /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
     /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
     pub(crate) shutdown_grace: Arc<AtomicU64>,
@@ -459,6 +463,14 @@ impl Connection {
                 _ => handshake::ERR_HIXIE76,
             };
             tracing::debug!(conn = %self.id, reason = error.reason, "upgrade refused");
+            handshake::write_rejection(&mut self.out.queued, &error);
+            self.close_after_response();
+            return;
+        }
+        // The route's origin policy runs before user code: a refused origin never
+        // reaches the hook (403).
+        if let Err(error) = handshake::check_origin(options.origin_policy(), request, &upgrade) {
+            tracing::debug!(conn = %self.id, origin = ?upgrade.origin(), "upgrade refused: origin");
             handshake::write_rejection(&mut self.out.queued, &error);
             self.close_after_response();
             return;

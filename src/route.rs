@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::handler::Handler;
-use crate::handshake::{Upgrade, Version};
+use crate::handshake::{OriginPolicy, Upgrade, Version};
 use crate::http::Request;
 use crate::runtime::files::StaticDir;
 use crate::sockjs::SockJsOptions;
@@ -35,8 +35,9 @@ impl<'b> UpgradeRequest<'_, 'b> {
     }
 
     /// The origin the client claims (`Origin`, or `Sec-WebSocket-Origin` for hybi-07/08).
-    /// A hixie client's origin is echoed in the 101 answer whatever the hook decides, so
-    /// check it here.
+    /// The route's [`OriginPolicy`] (see [`WebSocketOptions::allowed_origins`]) has
+    /// already accepted it when the hook runs; a hook that checks origins itself sets
+    /// [`OriginPolicy::Any`]. A hixie client's origin is echoed in the 101 answer.
     pub fn origin(&self) -> Option<&'b str> {
         self.upgrade.origin()
     }
@@ -177,22 +178,41 @@ impl HttpResponse {
 /// `Sec-WebSocket-Version: 13, 8, 7`, the reason naming the draft. The hybi-07/08
 /// drafts frame as RFC 6455 and are always accepted.
 ///
+/// `allowed_origins` (default [`OriginPolicy::SameOrigin`]): which browser origins may
+/// connect (cross-site WebSocket hijacking). The policy runs before the upgrade hook:
+/// a refused origin is answered `403 Forbidden` (`origin not allowed`, with
+/// `Connection: close`) and never reaches user code. A request with no origin header
+/// (not a browser) passes every policy. SockJS services do not use these options: they
+/// answer any origin, with CORS headers.
+///
 /// ```
+/// use ringws::handshake::OriginPolicy;
 /// use ringws::WebSocketOptions;
 ///
 /// let strict = WebSocketOptions::default().legacy_drafts(false);
 /// assert!(!strict.accepts_legacy_drafts());
 /// assert!(WebSocketOptions::default().accepts_legacy_drafts());
+///
+/// assert_eq!(WebSocketOptions::default().origin_policy(), &OriginPolicy::SameOrigin);
+/// let listed = WebSocketOptions::default().allowed_origins(OriginPolicy::AllowList(vec![
+///     "https://example.com".into(),
+///     "http://127.0.0.1:8080".into(),
+/// ]));
+/// assert!(listed.origin_policy().allows(Some("https://example.com"), Some("ws.example.com")));
+/// let open = WebSocketOptions::default().allowed_origins(OriginPolicy::Any);
+/// # let _ = open;
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebSocketOptions {
     legacy_drafts: bool,
+    origins: OriginPolicy,
 }
 
 impl Default for WebSocketOptions {
     fn default() -> WebSocketOptions {
         WebSocketOptions {
             legacy_drafts: true,
+            origins: OriginPolicy::SameOrigin,
         }
     }
 }
@@ -207,6 +227,18 @@ impl WebSocketOptions {
     /// Whether hixie-76 and hixie-75 clients are accepted.
     pub fn accepts_legacy_drafts(&self) -> bool {
         self.legacy_drafts
+    }
+
+    /// Which origins may connect (default [`OriginPolicy::SameOrigin`]); others get
+    /// `403 Forbidden` before the upgrade hook runs.
+    pub fn allowed_origins(mut self, policy: OriginPolicy) -> WebSocketOptions {
+        self.origins = policy;
+        self
+    }
+
+    /// The origin policy of the route.
+    pub fn origin_policy(&self) -> &OriginPolicy {
+        &self.origins
     }
 }
 

@@ -61,12 +61,35 @@ pub struct Builder {
     /// [`Builder::max_pending_handshakes`], for the whole server (`None`: the default,
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] per shard; `Some(0)`: no limit).
     max_pending_handshakes: Option<usize>,
+    /// [`Builder::memory_budget`], for the whole server (`None`: the default,
+    /// `default_memory_budget()`; `Some(0)`: no budget).
+    memory_budget: Option<usize>,
 }
 
 /// The default [`Builder::max_pending_handshakes`], per shard: 1024 connections that
 /// have not finished their first request. With the 16 KiB request head limit that
 /// bounds what partial heads can hold at 16 MiB per shard.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// The memory budget used when the physical memory cannot be read: 1 GiB.
+pub(crate) const FALLBACK_MEMORY_BUDGET: usize = 1024 * 1024 * 1024;
+
+/// The default [`Builder::memory_budget`]: a quarter of the machine's physical memory
+/// (`sysconf(_SC_PHYS_PAGES) × sysconf(_SC_PAGESIZE) / 4`), or
+/// [`FALLBACK_MEMORY_BUDGET`] when the system does not say.
+pub(crate) fn default_memory_budget() -> usize {
+    // SAFETY: sysconf has no preconditions; it reads a system value or returns -1.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (usize::try_from(pages), usize::try_from(page_size)) {
+        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => pages.saturating_mul(size) / 4,
+        _ => FALLBACK_MEMORY_BUDGET,
+    }
+}
 
 impl Default for Builder {
     fn default() -> Builder {
@@ -80,6 +103,7 @@ impl Default for Builder {
             tcp: Vec::new(),
             max_connections: None,
             max_pending_handshakes: None,
+            memory_budget: None,
             routes: Routes::default(),
             route_error: None,
             max_static_file_size: crate::runtime::files::DEFAULT_MAX_FILE_SIZE,
@@ -99,6 +123,7 @@ impl Default for Builder {
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_connections: None,
                 max_pending: Some(DEFAULT_MAX_PENDING_HANDSHAKES),
+                memory_budget: usize::MAX,
                 shutdown_grace: Arc::default(),
             },
             tls: None,
@@ -285,6 +310,51 @@ impl Builder {
     /// HTTP) are not counted; [`Builder::max_connections`] bounds those.
     pub fn max_pending_handshakes(mut self, n: usize) -> Builder {
         self.max_pending_handshakes = Some(n);
+        self
+    }
+
+    /// The most bytes the server holds for its peers, all shards together, each shard
+    /// taking `bytes / shards` (default: a quarter of the physical memory, from
+    /// `sysconf(_SC_PHYS_PAGES)` × `_SC_PAGESIZE`, or 1 GiB where the system does not
+    /// say; 0: no budget). Per-connection limits
+    /// ([`Builder::max_message_size`], [`Builder::max_buffered`]) bound one peer; this
+    /// bounds their sum, which many peers together would otherwise take past the
+    /// machine's memory.
+    ///
+    /// Counted, per shard: the assembly buffers of incomplete incoming messages, bytes
+    /// received and kept unhandled during a pause, queued outgoing bytes, SockJS
+    /// sessions' queued messages (both ways), and request heads and bodies being read.
+    /// Not counted: the shard's fixed buffers (receive ring, output pool, TLS), raw TCP
+    /// streams and bridge links (each bounded by `max_buffered`), and commands in
+    /// flight between threads. [`ServerHandle::memory_held`] gives the figure.
+    ///
+    /// The policy, per shard:
+    /// - over the **high-water mark** (¾ of the shard's share), the connections
+    ///   holding the most incoming bytes stop being read, largest first, until the
+    ///   paused ones hold at least the excess (a pause of its own, independent of the
+    ///   handler's and the backpressure pause); small and idle connections are not
+    ///   paused;
+    /// - back under the **low-water mark** (½), they are all read again;
+    /// - a connection still paused by the budget after the
+    ///   [close timeout](Builder::close_timeout) (the shard did not get under the
+    ///   low-water mark meanwhile, so its message cannot complete) is closed as below;
+    /// - over the **whole share**, the largest holders are closed, largest first, until
+    ///   the shard is back under the high-water mark: 1009 "message too big for the
+    ///   server's memory" for one that holds mostly incoming bytes (its assembly buffer
+    ///   is dropped), 1008 "output over the server's memory budget" for one that holds
+    ///   mostly queued output (its queued output is thrown away, as with
+    ///   [`Builder::close_on_backpressure_limit`]). The handler's `on_close` reports
+    ///   the code and reason (initiated locally); the socket closes without waiting
+    ///   for a reply. A request being read is answered 503; a SockJS session is closed
+    ///   with `c[1008,...]`/`c[1009,...]` and its queue freed at its next poll or when
+    ///   it expires.
+    ///
+    /// ```
+    /// let builder = ringws::Server::builder().memory_budget(512 * 1024 * 1024);
+    /// # drop(builder);
+    /// ```
+    pub fn memory_budget(mut self, bytes: usize) -> Builder {
+        self.memory_budget = Some(bytes);
         self
     }
 
@@ -638,6 +708,10 @@ impl Builder {
         if let Some(n) = self.max_pending_handshakes {
             self.config.max_pending = (n > 0).then(|| n.div_ceil(shards));
         }
+        self.config.memory_budget = match self.memory_budget.unwrap_or_else(default_memory_budget) {
+            0 => usize::MAX,
+            total => (total / shards).max(1),
+        };
         let backend = runtime::choose_backend(self.backend)?;
         let listeners = runtime::bind_listeners(addr, shards)?;
         let local_addr = listeners[0].local_addr()?;
@@ -791,6 +865,32 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// The bytes the server holds for its peers now, summed over the shards: what
+    /// [`Builder::memory_budget`] counts (incomplete incoming messages, input kept
+    /// during pauses, queued output, SockJS session queues, requests being read). Each
+    /// shard publishes its own figure (a relaxed store, no per-message atomics) after
+    /// each batch of events when it moved, so this may lag a loop turn behind; it is 0
+    /// once every connection is gone.
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// # struct Quiet;
+    /// # impl ringws::Handler for Quiet {
+    /// #     fn on_message(&mut self, _: &mut ringws::Conn<'_>, _: ringws::Message<'_>) {}
+    /// # }
+    /// let server = ringws::Server::builder()
+    ///     .memory_budget(256 * 1024 * 1024)
+    ///     .websocket("/", || Quiet)
+    ///     .build()?
+    ///     .start()?;
+    /// println!("{} bytes held for peers", server.handle().memory_held());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn memory_held(&self) -> usize {
+        self.registry.memory_held()
+    }
+
     /// Asks every shard to shut down at once, without waiting for the peers' close
     /// replies (each WebSocket gets its 1001 close frame, then its socket is closed);
     /// returns at once. [`ServerHandle::shutdown_within`] is the graceful form; after
@@ -843,6 +943,11 @@ impl RunningServer {
     /// The bound addresses of the raw TCP doors, in the order they were added.
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
         &self.tcp_addrs
+    }
+
+    /// The bytes the server holds for its peers now ([`ServerHandle::memory_held`]).
+    pub fn memory_held(&self) -> usize {
+        self.handle.memory_held()
     }
 
     /// Internal (tests): how many SockJS requests this server's shards handed to

@@ -1,6 +1,7 @@
 //! The chat demo of `ringws serve`, built by the same function the command uses
 //! (`src/bin/ringws/chat.rs`, included here): members on different shards all receive
-//! every message, leaving members are announced, and the page is served.
+//! every message, arrivals, departures and renames are announced with the room's
+//! count (and the renamed member told it is them), and the page and icon are served.
 
 #[path = "../src/bin/ringws/chat.rs"]
 mod chat;
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use ringws::handshake::OriginPolicy;
 use ringws::{RunningServer, Server};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -18,7 +20,9 @@ type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn chat_server() -> RunningServer {
-    chat::add_chat(Server::builder().bind("127.0.0.1:0").shards(4))
+    // The default of `ringws serve --allowed-origins`; the clients here send no Origin.
+    let builder = Server::builder().bind("127.0.0.1:0").shards(4);
+    chat::add_chat(builder, OriginPolicy::SameOrigin)
         .build()
         .expect("build")
         .start()
@@ -81,9 +85,14 @@ async fn members(server: &RunningServer) -> Vec<(Client, String, usize)> {
         shards.insert(shard);
         members.push((client, name, shard));
     }
+    // Each join carries the count with the newcomer.
     let joins: Vec<String> = members
         .iter()
-        .map(|(_, name, shard)| format!(r#"{{"type":"join","name":"{name}","shard":{shard}}}"#))
+        .enumerate()
+        .map(|(i, (_, name, shard))| {
+            let count = i + 1;
+            format!(r#"{{"type":"join","name":"{name}","shard":{shard},"members":{count}}}"#)
+        })
         .collect();
     for (i, (client, name, _)) in members.iter_mut().enumerate() {
         for join in &joins[i + 1..] {
@@ -137,13 +146,18 @@ async fn renames_and_departures_are_announced() {
     for (client, name, _) in &mut members {
         assert_eq!(next_text(client).await, nick, "{name}");
     }
+    // The renamed member's own copy says it is them (the page updates its name).
+    assert_eq!(
+        next_text(&mut leaver).await,
+        format!(r#"{{"type":"nick","from":"{leaver_name}","to":"Ada","self":true}}"#)
+    );
     leaver.close(None).await.expect("close");
+    let leave = format!(
+        r#"{{"type":"leave","name":"Ada","members":{}}}"#,
+        members.len()
+    );
     for (client, name, _) in &mut members {
-        assert_eq!(
-            next_text(client).await,
-            r#"{"type":"leave","name":"Ada"}"#,
-            "{name}"
-        );
+        assert_eq!(next_text(client).await, leave, "{name}");
     }
     // The room no longer counts the one who left.
     let url = format!("ws://{}/chat", server.local_addr());
@@ -162,8 +176,9 @@ async fn renames_and_departures_are_announced() {
             members.len() + 1
         )
     );
-    // And the others hear of the newcomer.
-    let join = format!(r#"{{"type":"join","name":"{name}","shard":{shard}}}"#);
+    // And the others hear of the newcomer, with the count.
+    let count = members.len() + 1;
+    let join = format!(r#"{{"type":"join","name":"{name}","shard":{shard},"members":{count}}}"#);
     for (client, member, _) in &mut members {
         assert_eq!(next_text(client).await, join, "{member}");
     }
@@ -206,6 +221,18 @@ fn the_page_and_its_assets_are_served() {
             "text/css; charset=utf-8",
             include_str!("../assets/chat/chat.css")
         )
+    );
+    // The icon the page links, and an explicit empty answer where browsers look for
+    // one on their own (no 404 in the console).
+    let icon = include_str!("../assets/chat/favicon.svg");
+    assert!(page.contains(r#"<link rel="icon" href="/favicon.svg" type="image/svg+xml">"#));
+    assert_eq!(
+        get("/favicon.svg"),
+        response("200 OK", "image/svg+xml", icon)
+    );
+    assert_eq!(
+        get("/favicon.ico"),
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(
         get("/nothing-here"),

@@ -198,8 +198,11 @@ async fn upgrade_hook_sees_the_request_and_picks_a_subprotocol() {
     // The hook reports the query it saw; the test thread checks it.
     let (queries_tx, queries) = mpsc::channel();
     let queries_tx = Mutex::new(queries_tx);
+    // The hook checks the origin itself, so the route's own policy lets every one in.
+    let any =
+        ringws::WebSocketOptions::default().allowed_origins(ringws::handshake::OriginPolicy::Any);
     let server = common::builder()
-        .websocket_with("/chat", move |request| {
+        .websocket_with_options("/chat", any, move |request| {
             let query = request.query().map(str::to_owned);
             let _ = queries_tx.lock().expect("lock").send(query);
             if request.origin() != Some("https://good.example") {

@@ -195,7 +195,9 @@ fn hixie76(addr: SocketAddr, path: &str, seed: u32) -> Hixie {
     .expect("keys");
     let mut stream = raw_connect(addr);
     let mut request = Vec::new();
-    client.write_request(&mut request, &addr.to_string(), path, "http://test", None);
+    // A page of the server's own origin (WebSocket routes accept only that by default).
+    let origin = format!("http://{addr}");
+    client.write_request(&mut request, &addr.to_string(), path, &origin, None);
     stream.write_all(&request).expect("write");
     let mut response = read_head(&mut stream).into_bytes();
     response.extend_from_slice(&read_exact::<16>(&mut stream));
@@ -208,7 +210,7 @@ fn hixie75(addr: SocketAddr, path: &str) -> (Hixie, String) {
     let mut stream = raw_connect(addr);
     let request = format!(
         "GET {path} HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: {addr}\r\n\
-         Origin: http://test\r\n\r\n"
+         Origin: http://{addr}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).expect("write");
     let head = read_head(&mut stream);
@@ -226,7 +228,7 @@ fn hybi(addr: SocketAddr, path: &str, version: u8) -> (TcpStream, String) {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\
-         Sec-WebSocket-Origin: http://test\r\n\r\n"
+         Sec-WebSocket-Origin: http://{addr}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).expect("write");
     let head = read_head(&mut stream);
@@ -422,7 +424,7 @@ fn hixie75_headers_and_echo() {
         head,
         format!(
             "HTTP/1.1 101 Web Socket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
-             Connection: Upgrade\r\nWebSocket-Origin: http://test\r\n\
+             Connection: Upgrade\r\nWebSocket-Origin: http://{addr}\r\n\
              WebSocket-Location: ws://{addr}/echo\r\n\r\n"
         )
     );

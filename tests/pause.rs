@@ -157,7 +157,7 @@ fn hixie_client_paused_and_resumed_loses_and_reorders_nothing() {
     // hixie-75: no challenge; the frames follow the request head in the same write.
     let mut batch = format!(
         "GET /paced HTTP/1.1\r\nHost: {addr}\r\nUpgrade: WebSocket\r\n\
-         Connection: Upgrade\r\nOrigin: http://test\r\n\r\n"
+         Connection: Upgrade\r\nOrigin: http://{addr}\r\n\r\n"
     )
     .into_bytes();
     let mut expected = Vec::new();

@@ -91,6 +91,11 @@ struct ServeArgs {
     /// 0: no limit).
     #[arg(long)]
     max_pending_handshakes: Option<usize>,
+    /// Most bytes held for peers (incomplete messages, queued output, SockJS queues),
+    /// all shards together; over ¾ the biggest senders are paused, over all of it the
+    /// biggest holders closed (default: ¼ of physical memory; 0: no budget).
+    #[arg(long, value_name = "BYTES")]
+    memory_budget: Option<usize>,
     /// io_uring receive buffers per shard, a power of two: every socket of the shard
     /// reads into them (memory per shard = this × --recv-buffer-size)
     #[arg(long, default_value_t = 512)]
@@ -122,9 +127,24 @@ struct ServeArgs {
     /// answered 413 and its messages dropped (default 1 MiB).
     #[arg(long, default_value_t = ringws::sockjs::DEFAULT_MAX_BODY_BYTES)]
     sockjs_max_body: usize,
+    /// The sockjs-client script the SockJS iframe page loads (default: sockjs-node's CDN
+    /// URL for the flavour), e.g. `/static/sockjs.min.js` with `--static DIR` holding
+    /// the same sockjs-client build as the pages that connect.
+    #[arg(long, value_name = "URL")]
+    sockjs_url: Option<String>,
     /// Serve the files of this directory under /static/.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
+    /// Browser origins the WebSocket routes (/echo, /chat) accept: `same` (the page's
+    /// host and port must be the request's Host), `any`, or a comma-separated list
+    /// (`https://example.com,http://127.0.0.1:8080`). Others get 403; clients that
+    /// send no Origin (not browsers) are always accepted; SockJS accepts any origin.
+    #[arg(
+        long,
+        default_value = "same",
+        value_name = "any|same|ORIGIN[,ORIGIN...]"
+    )]
+    allowed_origins: ringws::handshake::OriginPolicy,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -238,6 +258,9 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(n) = args.max_pending_handshakes {
         builder = builder.max_pending_handshakes(n);
     }
+    if let Some(bytes) = args.memory_budget {
+        builder = builder.memory_budget(bytes);
+    }
     builder = builder.recv_buffers(args.recv_buffers, args.recv_buffer_size);
     builder = builder
         .idle_timeout(args.idle_timeout)
@@ -247,13 +270,17 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         FlavourArg::V033 => Flavour::V0_3_3,
         FlavourArg::Current => Flavour::Current,
     };
-    let options = SockJsOptions::default()
+    let mut options = SockJsOptions::default()
         .flavour(flavour)
         .max_body_bytes(args.sockjs_max_body);
+    if let Some(url) = &args.sockjs_url {
+        options = options.sockjs_url(url.as_str());
+    }
     if let Some(dir) = &args.static_dir {
         builder = builder.static_files("/static/", dir);
     }
-    let builder = chat::add_chat(builder);
+    let origins = ringws::WebSocketOptions::default().allowed_origins(args.allowed_origins);
+    let builder = chat::add_chat(builder, origins.origin_policy().clone());
     // The SockJS services the protocol suites expect. `/echo` is also the plain
     // WebSocket echo: an upgrade of `/echo` itself goes to the WebSocket route, every
     // other request under `/echo` to the SockJS service.
@@ -266,7 +293,7 @@ fn serve(args: ServeArgs) -> io::Result<()> {
             options.clone().websocket(false),
         )
         .sockjs("/cookie_needed_echo", || Echo, options.cookie_needed(true))
-        .websocket("/echo", || Echo)
+        .websocket_with_options("/echo", origins, |_| Ok(ringws::Accept::new(Echo)))
         .http("/help", |_| {
             HttpResponse::text(
                 200,

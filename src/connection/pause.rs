@@ -1,7 +1,9 @@
 //! The inbound pause of an open connection: the handler's own
-//! ([`Conn::pause_reading`](crate::Conn::pause_reading), a handle's command) and the
-//! automatic one while the output is over the backpressure threshold; and the close of a
-//! connection whose output went over `max_buffered` with `close_on_limit`.
+//! ([`Conn::pause_reading`](crate::Conn::pause_reading), a handle's command), the
+//! automatic one while the output is over the backpressure threshold, and the shard's
+//! memory budget's (`budget.rs`); and the close of a connection whose output went over
+//! `max_buffered` with `close_on_limit`. Each pause has a flag of its own, so each ends
+//! by itself; input flows while none holds.
 //!
 //! While input is paused the shard tells the backend to stop reading
 //! ([`Connection::wants_read`]); bytes that still arrive, and the rest of a read that a
@@ -25,9 +27,10 @@ impl Connection {
         self.out.read_paused && !self.out.closed
     }
 
-    /// True while input is not handed to the handler: it paused reading, or (with
-    /// `pause_on_backpressure`) the output is over the backpressure threshold. A close
-    /// of ours ends it (the peer's close reply must be read).
+    /// True while input is not handed to the handler: it paused reading, the memory
+    /// budget paused it, or (with `pause_on_backpressure`) the output is over the
+    /// backpressure threshold. A close of ours ends it (the peer's close reply must be
+    /// read).
     pub(super) fn input_paused(&self) -> bool {
         input_paused(&self.out)
     }
@@ -89,9 +92,12 @@ impl Connection {
 }
 
 /// See [`Connection::input_paused`] (a function of the outbox, so the receive loops
-/// can ask while a `Conn` borrows it).
+/// can ask while a `Conn` borrows it). The memory budget's pause counts too.
 pub(super) fn input_paused(out: &Outbox) -> bool {
-    !out.closed && (out.read_paused || out.limits.pause_on_backpressure && out.over_threshold())
+    !out.closed
+        && (out.read_paused
+            || out.budget_paused
+            || out.limits.pause_on_backpressure && out.over_threshold())
 }
 
 /// What a peer is told when a send went over `max_buffered` with `close_on_limit`.

@@ -25,6 +25,9 @@ pub(super) struct Rare {
     /// ([`Conn::pause_reading`](crate::Conn::pause_reading)); they go through the
     /// decoder after the resume.
     pub(super) held: Vec<u8>,
+    /// When the shard's memory budget paused reading, while it does
+    /// (`Outbox::budget_paused`).
+    pub(super) budget_paused_at: Option<std::time::Instant>,
 }
 
 impl Connection {

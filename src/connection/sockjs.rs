@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use slab::Slab;
 
+use super::budget::{budget_close_for, Held};
 use super::{guard, Connection, Phase, ShardContext};
 use crate::conn::{Conn, ConnId, OutLimits, Outbox};
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
@@ -29,6 +30,7 @@ use crate::http::Request;
 use crate::proto::{CloseCode, FrameHeader, OpCode};
 use crate::route::{Accept, Reject, SockJsService, UpgradeRequest, WebSocketOptions};
 use crate::runtime::core::Token;
+use crate::runtime::shard::budget::Holder;
 use crate::sockjs::{
     parse_client_messages, parse_jsonp_send, parse_websocket_message, route, websocket_error_text,
     write_bad_request, write_callback_error, write_greeting, write_iframe_page, write_info,
@@ -438,7 +440,9 @@ impl Connection {
         if !raw {
             self.rare_mut().sockjs_ws = Some(options.heartbeat_delay);
         }
-        self.upgrade(request, &hook, &WebSocketOptions::default(), ctx, now);
+        // SockJS answers every origin (its CORS rules), its WebSocket transports too.
+        let any_origin = WebSocketOptions::default().allowed_origins(handshake::OriginPolicy::Any);
+        self.upgrade(request, &hook, &any_origin, ctx, now);
     }
 }
 
@@ -678,6 +682,11 @@ struct Slot {
     /// the handler paused reading with their messages still waiting: the client's
     /// next send waits behind the answer, as a paused socket holds back a WebSocket.
     held_sends: Vec<(u32, Token)>,
+    /// Bytes of the messages delivered to the session since its event queue was last
+    /// found empty: an upper bound of what waits in it (a paused handler's input).
+    inbox: usize,
+    /// The bytes this session counts in [`SessionTable::held`] (the memory budget).
+    counted: usize,
 }
 
 impl Slot {
@@ -710,6 +719,10 @@ pub(crate) struct Effects {
 /// The sessions a shard owns.
 pub(crate) struct SessionTable {
     slots: Slab<Slot>,
+    /// The bytes the sessions hold for their clients (queued output, input waiting for
+    /// a paused handler): the sum of the slots' `counted`, for the shard's memory
+    /// budget.
+    held: usize,
     by_key: HashMap<SessionKey, usize>,
     next_generation: u32,
     limits: OutLimits,
@@ -725,6 +738,7 @@ impl SessionTable {
     pub(crate) fn new(limits: OutLimits) -> SessionTable {
         SessionTable {
             slots: Slab::new(),
+            held: 0,
             by_key: HashMap::new(),
             next_generation: 0,
             limits,
@@ -752,7 +766,9 @@ impl SessionTable {
         fx: &mut Effects,
     ) -> usize {
         if let Some(old) = self.by_key.remove(&key) {
-            self.slots.remove(old).release_sends(fx);
+            let mut old = self.slots.remove(old);
+            self.held = self.held.saturating_sub(old.counted);
+            old.release_sends(fx);
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -766,6 +782,8 @@ impl SessionTable {
             contender: None,
             armed: None,
             held_sends: Vec::new(),
+            inbox: 0,
+            counted: 0,
         });
         self.by_key.insert(key, index);
         index
@@ -802,7 +820,13 @@ impl SessionTable {
                     return;
                 };
                 let slot = &mut self.slots[index];
-                slot.session.deliver(messages);
+                let bytes = messages
+                    .iter()
+                    .map(String::len)
+                    .fold(0, usize::saturating_add);
+                if slot.session.deliver(messages) {
+                    slot.inbox = slot.inbox.saturating_add(bytes);
+                }
                 slot.held_sends.push((from_shard, from));
                 self.run_and_flush(index, ctx, now, fx);
                 index
@@ -948,7 +972,10 @@ impl SessionTable {
         self.run_and_flush(index, ctx, now, fx);
     }
 
+    /// Arms the session's timer and recounts what it holds (every call that changes a
+    /// session ends here).
     fn arm(&mut self, index: usize, fx: &mut Effects) {
+        self.recount(index);
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
@@ -997,6 +1024,7 @@ impl SessionTable {
             Timer::Expired => {
                 self.run_and_flush(index, ctx, now, fx);
                 let slot = self.slots.remove(index);
+                self.held = self.held.saturating_sub(slot.counted);
                 self.by_key.remove(&slot.key);
                 return;
             }
@@ -1010,17 +1038,30 @@ impl SessionTable {
         &mut self,
         token: Token,
         frame: &[u8],
+        ctx: &ShardContext,
         now: Instant,
         fx: &mut Effects,
     ) {
         let Some(index) = self.slot_of(token) else {
             return;
         };
-        if let Some(text) = text_of_frame(frame) {
-            self.slots[index].session.send(text);
-            self.flush(index, now, fx);
-            self.arm(index, fx);
+        let Some(text) = text_of_frame(frame) else {
+            return;
+        };
+        let slot = &mut self.slots[index];
+        // A handle's sends are held to `max_buffered` like the handler's own.
+        if slot.session.pending_bytes() + text.len() > self.limits.max_buffered {
+            if self.limits.close_on_limit {
+                let (code, reason) = crate::conn::BACKPRESSURE_LIMIT;
+                slot.session.close(code.0, reason);
+                self.run_and_flush(index, ctx, now, fx);
+                self.arm(index, fx);
+            }
+            return;
         }
+        slot.session.send(text);
+        self.flush(index, now, fx);
+        self.arm(index, fx);
     }
 
     /// The server shuts down: every open session closes with 1001 (its handler hears
@@ -1040,6 +1081,7 @@ impl SessionTable {
         }
         self.slots.clear();
         self.by_key.clear();
+        self.held = 0;
     }
 
     /// A `ConnHandle` paused or resumed a session's handler: on a resume, the messages
@@ -1074,6 +1116,71 @@ impl SessionTable {
             return;
         };
         self.slots[index].session.close(code.0, reason);
+        self.run_and_flush(index, ctx, now, fx);
+        self.arm(index, fx);
+    }
+}
+
+impl SessionTable {
+    /// The bytes the sessions hold for their clients (the shard's memory budget).
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Recounts what session `index` holds: its queued output and the input waiting
+    /// for its handler.
+    fn recount(&mut self, index: usize) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        if !slot.session.has_events() {
+            slot.inbox = 0;
+        }
+        let now = slot.session.pending_bytes().saturating_add(slot.inbox);
+        self.held = self.held.saturating_sub(slot.counted).saturating_add(now);
+        slot.counted = now;
+    }
+
+    /// The open sessions holding something, for the budget's choice of victims.
+    pub(crate) fn budget_holders(&self, out: &mut Vec<Holder<Token>>) {
+        for (index, slot) in self.slots.iter() {
+            if slot.counted == 0 || slot.session.state() != SessionState::Open {
+                continue;
+            }
+            out.push(Holder {
+                key: Self::token(index, slot.generation),
+                incoming: slot.inbox,
+                outgoing: slot.session.pending_bytes(),
+                paused: false,
+                pausable: false,
+                closable: true,
+            });
+        }
+    }
+
+    /// The shard is over its memory budget and this session is among the largest
+    /// holders: it closes with `c[1009,...]` or `c[1008,...]` (see
+    /// `connection::budget_close_for`), its handler hears `on_close`, and its queued
+    /// output goes at its next poll (which gets what was queued, then the close) or
+    /// when it expires; the input waiting for a paused handler is delivered first.
+    pub(crate) fn close_for_budget(
+        &mut self,
+        token: Token,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        let slot = &mut self.slots[index];
+        let held = Held {
+            incoming: slot.inbox,
+            outgoing: slot.session.pending_bytes(),
+        };
+        let error = budget_close_for(held);
+        tracing::debug!(session = ?slot.key, code = error.code.0, "memory budget: closing a SockJS session");
+        slot.session.close(error.code.0, error.reason);
         self.run_and_flush(index, ctx, now, fx);
         self.arm(index, fx);
     }

@@ -7,7 +7,8 @@
 //! computed on the stack ([`accept_key`]). The legacy hixie-76 (hybi-00) and hixie-75
 //! drafts validate into the same [`Upgrade`] ([`Version::Hixie76`], [`Version::Hixie75`])
 //! and are answered by [`write_hixie76_head`] / [`hixie76_answer`] and
-//! [`write_hixie75_head`]; [`client`] is the hixie-76 client role.
+//! [`write_hixie75_head`]; [`client`] is the hixie-76 client role. [`check_origin`]
+//! applies a route's [`OriginPolicy`] (cross-site WebSocket hijacking) to an upgrade.
 //!
 //! ```
 //! use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
@@ -35,6 +36,7 @@
 mod accept;
 pub mod client;
 mod hixie;
+mod origin;
 mod response;
 mod validate;
 
@@ -50,6 +52,7 @@ pub use hixie::{
     ERR_HIXIE_KEY_MISSING, ERR_HIXIE_KEY_NOT_INTEGRAL, ERR_HIXIE_KEY_NO_SPACES,
     ERR_HIXIE_KEY_OVERFLOW,
 };
+pub use origin::{check_origin, OriginPolicy, ParseOriginPolicyError, ERR_ORIGIN};
 pub use response::{write_accept, write_rejection};
 pub use validate::{
     is_websocket_request, validate_upgrade, Upgrade, ERR_BAD_KEY, ERR_BAD_VERSION, ERR_HIXIE75,

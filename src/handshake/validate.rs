@@ -2,6 +2,7 @@
 
 use super::accept::is_valid_key;
 use super::hixie::{parse_hixie76_key, ERR_HIXIE_KEY_MISSING};
+use super::origin::origin_header;
 use super::Version;
 use crate::http::{HttpError, Request};
 
@@ -74,7 +75,7 @@ impl<'b> Upgrade<'b> {
     }
 
     /// The client's origin: `Origin` for V13 and hixie, `Sec-WebSocket-Origin` for V7/V8
-    /// (falling back to `Origin`). `None` when absent or not UTF-8.
+    /// (falling back to `Origin` when absent). `None` when absent or not UTF-8.
     pub fn origin(&self) -> Option<&'b str> {
         self.origin
     }
@@ -164,12 +165,8 @@ pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError>
         Version::Hixie75 => req.header_str("WebSocket-Protocol"),
         _ => req.header_str("Sec-WebSocket-Protocol"),
     };
-    let origin = match version {
-        Version::V13 | Version::Hixie76 | Version::Hixie75 => req.header_str("Origin"),
-        Version::V8 | Version::V7 => req
-            .header_str("Sec-WebSocket-Origin")
-            .or_else(|| req.header_str("Origin")),
-    };
+    // The same header the origin check reads (`check_origin`).
+    let origin = origin_header(req, version).and_then(|raw| core::str::from_utf8(raw).ok());
     Ok(Upgrade {
         version,
         key,

@@ -181,6 +181,13 @@ impl Decoder {
         self.buf.capacity()
     }
 
+    /// Bytes in the internal assembly buffer: the payload received so far of a message
+    /// that is not delivered zero-copy (until the next call clears a delivered one).
+    /// What the buffer really occupies, as opposed to the capacity reserved ahead.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Consumes bytes from the front of `input`, unmasking them in place, and returns
     /// how many bytes it consumed and at most one complete event. Call again with the
     /// rest while consumed > 0 or an event came.

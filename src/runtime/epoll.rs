@@ -297,8 +297,13 @@ async fn serve<C: ShardCore + 'static>(
                 continue;
             }
         };
+        let mut more = false;
         if ready.is_readable() && reading {
-            read_open = read_some(&shared, &stream, token);
+            match read_some(&shared, &stream, token) {
+                Read::Closed => read_open = false,
+                Read::Drained => {}
+                Read::More => more = true,
+            }
         }
         if ready.is_writable() {
             if let Some((buf, offset)) = sending.as_mut() {
@@ -321,6 +326,13 @@ async fn serve<C: ShardCore + 'static>(
             }
         }
         shared.dispatch();
+        if more {
+            // The socket had more than a turn's reads: let the shard's other
+            // connections (and its timers) have theirs before reading on. (Readiness
+            // stays set, so without this a peer that never pauses would keep the
+            // thread to itself until tokio's cooperative budget ran out.)
+            tokio::task::yield_now().await;
+        }
     }
     drop(stream);
     shared.core.borrow_mut().on_closed(token);
@@ -332,15 +344,25 @@ async fn serve<C: ShardCore + 'static>(
     shared.dispatch();
 }
 
+/// What [`read_some`] left behind.
+enum Read {
+    /// The peer's side is closed (or reading failed).
+    Closed,
+    /// Nothing more to read now (or the core paused the socket).
+    Drained,
+    /// Every read of the turn filled the buffer: more may wait.
+    More,
+}
+
 /// Reads what the socket has (a bounded number of times) into the shard's buffer and
-/// hands it to the core. Returns false once the peer's side is closed.
-fn read_some<C: ShardCore>(shared: &Shared<C>, stream: &TcpStream, token: Token) -> bool {
+/// hands it to the core.
+fn read_some<C: ShardCore>(shared: &Shared<C>, stream: &TcpStream, token: Token) -> Read {
     let mut buffer = shared.read_buffer.borrow_mut();
     for _ in 0..READS_PER_TURN {
         match stream.try_read(&mut buffer) {
             Ok(0) => {
                 shared.core.borrow_mut().on_eof(token, Instant::now());
-                return false;
+                return Read::Closed;
             }
             Ok(n) => {
                 shared
@@ -349,16 +371,16 @@ fn read_some<C: ShardCore>(shared: &Shared<C>, stream: &TcpStream, token: Token)
                     .on_recv(token, &mut buffer[..n], Instant::now());
                 // A full buffer: more may wait, unless the core paused the socket.
                 if n < buffer.len() || !shared.core.borrow().wants_read(token) {
-                    return true;
+                    return Read::Drained;
                 }
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 shared.core.borrow_mut().on_eof(token, Instant::now());
-                return false;
+                return Read::Closed;
             }
         }
     }
-    true
+    Read::More
 }

@@ -6,7 +6,7 @@
 //! which is what keeps messages sent through a `ConnHandle` in order.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_queue::SegQueue;
 
@@ -43,6 +43,10 @@ pub(crate) struct Mailbox {
     pub(crate) wake: EventFd,
     /// Set when the shard has stopped: posts fail instead of piling up.
     stopped: AtomicBool,
+    /// The bytes the shard holds for its peers (its memory budget's figure), stored by
+    /// the shard when it moved, once per batch of events (`ShardCore::drain_ready`),
+    /// and read by `ServerHandle::memory_held`.
+    held: AtomicUsize,
 }
 
 /// The posting failed because the shard has stopped.
@@ -55,7 +59,13 @@ impl Mailbox {
             queue: SegQueue::new(),
             wake: EventFd::new()?,
             stopped: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
         })
+    }
+
+    /// Publishes the bytes the shard holds (called by the owning shard only).
+    pub(crate) fn publish_held(&self, bytes: usize) {
+        self.held.store(bytes, Ordering::Relaxed);
     }
 
     /// Takes the next command, if any (called by the owning shard only).
@@ -100,6 +110,15 @@ impl Registry {
     pub(crate) fn sockjs_handoffs(&self) -> usize {
         self.sockjs_handoffs
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The bytes every shard holds for its peers, as last published (see
+    /// `ServerHandle::memory_held`).
+    pub(crate) fn memory_held(&self) -> usize {
+        self.mailboxes
+            .iter()
+            .map(|mailbox| mailbox.held.load(Ordering::Relaxed))
+            .fold(0, usize::saturating_add)
     }
 
     pub(crate) fn mailbox(&self, shard: usize) -> &Mailbox {

@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
+pub(crate) mod budget;
 mod out_pool;
 #[cfg(test)]
 mod tests;
 
+use budget::{Budget, Holder, Verdict};
 use out_pool::OutPool;
 
 use super::paged::PagedSlab;
@@ -55,6 +57,9 @@ struct Entry {
     /// The connection's last `wants_read` answer the backend was told about (listed
     /// in `ready` when it changes, so the backend stops or restarts reading).
     reading: bool,
+    /// The bytes this connection counts in `Shard::budget` (`Connection::held`, as
+    /// last recounted by `touch`).
+    held: usize,
 }
 
 pub(crate) struct Shard {
@@ -86,6 +91,10 @@ pub(crate) struct Shard {
     /// The pending connections, oldest first; entries that stopped pending (or whose
     /// connection is gone) are skipped when met, and swept when they pile up.
     pending_order: VecDeque<Token>,
+    /// The memory budget: the bytes held for peers and its policy (`shard/budget.rs`).
+    budget: Budget,
+    /// The part of `budget`'s figure the SockJS sessions hold, as last recounted.
+    sessions_held: usize,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -106,7 +115,10 @@ impl Shard {
         let rng = (nanos ^ (u64::from(ctx.shard) << 40) ^ (&ctx as *const _ as u64)) | 1;
         let sessions = SessionTable::new(ctx.config.out_limits);
         let streams = Streams::new(ctx.shard, ctx.config.out_limits);
+        let budget = Budget::new(ctx.config.memory_budget);
         Shard {
+            budget,
+            sessions_held: 0,
             streams,
             sessions,
             work: VecDeque::new(),
@@ -190,6 +202,11 @@ impl Shard {
             entry.abandoned = true;
         }
         self.streams.touched(token, conn.out.buffered());
+        let held = conn.held().total();
+        if held != entry.held {
+            self.budget.recount(entry.held, held);
+            entry.held = held;
+        }
         let reading = conn.wants_read();
         let read_changed = reading != entry.reading;
         entry.reading = reading;
@@ -221,7 +238,8 @@ impl Shard {
         match command {
             Command::Frame { token, frame } if is_session_token(token) => {
                 let mut fx = Effects::default();
-                self.sessions.send_encoded(token, &frame, now, &mut fx);
+                self.sessions
+                    .send_encoded(token, &frame, &self.ctx, now, &mut fx);
                 self.apply(fx);
             }
             Command::Close {
@@ -324,8 +342,14 @@ impl Shard {
         }
     }
 
-    /// Arms the session timers and routes the replies of a session table call.
+    /// Arms the session timers and routes the replies of a session table call, and
+    /// recounts what the sessions hold (every session table call ends here).
     fn apply(&mut self, fx: Effects) {
+        let held = self.sessions.held();
+        if held != self.sessions_held {
+            self.budget.recount(self.sessions_held, held);
+            self.sessions_held = held;
+        }
         for (deadline, token) in fx.timers {
             self.timers.push(Reverse((deadline, token)));
         }
@@ -375,6 +399,125 @@ impl Shard {
                     .get(token.index())
                     .is_some_and(|e| e.generation == token.generation() && e.pending)
             });
+        }
+    }
+
+    /// Applies the memory budget's policy (`shard/budget.rs`) when the figure crossed
+    /// a mark: resumes the connections it paused once under the low-water mark, and
+    /// looks for victims to pause or close over the high-water mark. A comparison or
+    /// two when there is nothing to do; called after every event.
+    fn check_budget(&mut self) {
+        if !self.budget.wants_resume() && !self.budget.wants_scan() {
+            return;
+        }
+        let now = Instant::now();
+        if self.budget.wants_resume() {
+            self.resume_budget_paused(now);
+        }
+        if self.budget.wants_scan() {
+            self.budget.scanned();
+            let mut holders = Vec::new();
+            for (index, e) in self.conns.iter() {
+                if e.held == 0 {
+                    continue;
+                }
+                let held = e.conn.held();
+                holders.push(Holder {
+                    key: Token::new(index as u32, e.generation),
+                    incoming: held.incoming,
+                    outgoing: held.outgoing,
+                    paused: e.conn.is_budget_paused(),
+                    pausable: e.conn.budget_pausable(),
+                    closable: e.conn.budget_closable() && !e.abandoned,
+                });
+            }
+            self.sessions.budget_holders(&mut holders);
+            let verdicts = budget::choose(self.budget.limit(), self.budget.held(), &mut holders);
+            if !verdicts.is_empty() {
+                tracing::debug!(
+                    shard = self.ctx.shard,
+                    held = self.budget.held(),
+                    limit = self.budget.limit(),
+                    victims = verdicts.len(),
+                    "memory budget: over the high-water mark"
+                );
+            }
+            for (token, verdict) in verdicts {
+                match verdict {
+                    Verdict::Pause => self.budget_pause(token, now),
+                    Verdict::Close => self.budget_close(token, now),
+                }
+            }
+        }
+        // Closes and resumes may have queued SockJS work (detaches, deliveries).
+        self.run_work(now);
+    }
+
+    /// Stops reading `token` for the budget; it is closed if still paused after the
+    /// close timeout (see `on_timer`).
+    fn budget_pause(&mut self, token: Token, now: Instant) {
+        let Some(entry) = self.entry(token) else {
+            return;
+        };
+        if !entry.conn.budget_pausable() {
+            return;
+        }
+        entry.conn.budget_pause(now);
+        self.budget.count_pause();
+        let stall = now + self.ctx.config.close_timeout;
+        self.timers.push(Reverse((stall, token)));
+        self.touch(token);
+    }
+
+    /// Closes a connection or a SockJS session for the budget, freeing what it holds.
+    fn budget_close(&mut self, token: Token, now: Instant) {
+        if is_session_token(token) {
+            let mut fx = Effects::default();
+            self.sessions
+                .close_for_budget(token, &self.ctx, now, &mut fx);
+            self.apply(fx);
+            return;
+        }
+        let Shard { conns, ctx, .. } = self;
+        if let Some(entry) = conns
+            .get_mut(token.index())
+            .filter(|e| e.generation == token.generation())
+        {
+            entry.conn.close_for_budget(ctx);
+            self.touch(token);
+        }
+    }
+
+    /// Back under the low-water mark: every connection the budget paused is read again.
+    fn resume_budget_paused(&mut self, now: Instant) {
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.conn.is_budget_paused())
+            .map(|(index, e)| Token::new(index as u32, e.generation))
+            .collect();
+        for token in tokens {
+            let Shard { conns, ctx, .. } = self;
+            if let Some(entry) = conns
+                .get_mut(token.index())
+                .filter(|e| e.generation == token.generation())
+            {
+                entry.conn.budget_resume(ctx, now);
+                self.budget.count_resume();
+                self.touch(token);
+            }
+        }
+        debug_assert_eq!(self.budget.paused(), 0, "budget: paused count out of step");
+    }
+
+    /// Publishes the budget's figure for `ServerHandle::memory_held` (a relaxed store,
+    /// only when it moved).
+    fn publish_held(&mut self) {
+        if let Some(held) = self.budget.take_unpublished() {
+            self.ctx
+                .registry
+                .mailbox(self.ctx.shard as usize)
+                .publish_held(held);
         }
     }
 
@@ -467,6 +610,7 @@ impl ShardCore for Shard {
             abandoned: false,
             pending: true,
             reading: true,
+            held: 0,
         });
         self.pending += 1;
         self.pending_order.push_back(token);
@@ -535,6 +679,9 @@ impl ShardCore for Shard {
         }
         self.touch(token);
         self.run_work(now);
+        // Here as well as in `drain_ready`: io_uring reports a whole batch of reads
+        // before the turn ends, which could take a shard far past its marks.
+        self.check_budget();
     }
 
     fn on_eof(&mut self, token: Token, now: Instant) {
@@ -642,6 +789,7 @@ impl ShardCore for Shard {
         // A bridged WebSocket that drained may take the backend bytes it had no room for.
         self.run_pumps();
         self.run_work(now);
+        self.check_budget();
     }
 
     fn abandon_output(&self, token: Token) -> bool {
@@ -680,6 +828,17 @@ impl ShardCore for Shard {
         let Some(mut entry) = self.conns.remove(token.index()) else {
             return;
         };
+        // Whatever it held goes with it.
+        self.budget.recount(entry.held, 0);
+        if entry.conn.is_budget_paused() {
+            self.budget.count_resume();
+        }
+        debug_assert!(
+            !self.conns.is_empty() || self.budget.held() == self.sessions_held,
+            "budget: {} bytes counted with no connection left ({} in sessions)",
+            self.budget.held(),
+            self.sessions_held
+        );
         if entry.admitted {
             self.admitted -= 1;
         }
@@ -700,6 +859,8 @@ impl ShardCore for Shard {
         mailbox.wake.drain();
         while let Some(command) = mailbox.pop() {
             self.run_command(command, now);
+            // Per command: handles may have posted far more than the budget at once.
+            self.check_budget();
         }
         self.run_work(now);
     }
@@ -717,7 +878,9 @@ impl ShardCore for Shard {
                 self.apply(fx);
                 continue;
             }
-            let Shard { conns, ctx, .. } = self;
+            let Shard {
+                conns, ctx, budget, ..
+            } = self;
             if let Some(entry) = conns
                 .get_mut(token.index())
                 .filter(|e| e.generation == token.generation())
@@ -731,10 +894,23 @@ impl ShardCore for Shard {
                     entry.listed = false;
                 }
                 entry.conn.on_timer(ctx, now);
+                let stall = ctx.config.close_timeout;
+                if !budget.wants_resume()
+                    && entry
+                        .conn
+                        .budget_paused_since()
+                        .is_some_and(|since| since + stall <= now)
+                {
+                    // Paused by the budget for the whole close timeout: the shard never
+                    // got back under its low-water mark, so the message it holds cannot
+                    // complete. Free it.
+                    entry.conn.close_for_budget(ctx);
+                }
                 self.touch(token);
             }
         }
         self.run_work(now);
+        self.check_budget();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -742,6 +918,8 @@ impl ShardCore for Shard {
     }
 
     fn drain_ready(&mut self, out: &mut Vec<Token>) {
+        self.check_budget();
+        self.publish_held();
         if self.streams.has_ready() {
             self.run_pumps();
             self.streams.drain_ready(out);
@@ -769,6 +947,11 @@ impl ShardCore for Shard {
 
 impl Drop for Shard {
     fn drop(&mut self) {
+        // What the shard held goes with it.
+        self.ctx
+            .registry
+            .mailbox(self.ctx.shard as usize)
+            .publish_held(0);
         self.ctx.registry.mailbox(self.ctx.shard as usize).stop();
     }
 }

@@ -51,8 +51,9 @@ fn row(method: &str) -> [String; 4] {
 }
 
 /// The rows the tests below pin, by the start of their "Builder method" cell.
-const PINNED: [&str; 18] = [
+const PINNED: [&str; 19] = [
     "max_message_size",
+    "memory_budget",
     "max_frame_size",
     "idle_timeout",
     "max_connections",
@@ -132,6 +133,17 @@ fn readme_limits_and_defaults_match_the_builder() {
 
     assert_eq!(readme_default("max_message_size"), "64 MiB (1009)");
     assert_eq!(c.limits.max_message_size, 64 * MIB);
+    let budget = row("memory_budget");
+    assert_eq!(budget[3], "¼ of physical memory");
+    assert!(budget[2].contains("`--memory-budget BYTES`"), "{budget:?}");
+    assert!(BIN.contains("memory_budget: Option<usize>,"));
+    assert!(BIN.contains("builder.memory_budget(bytes)"));
+    assert_eq!(b.memory_budget, None);
+    // SAFETY: sysconf has no preconditions.
+    let phys = unsafe {
+        libc::sysconf(libc::_SC_PHYS_PAGES) as usize * libc::sysconf(libc::_SC_PAGESIZE) as usize
+    };
+    assert_eq!(super::default_memory_budget(), phys / 4);
     assert_eq!(readme_default("max_frame_size"), "16 MiB (1009)");
     assert_eq!(c.limits.max_frame_size, 16 * MIB);
 
@@ -259,6 +271,11 @@ fn built_servers_use_the_documented_defaults_and_zero_means_none() {
     assert_eq!(server.config.max_connections, None);
     // 1024 per shard, whatever the shard count.
     assert_eq!(server.config.max_pending, Some(1024));
+    // The memory budget is split among the shards.
+    assert_eq!(
+        server.config.memory_budget,
+        super::default_memory_budget() / 3
+    );
 
     // `Duration::ZERO` disables the idle timeout (not the default, not "at once"),
     // also after another value; 0 connections / 0 pending mean no limit.
@@ -271,9 +288,13 @@ fn built_servers_use_the_documented_defaults_and_zero_means_none() {
     assert_eq!(server.config.idle_timeout, None);
     assert_eq!(server.config.max_connections, None);
     assert_eq!(server.config.max_pending, None);
+    let server = built(|b| b.memory_budget(0));
+    assert_eq!(server.config.memory_budget, usize::MAX, "0: no budget");
 
     // Server-wide limits are shared among shards: ceil(n / shards) each.
     let server = built(|b| b.max_connections(7).max_pending_handshakes(5));
     assert_eq!(server.config.max_connections, Some(3));
     assert_eq!(server.config.max_pending, Some(2));
+    let server = built(|b| b.memory_budget(96 * MIB));
+    assert_eq!(server.config.memory_budget, 32 * MIB);
 }

@@ -68,6 +68,26 @@ fn push_u_escape(out: &mut Vec<u8>, unit: u32) {
 /// assert_eq!(out, "\"a\\\"\\n\\u2028é\"".as_bytes());
 /// ```
 pub fn quote_into(out: &mut Vec<u8>, s: &str) {
+    quote_escaped(out, s, false);
+}
+
+/// [`quote_into`] for a string literal written inside an HTML `<script>` element (the
+/// `htmlfile` transport): `<` is also written as `\u003c`, so no `</script>` or
+/// `<!--` can appear in the literal and end the script or change how the HTML parser
+/// reads it. The JavaScript (and JSON) value is unchanged: `\u003c` decodes to `<`.
+/// U+2028 and U+2029, line terminators in older JavaScript, are escaped by both.
+///
+/// ```
+/// let mut out = Vec::new();
+/// ringws::sockjs::quote_into_script(&mut out, "</script><!--");
+/// assert_eq!(out, br#""\u003c/script>\u003c!--""#);
+/// ```
+pub fn quote_into_script(out: &mut Vec<u8>, s: &str) {
+    quote_escaped(out, s, true);
+}
+
+/// The one quoting loop: escapes are written while copying, no intermediate string.
+fn quote_escaped(out: &mut Vec<u8>, s: &str, script: bool) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -81,6 +101,7 @@ pub fn quote_into(out: &mut Vec<u8>, s: &str) {
             '\t' => Some(b"\\t"),
             '\u{8}' => Some(b"\\b"),
             '\u{c}' => Some(b"\\f"),
+            '<' if script => Some(b"\\u003c"),
             _ => None,
         };
         if let Some(esc) = escape {
@@ -554,6 +575,37 @@ mod tests {
             let plain = !escapable(u) && c != '"' && c != '\\';
             assert_eq!(q == format!("\"{c}\""), plain, "U+{u:04X}");
         }
+    }
+
+    /// Inside an HTML `<script>` (htmlfile) every `<` is `\u003c`, so neither
+    /// `</script>` nor `<!--` appears; the value decodes back unchanged; the plain
+    /// quoting (xhr, eventsource, websocket, jsonp) keeps `<` as is.
+    #[test]
+    fn quote_for_script_escapes_every_less_than() {
+        let hostile = "x</script><script>alert(1)</script><!--y\u{2028}\u{2029}</SCRIPT ";
+        let mut out = Vec::new();
+        quote_into_script(&mut out, hostile);
+        assert_eq!(
+            out,
+            br#""x\u003c/script>\u003cscript>alert(1)\u003c/script>\u003c!--y\u2028\u2029\u003c/SCRIPT ""#
+        );
+        assert!(!out.contains(&b'<'));
+        let mut doc = b"[".to_vec();
+        doc.extend_from_slice(&out);
+        doc.push(b']');
+        assert_eq!(parse_client_messages(&doc), Ok(vec![hostile.to_owned()]));
+        // A whole frame quoted twice (htmlfile's p("a[...]")) decodes back to the frame.
+        let mut frame = Vec::new();
+        write_messages_frame(&mut frame, &[hostile]);
+        let frame = String::from_utf8(frame).unwrap();
+        let mut twice = b"[".to_vec();
+        quote_into_script(&mut twice, &frame);
+        twice.push(b']');
+        assert!(!twice.contains(&b'<'));
+        assert_eq!(parse_client_messages(&twice), Ok(vec![frame]));
+        // Plain quoting is unchanged: `<` stays, U+2028/2029 are escaped.
+        assert_eq!(quoted("a</script>"), r#""a</script>""#);
+        assert_eq!(quoted("\u{2028}\u{2029}"), r#""\u2028\u2029""#);
     }
 
     #[test]

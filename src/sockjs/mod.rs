@@ -137,8 +137,8 @@ mod transport;
 
 pub use frame::{
     parse_client_messages, parse_jsonp_send, parse_websocket_message, quote, quote_into,
-    write_array_frame, write_close_frame, write_messages_frame, SendError, HEARTBEAT_FRAME,
-    OPEN_FRAME,
+    quote_into_script, write_array_frame, write_close_frame, write_messages_frame, SendError,
+    HEARTBEAT_FRAME, OPEN_FRAME,
 };
 pub use options::{
     Flavour, SockJsOptions, Transports, DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKJS_URL,

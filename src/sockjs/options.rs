@@ -178,7 +178,20 @@ impl SockJsOptions {
         self
     }
 
-    /// The sockjs-client script the iframe page loads.
+    /// The sockjs-client script the iframe page loads (sockjs-node's `sockjs_url`;
+    /// default [`DEFAULT_SOCKJS_URL`], or [`LEGACY_SOCKJS_URL`] for 0.3.3), e.g.
+    /// `/static/sockjs.min.js` to serve it from this server instead of a CDN. Use the
+    /// same sockjs-client version as the pages that connect (sockjs-client refuses an
+    /// iframe of another version). It is written HTML-escaped into the page's
+    /// `<script src="...">`, and the page's ETag changes with it.
+    ///
+    /// ```
+    /// use ringws::sockjs::{iframe_page, SockJsOptions};
+    /// let options = SockJsOptions::default().sockjs_url("/static/sockjs.min.js");
+    /// assert_eq!(options.get_sockjs_url(), "/static/sockjs.min.js");
+    /// let (page, _etag) = iframe_page(&options);
+    /// assert!(page.contains(r#"<script src="/static/sockjs.min.js"></script>"#));
+    /// ```
     pub fn sockjs_url(mut self, url: impl Into<String>) -> Self {
         self.sockjs_url = url.into();
         self

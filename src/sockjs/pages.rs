@@ -237,13 +237,19 @@ pub fn write_info(
 }
 
 /// The iframe page for these options (flavour template, `sockjs_url`) and its ETag
-/// (the quoted hex MD5 of the page). Compute it once per service and keep it.
+/// (the quoted hex MD5 of the page, so it changes with the URL). Compute it once per
+/// service and keep it. The URL is written into the `src` attribute HTML-escaped
+/// (`&`, `"`, `'`, `<`, `>`), so even a configured URL cannot leave the attribute.
 pub fn iframe_page(options: &SockJsOptions) -> (String, String) {
     let [head, tail] = match options.flavour {
         Flavour::Current => IFRAME_CURRENT,
         Flavour::V0_3_3 => IFRAME_0_3_3,
     };
-    let body = format!("{head}{}{tail}", options.sockjs_url);
+    let url = &options.sockjs_url;
+    let mut body = String::with_capacity(head.len() + url.len() + tail.len());
+    body.push_str(head);
+    push_attribute_escaped(&mut body, url);
+    body.push_str(tail);
     let digest = Md5::digest(body.as_bytes());
     let mut etag = String::with_capacity(34);
     etag.push('"');
@@ -253,6 +259,21 @@ pub fn iframe_page(options: &SockJsOptions) -> (String, String) {
     }
     etag.push('"');
     (body, etag)
+}
+
+/// Appends `value` escaped for a double-quoted HTML attribute: `&` `"` `'` `<` `>` as
+/// character references, everything else as is.
+fn push_attribute_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// `GET /iframe*.html`: 200 with the page, `ETag` and one-year caching headers; 304
@@ -705,6 +726,40 @@ pub(crate) mod tests {
         }
         let (a, _) = iframe_page(&SockJsOptions::default().sockjs_url("/s.js"));
         assert!(a.contains("<script src=\"/s.js\"></script>"));
+    }
+
+    /// The configured `sockjs_url` is in the page, attribute-escaped, for both
+    /// flavours, and the ETag follows the URL.
+    #[test]
+    fn iframe_page_escapes_the_configured_url() {
+        let hostile = "/s.js?a=1&b=\"><script>alert('x')</script>";
+        let escaped = "/s.js?a=1&amp;b=&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
+        for flavour in [Flavour::Current, Flavour::V0_3_3] {
+            let o = SockJsOptions::default().flavour(flavour);
+            let (page, etag) = iframe_page(&o.clone().sockjs_url(hostile));
+            assert!(
+                page.contains(&format!("<script src=\"{escaped}\"></script>")),
+                "{page}"
+            );
+            assert!(!page.contains("alert('x')"), "{page}");
+            assert_eq!(page.matches("<script").count(), 2, "{page}");
+            let (page_a, etag_a) = iframe_page(&o.clone().sockjs_url("/static/sockjs.min.js"));
+            let (page_b, etag_b) = iframe_page(&o.clone().sockjs_url("/static/sockjs.js"));
+            assert!(page_a.contains("<script src=\"/static/sockjs.min.js\"></script>"));
+            assert!(page_b.contains("<script src=\"/static/sockjs.js\"></script>"));
+            assert_ne!(etag_a, etag_b);
+            assert_ne!(etag, etag_a);
+            let (_, etag_default) = iframe_page(&o);
+            assert_ne!(etag_default, etag_a);
+            // Same options, same page and ETag (it is computed once per service).
+            assert_eq!(
+                iframe_page(&o.clone().sockjs_url("/static/sockjs.js")).1,
+                etag_b
+            );
+        }
+        let mut out = String::new();
+        push_attribute_escaped(&mut out, "https://cdn.example/a.js?v=1.6.1");
+        assert_eq!(out, "https://cdn.example/a.js?v=1.6.1");
     }
 
     #[test]

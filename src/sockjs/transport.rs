@@ -1,7 +1,7 @@
 //! Receiving requests: the response head and prelude of each transport, the encoding
 //! of one SockJS frame for it, chunking, and when the response must end.
 
-use super::frame::quote_into;
+use super::frame::{quote_into, quote_into_script};
 use super::options::{Flavour, SockJsOptions};
 use super::pages::{
     header, status_line, write_cookie_header, write_cors_headers, write_eventsource_cors,
@@ -25,7 +25,9 @@ pub enum ReceiverKind {
     XhrStreaming,
     /// `eventsource`: `\r\n` prelude, then `data: frame\r\n\r\n` each.
     EventSource,
-    /// `htmlfile`: a padded HTML prelude, then `<script>\np("frame");\n</script>\r\n`.
+    /// `htmlfile`: a padded HTML prelude, then `<script>\np("frame");\n</script>\r\n`
+    /// (the frame quoted by [`quote_into_script`](super::quote_into_script): `<` is
+    /// `\u003c`).
     HtmlFile {
         /// The validated JavaScript callback name.
         callback: String,
@@ -44,8 +46,9 @@ pub enum ReceiverKind {
 pub enum CallbackError {
     /// Neither `c` nor `callback` in the query: `"callback" parameter required`.
     Missing,
-    /// A character outside `[a-zA-Z0-9-_.]` (or, for current jsonp, more than 32
-    /// characters): `invalid "callback" parameter`.
+    /// Empty, a character outside `[a-zA-Z0-9-_.]` (or, for current jsonp, more than
+    /// 32 characters): `invalid "callback" parameter`. The name is written into
+    /// JavaScript (and, for `htmlfile`, into an HTML page), so nothing else may pass.
     Invalid,
 }
 
@@ -100,13 +103,22 @@ fn callback(request: &Request<'_>, max_len: usize) -> Result<String, CallbackErr
     let cb = query_param(query, "c")
         .or_else(|| query_param(query, "callback"))
         .ok_or(CallbackError::Missing)?;
-    let valid = cb
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !valid || cb.len() > max_len {
+    if !valid_callback(&cb) || cb.len() > max_len {
         return Err(CallbackError::Invalid);
     }
     Ok(cb)
+}
+
+/// The callback check, `/^[a-zA-Z0-9-_.]+$/`: a name of ASCII letters, digits, `-`,
+/// `_` and `.`, which can neither leave the JavaScript expression it is written into
+/// (`parent.NAME`, `NAME("frame")`) nor the `<script>`. sockjs-node refuses the same
+/// characters (`/[^a-zA-Z0-9-_.]/`) but lets an empty name through; here it is
+/// refused too (it could only give broken JavaScript).
+fn valid_callback(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A refused callback: 500 with the error text, cookie and no-cache headers.
@@ -156,8 +168,11 @@ pub fn encode_frame(
             out.extend_from_slice(b"\r\n\r\n");
         }
         ReceiverKind::HtmlFile { .. } => {
+            // The frame is a string literal inside an HTML <script>: `<` is escaped
+            // (`\u003c`) so message text cannot end the script (`</script>`) or open
+            // an HTML comment (`<!--`).
             out.extend_from_slice(b"<script>\np(");
-            quote_into(out, &String::from_utf8_lossy(frame));
+            quote_into_script(out, &String::from_utf8_lossy(frame));
             out.extend_from_slice(b");\n</script>\r\n");
         }
         ReceiverKind::Jsonp { callback } => {
@@ -556,6 +571,56 @@ mod tests {
         );
     }
 
+    /// A message that would end the htmlfile's `<script>` (or open an HTML comment)
+    /// reaches the page with every `<` as `\u003c`; the other transports' bytes keep
+    /// `<` as it is.
+    #[test]
+    fn htmlfile_frames_cannot_end_their_script() {
+        let hostile = "x</script><script>alert(1)</script><!--y";
+        let mut frame = Vec::new();
+        crate::sockjs::write_messages_frame(&mut frame, &["a", hostile, "b"]);
+        let html = ReceiverKind::HtmlFile {
+            callback: "c".into(),
+        };
+        let mut out = Vec::new();
+        encode_frame(&mut out, &html, Flavour::Current, &frame);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            "<script>\np(\"a[\\\"a\\\",\\\"x\\u003c/script>\\u003cscript>alert(1)\\u003c/script>\\u003c!--y\\\",\\\"b\\\"]\");\n</script>\r\n"
+        );
+        let literal = text
+            .strip_prefix("<script>\np(")
+            .and_then(|t| t.strip_suffix(");\n</script>\r\n"))
+            .unwrap();
+        assert!(!literal.contains('<'), "{literal}");
+        let doc = format!("[{literal}]");
+        let decoded = crate::sockjs::parse_client_messages(doc.as_bytes()).unwrap();
+        assert_eq!(decoded, vec![String::from_utf8(frame.clone()).unwrap()]);
+
+        let raw = std::str::from_utf8(&frame).unwrap();
+        for (kind, expected) in [
+            (ReceiverKind::XhrPolling, format!("{raw}\n")),
+            (ReceiverKind::XhrStreaming, format!("{raw}\n")),
+            (ReceiverKind::EventSource, format!("data: {raw}\r\n\r\n")),
+            (ReceiverKind::WebSocket, raw.to_owned()),
+        ] {
+            let mut out = Vec::new();
+            encode_frame(&mut out, &kind, Flavour::Current, &frame);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "{kind:?}");
+        }
+        let mut out = Vec::new();
+        let jsonp = ReceiverKind::Jsonp {
+            callback: "cb".into(),
+        };
+        encode_frame(&mut out, &jsonp, Flavour::Current, &frame);
+        let mut quoted = Vec::new();
+        quote_into(&mut quoted, raw);
+        let expected = format!("/**/cb({});\r\n", std::str::from_utf8(&quoted).unwrap());
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        assert!(expected.contains("</script>"));
+    }
+
     #[test]
     fn jsonp_from_the_suite() {
         for (o, prefix) in [
@@ -604,7 +669,20 @@ mod tests {
                 kind_for("GET /a/a/x HTTP/1.1\r\n\r\n", t, &o),
                 Err(CallbackError::Missing)
             );
-            for cb in ["%20", "*", "abc(", "abc%28"] {
+            for cb in [
+                "%20",
+                "*",
+                "abc(",
+                "abc%28",
+                "",
+                "a%3C%2Fscript%3E",
+                "a</script>",
+                "a%22",
+                "a;alert(1)",
+                "a%0A",
+                "%C3%A9",
+                "a+b",
+            ] {
                 let raw = format!("GET /a/a/x?c={cb} HTTP/1.1\r\n\r\n");
                 assert_eq!(kind_for(&raw, t, &o), Err(CallbackError::Invalid), "{cb}");
             }
