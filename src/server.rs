@@ -667,12 +667,40 @@ impl Builder {
     ///     .bridge("/", "127.0.0.1:6379".parse().expect("address"));
     /// # let _ = builder;
     /// ```
+    ///
+    /// The route has the default [`WebSocketOptions`] (same-origin, see
+    /// [`WebSocketOptions::allowed_origins`]) without the legacy drafts;
+    /// [`Builder::bridge_with_options`] chooses others (a noVNC page served from another
+    /// origin needs its origin listed).
     pub fn bridge(self, path: &str, backend: SocketAddr) -> Builder {
-        self.websocket_with_options(
-            path,
-            WebSocketOptions::default().legacy_drafts(false),
-            move |request| Ok(runtime::bridge::accept(request, backend)),
-        )
+        self.bridge_with_options(path, backend, WebSocketOptions::default())
+    }
+
+    /// [`Builder::bridge`] with the route's [`WebSocketOptions`] (its origin policy, for
+    /// one). The legacy drafts are always refused: their text-only framing cannot carry
+    /// the bridge's binary stream.
+    ///
+    /// ```
+    /// use ringws::handshake::OriginPolicy;
+    /// use ringws::WebSocketOptions;
+    ///
+    /// let vnc_page = OriginPolicy::AllowList(vec!["https://vnc.example".into()]);
+    /// let builder = ringws::Server::builder().bind("127.0.0.1:6080").bridge_with_options(
+    ///     "/",
+    ///     "127.0.0.1:5900".parse().expect("address"),
+    ///     WebSocketOptions::default().allowed_origins(vnc_page),
+    /// );
+    /// # let _ = builder;
+    /// ```
+    pub fn bridge_with_options(
+        self,
+        path: &str,
+        backend: SocketAddr,
+        options: WebSocketOptions,
+    ) -> Builder {
+        self.websocket_with_options(path, options.legacy_drafts(false), move |request| {
+            Ok(runtime::bridge::accept(request, backend))
+        })
     }
 
     /// Benchmark floor only: instead of routes and handlers, every shard answers the

@@ -66,6 +66,11 @@ fn server() -> SocketAddr {
             })
             .websocket_protocol("/shout", Upper::default)
             .bridge("/bridge", backend_addr)
+            .bridge_with_options(
+                "/bridge-listed",
+                backend_addr,
+                with(OriginPolicy::AllowList(vec!["https://vnc.example".into()])),
+            )
             // `/sj` has no WebSocket route: every upgrade under it is SockJS's.
             .sockjs("/sj", || Echo, SockJsOptions::default())
             .build()
@@ -351,6 +356,37 @@ fn protocol_and_bridge_routes_have_the_same_default() {
 }
 
 #[test]
+fn a_bridge_with_options_follows_its_own_policy() {
+    let host = server().to_string();
+    let listed = "Origin: https://vnc.example\r\n";
+    let (_, head) = upgrade("/bridge-listed", &host, 13, listed);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (_, head) = upgrade("/bridge-listed", &host, 13, "");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // The page's own origin is not listed: the route's policy replaced same-origin.
+    let own = format!("Origin: http://{}\r\n", server());
+    assert_eq!(upgrade("/bridge-listed", &host, 13, &own).1, forbidden());
+    // The legacy drafts stay refused whatever the options say.
+    let key =
+        "Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n";
+    let mut stream = raw_connect(server());
+    let request = format!(
+        "GET /bridge-listed HTTP/1.1\r\nHost: {host}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+         {key}{listed}\r\n^n:ds[4U"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let (_, answer) = answer(stream);
+    assert_eq!(
+        answer,
+        refusal(
+            "426 Upgrade Required",
+            &["Sec-WebSocket-Version: 13, 8, 7"],
+            "legacy WebSocket draft hixie-76 (hybi-00) refused on this path"
+        )
+    );
+}
+
+#[test]
 fn sockjs_websockets_accept_any_origin() {
     let host = server().to_string();
     let foreign = "Origin: http://evil.example\r\n";
@@ -375,8 +411,20 @@ fn sockjs_websockets_accept_any_origin() {
 
 /// `ringws serve` with `args`, and the address it reports (within 20 s).
 fn ringws_serve(args: &[&str]) -> (Child, Result<SocketAddr, String>) {
+    let base = ["serve", "--bind", "127.0.0.1:0", "--shards", "1"];
+    ringws_child(&base, args, "serving ws://", "/echo")
+}
+
+/// Starts `ringws base args` and reads its address from the log line holding
+/// `marker` ADDR `end`.
+fn ringws_child(
+    base: &[&str],
+    args: &[&str],
+    marker: &str,
+    end: &str,
+) -> (Child, Result<SocketAddr, String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--shards", "1"])
+        .args(base)
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
@@ -394,10 +442,13 @@ fn ringws_serve(args: &[&str]) -> (Child, Result<SocketAddr, String>) {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = lines.recv_timeout(left) else {
-            return (child, Err(format!("no address from ringws serve:\n{log}")));
+            return (
+                child,
+                Err(format!("no address from ringws {base:?}:\n{log}")),
+            );
         };
-        if let Some(rest) = line.split("serving ws://").nth(1) {
-            if let Some(addr) = rest.split("/echo").next().and_then(|a| a.parse().ok()) {
+        if let Some(rest) = line.split(marker).nth(1) {
+            if let Some(addr) = rest.split(end).next().and_then(|a| a.parse().ok()) {
                 return (child, Ok(addr));
             }
         }
@@ -425,7 +476,14 @@ fn serve_verdict(addr: SocketAddr, path: &str, origin: &str) -> String {
 
 /// Runs `check` against `ringws serve args`, then stops the child this test started.
 fn with_ringws(args: &[&str], check: impl FnOnce(SocketAddr)) {
-    let (mut child, addr) = ringws_serve(args);
+    with_child(ringws_serve(args), check);
+}
+
+/// Runs `check` against a started child's address, then stops the child.
+fn with_child(
+    (mut child, addr): (Child, Result<SocketAddr, String>),
+    check: impl FnOnce(SocketAddr),
+) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         check(addr.unwrap_or_else(|log| panic!("{log}")))
     }));
@@ -503,5 +561,43 @@ fn ringws_serve_refuses_a_malformed_origin_list() {
     assert!(
         stderr.contains(r#"not an origin: "example.com""#),
         "{stderr}"
+    );
+}
+
+#[test]
+fn ringws_bridge_checks_origins() {
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let to = backend.local_addr().expect("backend address").to_string();
+    // Accepts and holds the bridge's connections until the test ends.
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in backend.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    let base = [
+        "bridge",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--to",
+        &to,
+    ];
+    let start = |args: &[&str]| ringws_child(&base, args, "bridging ws://", "/ to tcp");
+    // The default: same origin.
+    with_child(start(&[]), |addr| {
+        assert_eq!(serve_verdict(addr, "/", &format!("http://{addr}")), "101");
+        assert_eq!(serve_verdict(addr, "/", "https://vnc.example"), forbidden());
+    });
+    with_child(
+        start(&["--allowed-origins", "https://vnc.example"]),
+        |addr| {
+            assert_eq!(serve_verdict(addr, "/", "https://vnc.example"), "101");
+            assert_eq!(
+                serve_verdict(addr, "/", &format!("http://{addr}")),
+                forbidden()
+            );
+        },
     );
 }

@@ -63,6 +63,15 @@ struct BridgeArgs {
     /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Browser origins the bridge accepts: `same`, `any`, or a comma-separated list
+    /// (e.g. the origin of the page that embeds noVNC). Others get 403; clients that
+    /// send no Origin are always accepted.
+    #[arg(
+        long,
+        default_value = "same",
+        value_name = "any|same|ORIGIN[,ORIGIN...]"
+    )]
+    allowed_origins: ringws::handshake::OriginPolicy,
 }
 
 #[derive(clap::Args)]
@@ -218,7 +227,11 @@ fn bridge(args: BridgeArgs) -> io::Result<()> {
     let mut builder = Server::builder()
         .bind(args.listen.as_str())
         .backend(backend(args.backend))
-        .bridge(&args.path, args.to);
+        .bridge_with_options(
+            &args.path,
+            args.to,
+            ringws::WebSocketOptions::default().allowed_origins(args.allowed_origins),
+        );
     if let Some(shards) = args.shards {
         builder = builder.shards(shards);
     }
