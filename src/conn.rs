@@ -3,11 +3,33 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::handle::ConnHandle;
+use crate::handle::{ConnHandle, Outgoing, Post};
 use crate::proto::encode::{encode_close, encode_frame};
 use crate::proto::{encode_hixie_close, encode_hixie_text, CloseCode, OpCode};
-use crate::runtime::core::Token;
-use crate::runtime::mailbox::Registry;
+
+/// Identifies one connection on one shard. Tokens are reused after the connection
+/// ends, with a new generation, so a stale token never reaches a newer connection.
+/// (The shard's backend has its own view of them: `Token::slot`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Token(pub(crate) u64);
+
+impl Token {
+    /// Packs a slab index and a generation.
+    pub(crate) fn new(index: u32, generation: u32) -> Token {
+        Token(((generation as u64) << 32) | index as u64)
+    }
+
+    /// The slab index as the shard numbers it (a shard may use a high bit to keep two
+    /// kinds of sockets apart).
+    pub(crate) fn index(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    /// The generation of the slot when this token was issued.
+    pub(crate) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
 
 /// Identifies a connection across the whole server: the shard that owns it and its
 /// token on that shard (tokens carry a generation, so an id is never reused).
@@ -109,7 +131,7 @@ pub(crate) struct Outbox {
     /// The handler asked not to be given more input ([`Conn::pause_reading`]). It lives
     /// here because the outbox is what a [`Conn`] borrows of its connection.
     pub(crate) read_paused: bool,
-    /// The shard's memory budget paused reading (`runtime/shard/budget.rs`): a pause of
+    /// The shard's memory budget paused reading (the shard's `budget.rs`): a pause of
     /// its own, so that it and the handler's (`read_paused`) end independently.
     pub(crate) budget_paused: bool,
     /// A send went over `max_buffered` with `close_on_limit`: the connection is closed
@@ -233,16 +255,12 @@ impl Outbox {
         self.status_after_queue()
     }
 
-    /// Queues bytes that are already an encoded frame (from another thread's handle).
-    pub(crate) fn send_encoded(&mut self, frame: &[u8]) -> SendStatus {
-        if self.closed {
-            return SendStatus::Dropped;
-        }
-        if self.buffered() + frame.len() > self.limits.max_buffered {
-            return self.over_limit();
-        }
-        crate::proto::copy::append(&mut self.queued, frame);
-        self.status_after_queue()
+    /// Queues a message a [`ConnHandle`] posted, encoded for this outbox's framing like
+    /// the handler's own sends ([`Outbox::send_frame`]: same limits, same answers);
+    /// `None` for the commands that are not messages (close, pause, resume).
+    pub(crate) fn send_posted(&mut self, message: &Outgoing) -> Option<SendStatus> {
+        let (opcode, payload) = message.data()?;
+        Some(self.send_frame(opcode, payload))
     }
 
     fn send_sockjs(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
@@ -317,7 +335,8 @@ impl Outbox {
 pub struct Conn<'a> {
     pub(crate) id: ConnId,
     pub(crate) out: &'a mut Outbox,
-    pub(crate) registry: &'a Arc<Registry>,
+    /// Where this connection's handles post ([`Conn::handle`]).
+    pub(crate) poster: &'a Arc<dyn Post>,
 }
 
 impl Conn<'_> {
@@ -437,7 +456,7 @@ impl Conn<'_> {
 
     /// A handle to this connection that other threads (and later callbacks) can use.
     pub fn handle(&self) -> ConnHandle {
-        ConnHandle::new(self.id, Arc::clone(self.registry))
+        ConnHandle::new(self.id, Arc::clone(self.poster))
     }
 }
 
@@ -500,7 +519,10 @@ mod tests {
         out.send_frame(OpCode::Binary, &[1; 60]);
         // Handed to the socket, not yet reported written.
         out.in_flight = std::mem::take(&mut out.queued).len();
-        assert_eq!(out.send_encoded(&[0x82, 60]), SendStatus::Backpressure);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[]),
+            SendStatus::Backpressure
+        );
         assert_eq!(
             out.send_frame(OpCode::Binary, &[2; 60]),
             SendStatus::Dropped
@@ -516,6 +538,90 @@ mod tests {
             SendStatus::Dropped
         );
         assert!(out.abandon);
+    }
+
+    fn posted(framing: Framing, message: Outgoing) -> (Option<SendStatus>, Vec<u8>) {
+        let mut out = outbox(false);
+        out.limits.max_buffered = 1000;
+        out.limits.backpressure_threshold = 1000;
+        out.framing = framing;
+        let status = out.send_posted(&message);
+        (status, out.queued)
+    }
+
+    fn commands() -> [Outgoing; 3] {
+        [
+            Outgoing::Close {
+                code: CloseCode(1000),
+                reason: "bye".to_owned(),
+            },
+            Outgoing::PauseReading,
+            Outgoing::ResumeReading,
+        ]
+    }
+
+    #[test]
+    fn a_posted_message_is_encoded_as_an_rfc6455_frame() {
+        let queued = Some(SendStatus::Queued);
+        let text = |t: &str| Outgoing::Text(Arc::from(t));
+        let binary = |b: &[u8]| Outgoing::Binary(Arc::from(b));
+        let ping = |b: &[u8]| Outgoing::Ping(Arc::from(b));
+        assert_eq!(
+            posted(Framing::Rfc6455, text("hé")),
+            (queued, vec![0x81, 3, b'h', 0xc3, 0xa9])
+        );
+        assert_eq!(
+            posted(Framing::Rfc6455, binary(&[0, 0xff])),
+            (queued, vec![0x82, 2, 0, 0xff])
+        );
+        assert_eq!(
+            posted(Framing::Rfc6455, ping(b"p")),
+            (queued, vec![0x89, 1, b'p'])
+        );
+        assert_eq!(posted(Framing::Rfc6455, ping(b"")), (queued, vec![0x89, 0]));
+        // A 16-bit length past 125 bytes.
+        let (status, bytes) = posted(Framing::Rfc6455, binary(&[7; 200]));
+        assert_eq!(status, queued);
+        assert_eq!(bytes[..4], [0x82, 126, 0, 200]);
+        assert_eq!(bytes[4..], [7; 200]);
+        // The other commands are not messages: nothing is queued.
+        for command in commands() {
+            assert_eq!(posted(Framing::Rfc6455, command), (None, Vec::new()));
+        }
+    }
+
+    #[test]
+    fn a_posted_text_message_is_a_hixie_frame_and_the_rest_is_unsupported() {
+        for framing in [Framing::Hixie76, Framing::Hixie75] {
+            assert_eq!(
+                posted(framing, Outgoing::Text(Arc::from("hé"))),
+                (Some(SendStatus::Queued), vec![0x00, b'h', 0xc3, 0xa9, 0xff])
+            );
+            let unsupported = (Some(SendStatus::Unsupported), Vec::new());
+            assert_eq!(
+                posted(framing, Outgoing::Binary(Arc::from(&b"b"[..]))),
+                unsupported
+            );
+            assert_eq!(
+                posted(framing, Outgoing::Ping(Arc::from(&b"p"[..]))),
+                unsupported
+            );
+            for command in commands() {
+                assert_eq!(posted(framing, command), (None, Vec::new()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_posted_message_is_held_to_the_limits_of_the_handlers_sends() {
+        let mut out = outbox(false);
+        let message = Outgoing::Binary(Arc::from(&[1u8; 60][..]));
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Backpressure));
+        assert!(out.drain_owed);
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
+        out.queue_close(Some(CloseCode::NORMAL), "");
+        let message = Outgoing::Text(Arc::from("late"));
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod lifecycle;
 mod pause;
 mod rare;
 mod sockjs;
+mod static_file;
 
 use pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
 
@@ -24,14 +25,18 @@ pub(crate) use sockjs::{
     init_wall_clock, is_session_token, owner_shard, Effects, SessionTable, SockJsReply,
     SockJsRequest,
 };
+#[cfg(test)]
+pub(crate) use static_file::FILE_CHUNK;
+pub(crate) use static_file::{FileBody, FileRead};
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conn::{Conn, ConnId, Framing, OutLimits, Outbox};
-use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
+use crate::conn::{Conn, ConnId, Framing, OutLimits, Outbox, SendStatus};
+use crate::handle::{Outgoing, Post};
+use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
 use crate::proto::{CloseCode, Decoder, Event, HixieDecoder, Limits, OpCode, ProtocolError, Role};
@@ -76,8 +81,28 @@ pub(crate) struct Config {
 pub(crate) struct ShardContext {
     pub(crate) shard: u32,
     pub(crate) registry: Arc<Registry>,
+    /// Where the handles of this shard's connections post (`registry`, as a [`Post`]).
+    pub(crate) poster: Arc<dyn Post>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) config: Arc<Config>,
+}
+
+impl ShardContext {
+    pub(crate) fn new(
+        shard: u32,
+        registry: Arc<Registry>,
+        routes: Arc<Routes>,
+        config: Arc<Config>,
+    ) -> ShardContext {
+        let poster: Arc<dyn Post> = registry.clone();
+        ShardContext {
+            shard,
+            registry,
+            poster,
+            routes,
+            config,
+        }
+    }
 }
 
 // Open is the steady state and by far the largest; boxing it would add an indirection
@@ -143,6 +168,8 @@ pub(crate) struct Connection {
     draining: bool,
     /// What few connections need (SockJS, our close, a pause, a refused body).
     rare: Option<Box<rare::Rare>>,
+    /// A static file's body being streamed (`static_file.rs`): later requests wait.
+    file: Option<Box<static_file::FileStream>>,
 }
 
 impl Connection {
@@ -168,6 +195,7 @@ impl Connection {
             refused: false,
             draining: false,
             rare: None,
+            file: None,
         }
     }
 
@@ -264,6 +292,12 @@ impl Connection {
         if data.is_empty() {
             return;
         }
+        if self.file.is_some() {
+            // Pipelined behind a file still streaming: kept, in order, for after it
+            // (reading stops meanwhile, see `wants_read`).
+            head.extend_from_slice(data);
+            return;
+        }
         if head.is_empty() {
             // The common case, whole requests in one read: parse them where they lie.
             self.serve_requests(data, ctx, now);
@@ -282,6 +316,8 @@ impl Connection {
         while let Some(used) = self.answer_request(&input[pos..], ctx, now) {
             pos += used;
             match self.phase {
+                // A file is streaming: the rest waits in `head` until it is sent.
+                Phase::Http { .. } if self.file.is_some() => break,
                 Phase::Http { .. } if pos < input.len() => continue,
                 Phase::Open { .. } | Phase::Hixie76Body { .. } if pos < input.len() => {
                     self.receive(&mut input[pos..], ctx, now);
@@ -385,7 +421,18 @@ impl Connection {
                 }
                 Some((PrefixRoute::Static(dir), rest)) => {
                     let answer = dir.serve(&request, rest);
-                    self.answer_http(&request, &answer.response, answer.length, ctx, now);
+                    match answer.body {
+                        Some(body) => {
+                            // The head now, the body streamed after it.
+                            let keep_alive =
+                                self.write_http_head(&request, &answer.response, answer.length);
+                            self.start_file(body, keep_alive, ctx, now);
+                        }
+                        None => {
+                            let length = answer.length;
+                            self.answer_http(&request, &answer.response, length, ctx, now);
+                        }
+                    }
                 }
                 None => {
                     let body = format!("no route for {}\n", request.path());
@@ -408,6 +455,21 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
+        let keep_alive = self.write_http_head(request, response, length);
+        if request.method() != "HEAD" && response.status != 304 {
+            self.out.queued.extend_from_slice(&response.body);
+        }
+        self.finish_http(keep_alive, ctx, now);
+    }
+
+    /// Queues the head of a plain HTTP answer announcing `length` body bytes; returns
+    /// whether the connection stays open after the answer.
+    fn write_http_head(
+        &mut self,
+        request: &Request<'_>,
+        response: &HttpResponse,
+        length: Option<u64>,
+    ) -> bool {
         let keep_alive = request.keep_alive() && !self.draining;
         let mut headers: Vec<(&str, &str)> = response
             .headers
@@ -425,10 +487,7 @@ impl Connection {
             length,
             !keep_alive,
         );
-        if request.method() != "HEAD" && response.status != 304 {
-            self.out.queued.extend_from_slice(&response.body);
-        }
-        self.finish_http(keep_alive, ctx, now);
+        keep_alive
     }
 
     fn upgrade(
@@ -581,7 +640,7 @@ impl Connection {
         let mut conn = Conn {
             id: self.id,
             out: &mut self.out,
-            registry: &ctx.registry,
+            poster: &ctx.poster,
         };
         let id = self.id;
         let len = data.len();
@@ -684,7 +743,7 @@ impl Connection {
             let mut conn = Conn {
                 id: self.id,
                 out: &mut self.out,
-                registry: &ctx.registry,
+                poster: &ctx.poster,
             };
             // A panic here has nothing left to fail: guard only contains and logs it.
             let _ = guard(self.id, || handler.on_close(&mut conn, reason));
@@ -702,7 +761,7 @@ impl Connection {
             let mut conn = Conn {
                 id: self.id,
                 out: &mut self.out,
-                registry: &ctx.registry,
+                poster: &ctx.poster,
             };
             match guard(self.id, || f(handler.as_mut(), &mut conn)) {
                 Ok(()) => {
@@ -742,20 +801,30 @@ impl Connection {
         }
     }
 
-    /// A frame encoded elsewhere (a `ConnHandle`, RFC 6455 framing) arrived for this
-    /// connection; a hixie connection gets it re-encoded (text only).
-    pub(crate) fn send_encoded(&mut self, frame: &[u8], ctx: &ShardContext, now: Instant) {
-        if self.sockjs_ws().is_some() {
-            self.with_handler(ctx, now, |handler, conn| {
-                handler.on_remote(conn, crate::handler::Remote::Frame(frame));
-            });
-            return;
-        }
-        if matches!(self.phase, Phase::Open { .. }) {
-            if self.out.framing == Framing::Rfc6455 {
-                self.out.send_encoded(frame);
-            } else {
-                self.send_encoded_hixie(frame);
+    /// What a `ConnHandle` posted for this connection, applied on its shard: a
+    /// message is encoded for the connection's framing (an RFC 6455 frame, a hixie
+    /// `0x00 … 0xFF` frame, a SockJS message over the `websocket` transport) and held to
+    /// the same limits as the handler's own sends; a binary message or a ping to a
+    /// client that cannot carry it is dropped.
+    pub(crate) fn posted(&mut self, message: Outgoing, ctx: &ShardContext, now: Instant) {
+        match message {
+            Outgoing::Close { code, reason } => self.close(code, &reason, ctx, now),
+            Outgoing::PauseReading => self.set_read_paused(true, ctx, now),
+            Outgoing::ResumeReading => self.set_read_paused(false, ctx, now),
+            Outgoing::Text(text) if self.sockjs_ws().is_some() => {
+                self.with_handler(ctx, now, |handler, conn| {
+                    handler.on_remote(conn, Remote::Text(&text));
+                });
+            }
+            // The SockJS `websocket` transport carries text only.
+            _ if self.sockjs_ws().is_some() => {}
+            message => {
+                if !matches!(self.phase, Phase::Open { .. }) {
+                    return;
+                }
+                if self.out.send_posted(&message) == Some(SendStatus::Unsupported) {
+                    tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
+                }
             }
         }
     }
@@ -770,7 +839,7 @@ impl Connection {
     ) {
         if self.sockjs_ws().is_some() {
             self.with_handler(ctx, now, |handler, conn| {
-                handler.on_remote(conn, crate::handler::Remote::Close(code.0, reason));
+                handler.on_remote(conn, Remote::Close(code.0, reason));
             });
             return;
         }
@@ -780,6 +849,7 @@ impl Connection {
     /// Bytes were written: owe the handler `on_drain` once the queue has fallen back,
     /// and hand it the input kept while the output was over the threshold.
     pub(crate) fn on_written(&mut self, ctx: &ShardContext, now: Instant) {
+        self.file_progress(now);
         let out = &self.out;
         if out.drain_owed && out.buffered() <= out.limits.backpressure_threshold {
             self.out.drain_owed = false;
@@ -788,8 +858,12 @@ impl Connection {
         self.pump_held(ctx, now);
     }
 
-    /// The peer stopped sending (EOF) or the socket failed.
+    /// The peer stopped sending (EOF) or the socket failed. A static file being sent
+    /// is finished first (a send that fails ends it, see `on_send_failed`).
     pub(crate) fn on_eof(&mut self, ctx: &ShardContext) {
+        if self.file_peer_done() {
+            return;
+        }
         self.transport_ended(ctx);
     }
 
@@ -800,6 +874,10 @@ impl Connection {
             _ => return,
         }
         self.deadline = None;
+        if self.file.is_some() {
+            self.file_timer(ctx, now);
+            return;
+        }
         match self.take_local_close() {
             Some((code, reason)) => self.end(
                 CloseReason {
@@ -855,6 +933,8 @@ impl Connection {
     /// The socket is gone (closed by the backend, or it failed): make sure the handler
     /// heard about it.
     pub(crate) fn transport_ended(&mut self, ctx: &ShardContext) {
+        // The rest of a file being streamed has nowhere to go.
+        self.file = None;
         self.transport_ended_sockjs();
         let reason = match self.take_local_close() {
             Some((code, reason)) => CloseReason {

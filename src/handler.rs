@@ -123,8 +123,8 @@ pub trait Handler: 'static {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub enum Remote<'a> {
-    /// An encoded RFC 6455 frame.
-    Frame(&'a [u8]),
+    /// A text message.
+    Text(&'a str),
     /// A close with code and reason.
     Close(u16, &'a str),
     /// A timer tick (heartbeats of the SockJS `websocket` transport).

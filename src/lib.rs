@@ -1,6 +1,6 @@
 //! ringws: a WebSocket server engine for Linux io_uring, with an epoll fallback.
 //!
-//! The crate is layered (see `DESIGN.md` at the repository root):
+//! The crate is layered (`ARCHITECTURE.md` at the repository root is the map):
 //!
 //! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O, both roles,
 //!   and the legacy hixie-75/76 framing;

@@ -460,9 +460,11 @@ impl Builder {
     ///   path lies outside `dir` (a symlink leading out) are answered **404**, like a
     ///   missing file. Symlinks that stay inside `dir` are followed.
     ///
-    /// Files are read whole (or the range) into the response, with `std::fs` on the
-    /// shard thread: meant for a site's assets. Bodies above
-    /// [`Builder::max_static_file_size`] get 413. Routing: as prefixes of
+    /// Bodies are streamed: the file is read through the runtime (io_uring reads, or a
+    /// small blocking pool on epoll) a chunk at a time, the next chunk only once the
+    /// connection's output has drained, so a shard never blocks on the disk and a large
+    /// file costs a connection a few hundred KiB at most. Bodies above
+    /// [`Builder::max_static_file_size`] (no limit by default) get 413. Routing: as prefixes of
     /// [`Builder::http`]. `build` fails when `dir` is not a readable directory.
     ///
     /// ```no_run
@@ -491,8 +493,8 @@ impl Builder {
         self
     }
 
-    /// The largest body a static route serves, a whole file or a range (default
-    /// 64 MiB); a larger one is answered 413.
+    /// The largest body a static route serves, a whole file or a range (default: no
+    /// limit, since bodies are streamed); a larger one is answered 413.
     pub fn max_static_file_size(mut self, bytes: u64) -> Builder {
         self.max_static_file_size = bytes;
         self

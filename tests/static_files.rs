@@ -553,3 +553,195 @@ fn keep_alive_serves_several_files_on_one_connection() {
     }
     assert_eq!(rest, "", "{all}");
 }
+
+/// Files far larger than the old 64 MiB cap: sparse, with an 8-byte marker (its own
+/// offset, little-endian) at each of [`MARKS`] and zeros elsewhere.
+const LARGE: u64 = 80 << 20;
+const MARKS: [u64; 4] = [0, (1 << 20) + 3, 40 << 20, LARGE - 8];
+
+fn large_file(tree: &Tree) -> &'static str {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::create(tree.site().join("large.bin")).expect("create");
+    file.set_len(LARGE).expect("set_len");
+    for mark in MARKS {
+        file.seek(SeekFrom::Start(mark)).expect("seek");
+        file.write_all(&mark.to_le_bytes()).expect("mark");
+    }
+    "/large.bin"
+}
+
+/// The byte of the large file at `offset`.
+fn large_byte(offset: u64) -> u8 {
+    MARKS
+        .iter()
+        .find(|&&mark| (mark..mark + 8).contains(&offset))
+        .map_or(0, |&mark| mark.to_le_bytes()[(offset - mark) as usize])
+}
+
+/// One shard, so the transfer and the other requests share its thread.
+fn one_shard_server(tree: &Tree) -> RunningServer {
+    common::builder()
+        .shards(1)
+        .static_files("/", tree.site())
+        .http("/status", |_| HttpResponse::text(200, "ok"))
+        .build()
+        .expect("build")
+        .start()
+        .expect("start")
+}
+
+/// Reads exactly `len` body bytes starting at file offset `from`, checking each.
+fn read_large_body(stream: &mut std::net::TcpStream, from: u64, len: u64) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = from;
+    let end = from + len;
+    while at < end {
+        let want = buf.len().min((end - at) as usize);
+        let n = stream.read(&mut buf[..want]).expect("body");
+        assert!(n > 0, "the body ended at {at} of {end}");
+        for (i, &byte) in buf[..n].iter().enumerate() {
+            let offset = at + i as u64;
+            if byte != large_byte(offset) {
+                panic!("byte {offset}: {byte} instead of {}", large_byte(offset));
+            }
+        }
+        at += n as u64;
+    }
+}
+
+#[test]
+fn a_file_above_the_old_cap_streams_with_bounded_memory_while_the_shard_serves_others() {
+    let tree = Tree::new();
+    let path = large_file(&tree);
+    let server = one_shard_server(&tree);
+    let addr = server.local_addr();
+    let mut stream = raw_connect(addr);
+    // A request pipelined behind the file is answered after all of it.
+    let requests = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(requests.as_bytes()).expect("write");
+    let head = common::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {LARGE}\r\n")),
+        "{head}"
+    );
+    read_large_body(&mut stream, 0, 2 << 20);
+    // The reader pauses: the shard answers others meanwhile and holds a few chunks of
+    // the file, not the file.
+    let mut held = 0;
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/status").body, "ok");
+        held = held.max(server.memory_held());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(held < 1 << 20, "held {held} bytes for a paused reader");
+    read_large_body(&mut stream, 2 << 20, LARGE - (2 << 20));
+    let rest = read_to_close(&mut stream);
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.ends_with("\r\n\r\nok"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_range_in_the_middle_of_a_large_file() {
+    let tree = Tree::new();
+    let path = large_file(&tree);
+    let server = one_shard_server(&tree);
+    // A few bytes around a marker (checked byte by byte: they are not UTF-8).
+    let (start, end) = (MARKS[2] - 4, MARKS[2] + 11);
+    let mut stream = raw_connect(server.local_addr());
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes={start}-{end}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    let head = common::read_head(&mut stream);
+    assert!(
+        head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+        "{head}"
+    );
+    let content_range = format!("\r\nContent-Range: bytes {start}-{end}/{LARGE}\r\n");
+    assert!(head.contains(&content_range), "{head}");
+    let expected: Vec<u8> = (start..=end).map(large_byte).collect();
+    assert_eq!(common::read_bytes_to_close(&mut stream), expected);
+    // A range of many chunks, from an odd offset.
+    let mut stream = raw_connect(server.local_addr());
+    let (start, len) = (MARKS[1] - 5, 3 << 20);
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes={start}-{}\r\n\r\n",
+        start + len - 1
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    let head = common::read_head(&mut stream);
+    assert!(
+        head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {len}\r\n")),
+        "{head}"
+    );
+    read_large_body(&mut stream, start, len);
+    assert_eq!(read_to_close(&mut stream), "");
+}
+
+#[test]
+fn a_client_that_leaves_mid_file_frees_what_it_held() {
+    let tree = Tree::new();
+    let path = large_file(&tree);
+    let server = one_shard_server(&tree);
+    let addr = server.local_addr();
+    for _ in 0..3 {
+        let mut stream = raw_connect(addr);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("write");
+        common::read_head(&mut stream);
+        read_large_body(&mut stream, 0, 1 << 20);
+        drop(stream);
+    }
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.memory_held() > 0 {
+        assert!(
+            std::time::Instant::now() < limit,
+            "still held: {}",
+            server.memory_held()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(get(addr, "/status").body, "ok");
+}
+
+#[test]
+fn a_client_that_stops_sending_still_gets_the_whole_file_and_its_pipelined_answers() {
+    let tree = Tree::new();
+    let contents: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(tree.site().join("mid.bin"), &contents).expect("write");
+    let server = one_shard_server(&tree);
+    let mut stream = raw_connect(server.local_addr());
+    stream
+        .write_all(
+            b"GET /mid.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /status HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let all = common::read_bytes_to_close(&mut stream);
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&all[..split]);
+    assert!(head.contains("\r\nContent-Length: 700000\r\n"), "{head}");
+    assert!(all[split..].starts_with(&contents), "the body differs");
+    let rest = String::from_utf8_lossy(&all[split + contents.len()..]);
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.ends_with("\r\n\r\nok"),
+        "{rest}"
+    );
+}

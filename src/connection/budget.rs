@@ -79,7 +79,8 @@ impl Connection {
         let kept = self.rare.as_ref().map_or(0, |rare| rare.held.capacity());
         Held {
             incoming: incoming.saturating_add(kept),
-            outgoing: self.out.buffered(),
+            // A static file's chunk being read is output on its way.
+            outgoing: self.out.buffered() + self.file_bytes_reading(),
         }
     }
 
@@ -159,7 +160,8 @@ impl Connection {
         // Not a WebSocket (yet): no close frame; a request being read gets a 503 when
         // nothing of an earlier answer is half-written.
         self.transport_ended_sockjs();
-        let clean = self.out.in_flight == 0 && !self.out.partial;
+        // A static file cut in its middle leaves no room for a clean 503 either.
+        let clean = self.out.in_flight == 0 && !self.out.partial && !self.stop_file();
         self.out.queued = Vec::new();
         if !clean {
             self.out.abandon = true;

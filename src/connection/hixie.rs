@@ -9,7 +9,7 @@ use crate::conn::{Conn, Framing};
 use crate::handler::{Handler, Message};
 use crate::handshake::{self, HixieHead, Upgrade, Version};
 use crate::http::Request;
-use crate::proto::{FrameHeader, HixieDecoder, HixieEvent, OpCode, ProtocolError};
+use crate::proto::{HixieDecoder, HixieEvent, ProtocolError};
 
 impl Connection {
     /// Answers an accepted hixie request. hixie-75 opens at once; hixie-76 sends its
@@ -103,7 +103,7 @@ impl Connection {
         let mut conn = Conn {
             id: self.id,
             out: &mut self.out,
-            registry: &ctx.registry,
+            poster: &ctx.poster,
         };
         let id = self.id;
         let mut pos = 0;
@@ -145,19 +145,5 @@ impl Connection {
             Some(Err(error)) => self.fail(error, ctx),
             None => self.after_callback(ctx, now),
         }
-    }
-
-    /// A frame a `ConnHandle` encoded (RFC 6455, unmasked) for a hixie connection: a
-    /// text message is re-encoded; a binary message or a ping is dropped, since the
-    /// drafts cannot carry them.
-    pub(super) fn send_encoded_hixie(&mut self, frame: &[u8]) {
-        if let Ok(Some((header, len))) = FrameHeader::parse(frame) {
-            let whole = frame.len() as u64 - len as u64 == header.payload_len;
-            if header.fin && whole && OpCode::from_u8(header.opcode) == Some(OpCode::Text) {
-                self.out.send_frame(OpCode::Text, &frame[len..]);
-                return;
-            }
-        }
-        tracing::debug!(conn = %self.id, "dropping a non-text frame for a hixie client");
     }
 }

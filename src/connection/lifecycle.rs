@@ -111,6 +111,11 @@ impl Connection {
     fn drain(&mut self, ctx: &ShardContext, deadline: Option<Instant>, now: Instant) {
         let again = self.draining;
         self.draining = true;
+        if self.file.is_some() {
+            // A static file being sent finishes first (`static_file.rs`).
+            self.drain_file(ctx, deadline, now);
+            return;
+        }
         let wait_until = match &self.phase {
             Phase::Http { head, .. } if !head.is_empty() && self.discard() == 0 => deadline,
             Phase::SockJsWaiting { .. } if !again => {

@@ -35,10 +35,10 @@ impl Connection {
         input_paused(&self.out)
     }
 
-    /// False while the socket should not be read (see `input_paused`). Only open
-    /// WebSocket connections pause.
+    /// False while the socket should not be read (see `input_paused`), and while a
+    /// static file is being sent (pipelined requests wait in the socket).
     pub(crate) fn wants_read(&self) -> bool {
-        !(matches!(self.phase, Phase::Open { .. }) && self.input_paused())
+        !(matches!(self.phase, Phase::Open { .. }) && self.input_paused()) && self.file.is_none()
     }
 
     /// Feeds the bytes held during a pause to the decoder, unless input is (still)

@@ -24,10 +24,11 @@ use slab::Slab;
 use super::budget::{budget_close_for, Held};
 use super::{guard, Connection, Phase, ShardContext};
 use crate::conn::{Conn, ConnId, OutLimits, Outbox};
+use crate::handle::{Outgoing, Post};
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
 use crate::handshake;
 use crate::http::Request;
-use crate::proto::{CloseCode, FrameHeader, OpCode};
+use crate::proto::CloseCode;
 use crate::route::{Accept, Reject, SockJsService, UpgradeRequest, WebSocketOptions};
 use crate::runtime::core::Token;
 use crate::runtime::shard::budget::Holder;
@@ -486,7 +487,7 @@ impl SockJsWebSocket {
             self.user.as_mut(),
             &mut self.out,
             conn.id,
-            conn.registry,
+            conn.poster,
         );
         self.sync_pause(conn);
         self.flush(conn);
@@ -539,10 +540,8 @@ impl Handler for SockJsWebSocket {
 
     fn on_remote(&mut self, conn: &mut Conn<'_>, remote: Remote<'_>) -> bool {
         match remote {
-            Remote::Frame(frame) => {
-                if let Some(text) = text_of_frame(frame) {
-                    self.session.send(text);
-                }
+            Remote::Text(text) => {
+                self.session.send(text);
             }
             Remote::Tick(now) => {
                 self.now = now;
@@ -557,7 +556,7 @@ impl Handler for SockJsWebSocket {
                     self.user.as_mut(),
                     &mut self.out,
                     conn.id,
-                    conn.registry,
+                    conn.poster,
                 );
                 self.sync_pause(conn);
             }
@@ -572,16 +571,13 @@ impl Handler for SockJsWebSocket {
     }
 }
 
-/// The text of a whole, unfragmented RFC 6455 text frame (as a `ConnHandle` encodes).
-fn text_of_frame(frame: &[u8]) -> Option<&str> {
-    let Ok(Some((header, len))) = FrameHeader::parse(frame) else {
-        return None;
-    };
-    let whole = frame.len() as u64 - len as u64 == header.payload_len;
-    if header.fin && whole && OpCode::from_u8(header.opcode) == Some(OpCode::Text) {
-        std::str::from_utf8(&frame[len..]).ok()
-    } else {
-        None
+/// The text of a message a `ConnHandle` posted to a session, which goes out as a
+/// SockJS message (`a["..."]`); `None` for what SockJS cannot carry (binary messages,
+/// pings), which is dropped, and for the commands that are not messages.
+fn posted_text(message: &Outgoing) -> Option<&str> {
+    match message {
+        Outgoing::Text(text) => Some(text),
+        _ => None,
     }
 }
 
@@ -595,7 +591,7 @@ fn run_events(
     handler: &mut dyn Handler,
     out: &mut Outbox,
     id: ConnId,
-    registry: &Arc<crate::runtime::mailbox::Registry>,
+    poster: &Arc<dyn Post>,
 ) {
     loop {
         if out.read_paused && !out.closed && session.state() == SessionState::Open {
@@ -608,7 +604,7 @@ fn run_events(
         let mut conn = Conn {
             id,
             out: &mut *out,
-            registry,
+            poster,
         };
         let result = match event {
             SessionEvent::Opened => guard(id, || handler.on_open(&mut conn)),
@@ -909,7 +905,7 @@ impl SessionTable {
             slot.handler.as_mut(),
             &mut slot.out,
             id,
-            &ctx.registry,
+            &ctx.poster,
         );
         if !slot.holds_input() {
             slot.release_sends(fx);
@@ -1032,20 +1028,39 @@ impl SessionTable {
         self.arm(index, fx);
     }
 
-    /// A `ConnHandle` sent a frame (RFC 6455 encoded) to a session: its text goes out as
-    /// a SockJS message; other frames are dropped.
-    pub(crate) fn send_encoded(
+    /// What a `ConnHandle` posted for a session: a text message goes out as a SockJS
+    /// message, binary messages and pings are dropped (SockJS carries text only), a
+    /// close, pause or resume is applied.
+    pub(crate) fn posted(
         &mut self,
         token: Token,
-        frame: &[u8],
+        message: Outgoing,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        match message {
+            Outgoing::Close { code, reason } => self.close(token, code, &reason, ctx, now, fx),
+            Outgoing::PauseReading => self.set_read_paused(token, true, ctx, now, fx),
+            Outgoing::ResumeReading => self.set_read_paused(token, false, ctx, now, fx),
+            message => {
+                if let Some(text) = posted_text(&message) {
+                    self.send_text(token, text, ctx, now, fx);
+                }
+            }
+        }
+    }
+
+    /// A `ConnHandle` sent a text message to a session.
+    fn send_text(
+        &mut self,
+        token: Token,
+        text: &str,
         ctx: &ShardContext,
         now: Instant,
         fx: &mut Effects,
     ) {
         let Some(index) = self.slot_of(token) else {
-            return;
-        };
-        let Some(text) = text_of_frame(frame) else {
             return;
         };
         let slot = &mut self.slots[index];
@@ -1086,7 +1101,7 @@ impl SessionTable {
 
     /// A `ConnHandle` paused or resumed a session's handler: on a resume, the messages
     /// it kept are delivered.
-    pub(crate) fn set_read_paused(
+    fn set_read_paused(
         &mut self,
         token: Token,
         paused: bool,
@@ -1103,7 +1118,7 @@ impl SessionTable {
     }
 
     /// A `ConnHandle` closed a session.
-    pub(crate) fn close(
+    fn close(
         &mut self,
         token: Token,
         code: CloseCode,
@@ -1203,4 +1218,53 @@ fn answer(mut receiver: Receiver, frame: &[u8], fx: &mut Effects) {
         end: true,
     };
     fx.replies.push((receiver.shard, receiver.token, output));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a session sends its receiver after the messages posted by a handle.
+    fn sent_after(posted: Vec<Outgoing>) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        let mut session = Session::new(&Default::default(), now);
+        let receiver = ReceiverId(1);
+        session.attach(receiver, now);
+        let open = session.next_frame(receiver, now).map(|f| f.bytes.to_vec());
+        assert_eq!(open.as_deref(), Some(&b"o"[..]));
+        for message in &posted {
+            if let Some(text) = posted_text(message) {
+                session.send(text);
+            }
+        }
+        session.next_frame(receiver, now).map(|f| f.bytes.to_vec())
+    }
+
+    #[test]
+    fn posted_text_messages_are_a_sockjs_array_frame() {
+        let text = |t: &str| Outgoing::Text(Arc::from(t));
+        assert_eq!(
+            sent_after(vec![text("say \"hi\"")]).as_deref(),
+            Some(&br#"a["say \"hi\""]"#[..])
+        );
+        assert_eq!(
+            sent_after(vec![text("one"), text("two")]).as_deref(),
+            Some(&br#"a["one","two"]"#[..])
+        );
+    }
+
+    #[test]
+    fn what_sockjs_cannot_carry_is_dropped_and_commands_are_not_messages() {
+        let posted = vec![
+            Outgoing::Binary(Arc::from(&b"b"[..])),
+            Outgoing::Ping(Arc::from(&b"p"[..])),
+            Outgoing::Close {
+                code: CloseCode(1000),
+                reason: String::new(),
+            },
+            Outgoing::PauseReading,
+            Outgoing::ResumeReading,
+        ];
+        assert_eq!(sent_after(posted), None);
+    }
 }

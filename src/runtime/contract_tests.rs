@@ -1,5 +1,6 @@
-//! The runtime contract on both backends, with a small test core: several listeners
-//! per shard, outgoing connections (refused and accepted) and `wants_read` pauses.
+//! The runtime contract on both backends, with small test cores: several listeners
+//! per shard, outgoing connections (refused and accepted) and `wants_read` pauses; and
+//! file reads (`take_file_reads` / `on_file_read`: in order, short at the end, errors).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -304,4 +305,212 @@ fn listeners_connects_and_read_pauses() {
             "{backend:?}: stop waited for a connect"
         );
     }
+}
+
+/// Serves `file` to every accepted connection through the backend's file reads, in
+/// chunks of `CHUNK`, asking for the next only when the last came back; then closes.
+/// A read of `unreadable` (opened write-only) for a token that is no socket checks the
+/// error path and that a read for an unknown token is still answered.
+struct FileCore {
+    socks: HashMap<Token, (Vec<u8>, u64, bool)>,
+    reads: Vec<super::core::FileRead>,
+    file: Arc<std::fs::File>,
+    unreadable: Option<Arc<std::fs::File>>,
+    next: u32,
+    ready: Vec<Token>,
+    seen: Arc<FileSeen>,
+    stopping: bool,
+    tick: Instant,
+}
+
+#[derive(Default)]
+struct FileSeen {
+    stop: AtomicBool,
+    /// The error text of the unreadable file's read.
+    error: Mutex<Option<String>>,
+    reads: AtomicUsize,
+}
+
+const CHUNK: usize = 64 * 1024;
+const GHOST: u32 = 999;
+
+impl ShardCore for FileCore {
+    fn on_accept(&mut self, _listener: usize, _peer: Option<SocketAddr>, _now: Instant) -> Token {
+        self.next += 1;
+        let token = Token::new(self.next, 3);
+        self.socks.insert(token, (Vec::new(), 0, false));
+        self.reads.push(super::core::FileRead {
+            token,
+            file: Arc::clone(&self.file),
+            offset: 0,
+            len: CHUNK,
+        });
+        if let Some(file) = self.unreadable.take() {
+            self.reads.push(super::core::FileRead {
+                token: Token::new(GHOST, 3),
+                file,
+                offset: 0,
+                len: 16,
+            });
+        }
+        token
+    }
+
+    fn take_file_reads(&mut self, out: &mut Vec<super::core::FileRead>) {
+        out.append(&mut self.reads);
+    }
+
+    fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, _now: Instant) {
+        self.seen.reads.fetch_add(1, Ordering::SeqCst);
+        if token.index() == GHOST as usize {
+            let text = match result {
+                Ok(bytes) => format!("read {} bytes", bytes.len()),
+                Err(error) => error.to_string(),
+            };
+            *self.seen.error.lock().expect("lock") = Some(text);
+            return;
+        }
+        let Some((out, offset, done)) = self.socks.get_mut(&token) else {
+            return;
+        };
+        match result {
+            Ok(bytes) if bytes.is_empty() => *done = true,
+            Ok(bytes) => {
+                *offset += bytes.len() as u64;
+                out.extend_from_slice(&bytes);
+                self.reads.push(super::core::FileRead {
+                    token,
+                    file: Arc::clone(&self.file),
+                    offset: *offset,
+                    len: CHUNK,
+                });
+            }
+            Err(error) => panic!("file read failed: {error}"),
+        }
+        self.ready.push(token);
+    }
+
+    fn on_recv(&mut self, _token: Token, _data: &mut [u8], _now: Instant) {}
+
+    fn on_eof(&mut self, _token: Token, _now: Instant) {}
+
+    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+        let (out, _, _) = self.socks.get_mut(&token)?;
+        (!out.is_empty()).then(|| std::mem::take(out))
+    }
+
+    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>) {
+        if let Some((out, _, done)) = self.socks.get_mut(&token) {
+            match written {
+                Ok(n) => {
+                    let mut rest = buf[n..].to_vec();
+                    rest.append(out);
+                    *out = rest;
+                }
+                Err(_) => *done = true,
+            }
+        }
+        self.ready.push(token);
+    }
+
+    fn wants_close(&self, token: Token) -> bool {
+        self.socks
+            .get(&token)
+            .is_none_or(|(out, _, done)| (*done || self.stopping) && out.is_empty())
+    }
+
+    fn on_closed(&mut self, token: Token) {
+        assert!(
+            self.socks.remove(&token).is_some(),
+            "close of an unknown token"
+        );
+    }
+
+    fn on_wake(&mut self, _now: Instant) {}
+
+    fn on_timer(&mut self, now: Instant) {
+        self.tick = now + Duration::from_millis(10);
+        self.stopping |= self.seen.stop.load(Ordering::SeqCst);
+        self.ready.extend(self.socks.keys().copied());
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        Some(self.tick)
+    }
+
+    fn drain_ready(&mut self, out: &mut Vec<Token>) {
+        out.append(&mut self.ready);
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.stopping
+    }
+
+    fn is_finished(&self) -> bool {
+        self.stopping && self.socks.is_empty()
+    }
+}
+
+#[test]
+fn file_reads_come_back_in_order_and_errors_are_reported() {
+    let dir = std::env::temp_dir().join(format!("ringws-contract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("file.bin");
+    // Not a multiple of the chunk: the last read comes back short, the next empty.
+    let contents: Vec<u8> = (0..5 * CHUNK + 1234).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &contents).expect("write");
+    for backend in backends() {
+        let file = Arc::new(std::fs::File::open(&path).expect("open"));
+        let unreadable = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open write-only");
+        let seen = Arc::new(FileSeen::default());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let core = FileCore {
+            socks: HashMap::new(),
+            reads: Vec::new(),
+            file,
+            unreadable: Some(Arc::new(unreadable)),
+            next: 0,
+            ready: Vec::new(),
+            seen: Arc::clone(&seen),
+            stopping: false,
+            tick: Instant::now(),
+        };
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let w = Arc::clone(&wake);
+        let shard = thread::spawn(move || {
+            super::run_core(core, backend, vec![listener], &w, &Default::default())
+        });
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).expect("read");
+            assert_eq!(back.len(), contents.len(), "{backend:?}");
+            assert!(back == contents, "{backend:?}: bytes differ");
+        }
+        wait_until("the unreadable file's answer", || {
+            seen.error.lock().expect("lock").is_some()
+        });
+        let error = seen.error.lock().expect("lock").clone();
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                std::io::Error::from_raw_os_error(libc::EBADF)
+                    .to_string()
+                    .as_str()
+            ),
+            "{backend:?}"
+        );
+        // Two connections of 6 reads and the last, empty one each, plus the error.
+        assert_eq!(seen.reads.load(Ordering::SeqCst), 2 * 7 + 1, "{backend:?}");
+        seen.stop.store(true, Ordering::SeqCst);
+        wake.signal();
+        shard.join().expect("shard panicked").expect("shard failed");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

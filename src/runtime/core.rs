@@ -12,7 +12,9 @@
 //!    [`ShardCore::on_connected`], [`ShardCore::on_recv`], [`ShardCore::on_eof`],
 //!    [`ShardCore::on_sent`], [`ShardCore::on_wake`], [`ShardCore::on_timer`];
 //! 2. start the outgoing connections [`ShardCore::take_connects`] asks for (without
-//!    blocking; each ends with one `on_connected`, `Ok` or `Err`);
+//!    blocking; each ends with one `on_connected`, `Ok` or `Err`), and the file reads
+//!    [`ShardCore::take_file_reads`] asks for (off the loop's thread of control; each
+//!    ends with one [`ShardCore::on_file_read`], reported in step 1 of a later turn);
 //! 3. collect the tokens that changed with [`ShardCore::drain_ready`]; for each one that
 //!    has no send in flight (and is not still connecting), [`ShardCore::take_send`]
 //!    gives the next bytes to write; when it returns `None` and
@@ -34,23 +36,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Identifies one connection on one shard. Tokens are reused after `on_closed`, with a new
-/// generation, so a stale token never reaches a newer connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Token(pub(crate) u64);
+pub(crate) use crate::conn::Token;
 
 impl Token {
-    /// Packs a slab index and a generation.
-    pub(crate) fn new(index: u32, generation: u32) -> Token {
-        Token(((generation as u64) << 32) | index as u64)
-    }
-
-    /// The slab index as the core numbers it (the core may use a high bit to keep two
-    /// kinds of sockets apart, see [`STREAM_BIT`]).
-    pub(crate) fn index(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
-    }
-
     /// A dense, small index for a backend's own table: the core's two index spaces
     /// (with and without [`STREAM_BIT`]) interleaved.
     pub(crate) fn slot(self) -> usize {
@@ -61,16 +49,32 @@ impl Token {
             (index as usize) << 1
         }
     }
-
-    /// The generation of the slot when this token was issued.
-    pub(crate) fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
 }
 
 /// A core may mark the tokens of a second table (raw TCP streams, outgoing links) with
 /// this index bit; backends index their tables with [`Token::slot`], which stays dense.
 pub(crate) const STREAM_BIT: u32 = 1 << 30;
+
+/// The connection layer says what to read (a [`FileRead`]); the runtime does it.
+pub(crate) use crate::connection::FileRead;
+
+/// Does `read` on the calling thread (`pread`); the epoll backend runs this on its
+/// blocking pool. Returns the bytes read: fewer than asked near the end of the file,
+/// none at or past it.
+pub(crate) fn read_blocking(read: &FileRead) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = read.buffer();
+    loop {
+        match read.file.read_at(&mut buf, read.offset) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
 
 /// Everything a backend needs from a shard: implemented by the shard's connection table
 /// (`runtime::shard::Shard`), and by small test cores in the backends' own tests.
@@ -83,6 +87,20 @@ pub(crate) trait ShardCore {
     /// allocated and the address to connect to. Each is answered by one `on_connected`.
     fn take_connects(&mut self, out: &mut Vec<(Token, SocketAddr)>) {
         let _ = out;
+    }
+
+    /// Moves the file reads the core wants into `out`. Each is answered by one
+    /// [`ShardCore::on_file_read`], also when its token was closed meanwhile (not once
+    /// the core is finished: the backend then drops what is still in flight).
+    fn take_file_reads(&mut self, out: &mut Vec<FileRead>) {
+        let _ = out;
+    }
+
+    /// A read asked for with `take_file_reads` finished: the bytes read (fewer than
+    /// asked near the end of the file, none past it), or the error. `token` may be
+    /// closed by now; the core then drops the bytes.
+    fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, now: Instant) {
+        let _ = (token, result, now);
     }
 
     /// An outgoing connection asked for with `take_connects` finished connecting, or

@@ -7,6 +7,8 @@
 //! to the core happen with no await in between, so an idle connection holds no buffer.
 //! Every listener has its own accept task; an outgoing connection is a local task that
 //! connects (`TcpStream::connect`) and then serves the socket like an accepted one.
+//! File reads (static files' chunks) go to the runtime's blocking pool, a few threads
+//! per shard, so a read that waits for the disk never stalls the shard's sockets.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -20,13 +22,17 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use super::core::{ShardCore, Token};
+use super::core::{FileRead, ShardCore, Token};
 use super::eventfd::EventFd;
 
 /// Bytes read per `try_read`; also the shard's one read buffer.
 const READ_BUFFER: usize = 64 * 1024;
 /// Reads per readiness event before the task yields to the others.
 const READS_PER_TURN: usize = 4;
+/// Threads of each shard's blocking pool (file reads).
+const FILE_THREADS: usize = 2;
+/// How long the end of a shard waits for file reads still on the blocking pool.
+const FILE_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A connection task's token and the wake-up the shard uses to reach it.
 type TaskSlot = (Token, Rc<Notify>);
@@ -38,6 +44,7 @@ struct Shared<C> {
     read_buffer: RefCell<Vec<u8>>,
     ready: RefCell<Vec<Token>>,
     connects: RefCell<Vec<(Token, SocketAddr)>>,
+    file_reads: RefCell<Vec<FileRead>>,
     /// The deadline the timer task sleeps towards.
     timer_target: Cell<Option<Instant>>,
     timer_changed: Notify,
@@ -52,14 +59,19 @@ impl<C: ShardCore + 'static> Shared<C> {
     fn dispatch(self: &Rc<Self>) {
         let mut ready = self.ready.borrow_mut();
         let mut connects = self.connects.borrow_mut();
+        let mut file_reads = self.file_reads.borrow_mut();
         let (deadline, shutting_down) = {
             let mut core = self.core.borrow_mut();
             core.take_connects(&mut connects);
+            core.take_file_reads(&mut file_reads);
             core.drain_ready(&mut ready);
             (core.next_deadline(), core.is_shutting_down())
         };
         for (token, addr) in connects.drain(..) {
             tokio::task::spawn_local(connect(Rc::clone(self), token, addr));
+        }
+        for read in file_reads.drain(..) {
+            tokio::task::spawn_local(read_file(Rc::clone(self), read));
         }
         let tasks = self.tasks.borrow();
         for token in ready.drain(..) {
@@ -106,6 +118,8 @@ pub(crate) fn run<C: ShardCore + 'static>(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        .max_blocking_threads(FILE_THREADS)
+        .thread_name("ringws-file")
         .build()?;
     let local = tokio::task::LocalSet::new();
     let shared = Rc::new(Shared {
@@ -114,12 +128,13 @@ pub(crate) fn run<C: ShardCore + 'static>(
         read_buffer: RefCell::new(vec![0; READ_BUFFER]),
         ready: RefCell::new(Vec::new()),
         connects: RefCell::new(Vec::new()),
+        file_reads: RefCell::new(Vec::new()),
         timer_target: Cell::new(None),
         timer_changed: Notify::new(),
         state_changed: Notify::new(),
     });
     let wake_fd = wake.as_raw_fd();
-    local.block_on(&runtime, async move {
+    let result = local.block_on(&runtime, async move {
         let mut accepting = Vec::with_capacity(listeners.len());
         for listener in listeners {
             listener.set_nonblocking(true)?;
@@ -146,7 +161,30 @@ pub(crate) fn run<C: ShardCore + 'static>(
                 _ = shared.state_changed.notified() => {}
             }
         }
-    })
+    });
+    drop(local);
+    // A file read still on the blocking pool (its connection is gone) is not waited
+    // for past this.
+    runtime.shutdown_timeout(FILE_SHUTDOWN_LIMIT);
+    result
+}
+
+/// Reads a file chunk on the blocking pool and hands it to the core.
+async fn read_file<C: ShardCore + 'static>(shared: Rc<Shared<C>>, read: FileRead) {
+    let token = read.token;
+    let result = match tokio::task::spawn_blocking(move || super::core::read_blocking(&read)).await
+    {
+        Ok(result) => result,
+        Err(error) => Err(io::Error::other(format!("file read task failed: {error}"))),
+    };
+    if shared.core.borrow().is_finished() {
+        return;
+    }
+    shared
+        .core
+        .borrow_mut()
+        .on_file_read(token, result, Instant::now());
+    shared.dispatch();
 }
 
 async fn accept_loop<C: ShardCore + 'static>(

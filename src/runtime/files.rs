@@ -5,14 +5,20 @@
 //! that leads out) is refused. Every refusal is a plain 404, the same answer as a
 //! missing file, so a probe learns nothing about what exists outside.
 //!
-//! Files are read with `std::fs` on the shard thread, whole (or the requested range)
-//! into the response body: fine for a site's assets, not for serving large media to
-//! many clients. A body larger than the route's cap (default 64 MiB) is answered 413;
-//! a range within the cap is still served.
+//! Only the file's metadata is looked at here: resolving the path, `open` and `fstat`
+//! stay synchronous on the shard thread (a few system calls on metadata the kernel
+//! caches, bounded whatever the file's size). The body is not read here: the answer
+//! carries a [`FileBody`] (the open file, the offset and the length to send), which the
+//! connection streams in chunks through the runtime (`connection/static_file.rs`: it
+//! asks for a chunk only while its output queue is short; the backend reads it with
+//! io_uring or on a small blocking pool), so a large file costs a shard neither a
+//! blocking read nor its size in memory. An optional cap (`max_static_file_size`, no
+//! limit by default) answers larger bodies 413; a range within the cap is still served.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use crate::http::conditional::{http_date, plan, Plan, Validators};
@@ -20,8 +26,9 @@ use crate::http::static_path::{content_type, safe_path};
 use crate::http::Request;
 use crate::route::HttpResponse;
 
-/// The default cap on the bytes of one static response body.
-pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+/// The default cap on the bytes of one static response body: none (bodies are
+/// streamed, so their size costs no memory).
+pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = u64::MAX;
 
 /// One served directory.
 #[derive(Debug)]
@@ -32,18 +39,26 @@ pub(crate) struct StaticDir {
     pub(crate) max_file_size: u64,
 }
 
-/// A static answer: the response, and the `Content-Length` to announce (the body is
-/// empty for HEAD; `None` for a 304, which announces none).
+/// A static answer: the response, the `Content-Length` to announce (`None` for a 304,
+/// which announces none), and for a GET of a non-empty file or range the body to
+/// stream after the head (`response.body` is then empty).
 pub(crate) struct FileAnswer {
     pub(crate) response: HttpResponse,
     pub(crate) length: Option<u64>,
+    pub(crate) body: Option<FileBody>,
 }
+
+pub(crate) use crate::connection::FileBody;
 
 impl FileAnswer {
     fn text(status: u16, body: &str) -> FileAnswer {
         let response = HttpResponse::text(status, body);
         let length = Some(response.body.len() as u64);
-        FileAnswer { response, length }
+        FileAnswer {
+            response,
+            length,
+            body: None,
+        }
     }
 
     fn not_found() -> FileAnswer {
@@ -135,7 +150,9 @@ impl StaticDir {
         path: &Path,
         content_type: &str,
     ) -> io::Result<FileAnswer> {
-        let mut file = File::open(path)?;
+        // Synchronous on purpose: open and fstat are short metadata calls (see the
+        // module's doc); the body itself is read through the runtime.
+        let file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(
@@ -161,6 +178,7 @@ impl StaticDir {
                 return Ok(FileAnswer {
                     response: with_headers(response, headers),
                     length: None,
+                    body: None,
                 });
             }
             Plan::Unsatisfiable => {
@@ -180,17 +198,16 @@ impl StaticDir {
             return Ok(FileAnswer::text(413, "file too large to serve\n"));
         }
         headers.push(("Accept-Ranges".to_owned(), "bytes".to_owned()));
-        let mut body = Vec::new();
-        if request.method() == "GET" {
-            let size = usize::try_from(count).map_err(io::Error::other)?;
-            body.resize(size, 0);
-            file.seek(SeekFrom::Start(start))?;
-            file.read_exact(&mut body)?;
-        }
-        let response = HttpResponse::new(status, content_type, body);
+        let body = (request.method() == "GET" && count > 0).then(|| FileBody {
+            file: Arc::new(file),
+            offset: start,
+            len: count,
+        });
+        let response = HttpResponse::new(status, content_type, Vec::new());
         Ok(FileAnswer {
             response: with_headers(response, headers),
             length: Some(count),
+            body,
         })
     }
 }
@@ -252,6 +269,26 @@ mod tests {
         ] {
             assert_eq!(answer("GET /s/ HTTP/1.1", Some(rest)).response.status, 404);
         }
+    }
+
+    #[test]
+    fn bodies_are_left_to_the_runtime() {
+        let name = format!("ringws-files-{}.txt", std::process::id());
+        let path = std::env::temp_dir().join(&name);
+        std::fs::write(&path, b"0123456789").expect("write");
+        let get = answer(&format!("GET /s/{name} HTTP/1.1"), Some(&name));
+        let body = get.body.as_ref().expect("a body to stream");
+        assert_eq!((get.length, body.offset, body.len), (Some(10), 0, 10));
+        assert!(get.response.body.is_empty(), "read on the shard");
+        let range = answer(
+            &format!("GET /s/{name} HTTP/1.1\r\nRange: bytes=3-"),
+            Some(&name),
+        );
+        let body = range.body.as_ref().expect("a range to stream");
+        assert_eq!((range.response.status, body.offset, body.len), (206, 3, 7));
+        let head = answer(&format!("HEAD /s/{name} HTTP/1.1"), Some(&name));
+        assert!(head.body.is_none() && head.length == Some(10));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

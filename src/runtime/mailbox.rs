@@ -12,22 +12,16 @@ use crossbeam_queue::SegQueue;
 
 use super::core::Token;
 use super::eventfd::EventFd;
+use crate::conn::ConnId;
 use crate::connection::{SockJsReply, SockJsRequest};
-use crate::proto::CloseCode;
+use crate::handle::{Outgoing, Post, Stopped};
 
 /// Work for a shard, posted from any thread.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Queue an already encoded frame (data or ping) on a connection.
-    Frame { token: Token, frame: Vec<u8> },
-    /// Start the close handshake on a connection.
-    Close {
-        token: Token,
-        code: CloseCode,
-        reason: String,
-    },
-    /// Pause (`pause: true`) or resume reading a connection (`ConnHandle`).
-    Pause { token: Token, pause: bool },
+    /// What a `ConnHandle` asked of a connection (or SockJS session) of this shard:
+    /// the shard encodes a message for the connection's framing when it applies it.
+    Post { token: Token, message: Outgoing },
     /// A SockJS request for a session this shard owns.
     SockJs(SockJsRequest),
     /// A session owner's reply for a connection of this shard.
@@ -141,6 +135,17 @@ impl Registry {
     }
 }
 
+/// A `ConnHandle` posts to the mailbox of the shard that owns its connection.
+impl Post for Registry {
+    fn post(&self, to: ConnId, message: Outgoing) -> Result<(), Stopped> {
+        let command = Command::Post {
+            token: to.token,
+            message,
+        };
+        Registry::post(self, to.shard(), command).map_err(|ShardStopped| Stopped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,16 +157,12 @@ mod tests {
             let registry = registry.clone();
             std::thread::spawn(move || {
                 for i in 0..1000u32 {
-                    let frame = i.to_be_bytes().to_vec();
-                    registry
-                        .post(
-                            1,
-                            Command::Frame {
-                                token: Token::new(0, 0),
-                                frame,
-                            },
-                        )
-                        .expect("post");
+                    let to = ConnId {
+                        shard: 1,
+                        token: Token::new(i, 0),
+                    };
+                    let message = Outgoing::Text(i.to_string().into());
+                    Post::post(&*registry, to, message).expect("post");
                 }
             })
         };
@@ -170,7 +171,13 @@ mod tests {
         assert!(mailbox.wake.drain());
         for i in 0..1000u32 {
             match mailbox.pop() {
-                Some(Command::Frame { frame, .. }) => assert_eq!(frame, i.to_be_bytes()),
+                Some(Command::Post {
+                    token,
+                    message: Outgoing::Text(text),
+                }) => {
+                    assert_eq!(token, Token::new(i, 0));
+                    assert_eq!(*text, i.to_string());
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -183,5 +190,13 @@ mod tests {
         registry.mailbox(0).stop();
         assert_eq!(registry.post(0, Command::Shutdown), Err(ShardStopped));
         assert_eq!(registry.post(5, Command::Shutdown), Err(ShardStopped));
+        let to = ConnId {
+            shard: 0,
+            token: Token::new(0, 0),
+        };
+        assert_eq!(
+            Post::post(&registry, to, Outgoing::PauseReading),
+            Err(Stopped)
+        );
     }
 }

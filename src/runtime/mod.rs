@@ -152,12 +152,12 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
             );
         }
     }
-    let ctx = ShardContext {
-        shard: spec.index as u32,
-        registry: Arc::clone(&spec.registry),
-        routes: spec.routes,
-        config: spec.config,
-    };
+    let ctx = ShardContext::new(
+        spec.index as u32,
+        Arc::clone(&spec.registry),
+        spec.routes,
+        spec.config,
+    );
     let wake = &spec.registry.mailbox(spec.index).wake;
     let result = if spec.reflector {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));

@@ -15,6 +15,8 @@ use std::time::{Instant, SystemTime};
 pub(crate) mod budget;
 mod out_pool;
 #[cfg(test)]
+mod static_file_tests;
+#[cfg(test)]
 mod tests;
 
 use budget::{Budget, Holder, Verdict};
@@ -22,7 +24,7 @@ use out_pool::OutPool;
 
 use super::paged::PagedSlab;
 
-use super::core::{ShardCore, Token};
+use super::core::{FileRead, ShardCore, Token};
 use super::link::{is_stream, ProtocolFactory, Streams};
 use super::mailbox::Command;
 use super::tls::{Received, TlsSession};
@@ -95,6 +97,9 @@ pub(crate) struct Shard {
     budget: Budget,
     /// The part of `budget`'s figure the SockJS sessions hold, as last recounted.
     sessions_held: usize,
+    /// Static file chunks the connections asked for, for the backend
+    /// (`ShardCore::take_file_reads`).
+    file_reads: Vec<FileRead>,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -119,6 +124,7 @@ impl Shard {
         Shard {
             budget,
             sessions_held: 0,
+            file_reads: Vec::new(),
             streams,
             sessions,
             work: VecDeque::new(),
@@ -192,6 +198,10 @@ impl Shard {
             self.pending -= 1;
         }
         entry.conn.end_if_overflowed(&self.ctx);
+        if let Some(read) = entry.conn.take_file_read() {
+            // The next chunk of a static file: its queue has room for it.
+            self.file_reads.push(read);
+        }
         self.out_pool.detach(&mut entry.conn.out.queued);
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
         let conn = &entry.conn;
@@ -236,64 +246,26 @@ impl Shard {
 
     fn run_command(&mut self, command: Command, now: Instant) {
         match command {
-            Command::Frame { token, frame } if is_session_token(token) => {
+            // A handle's message, close, pause or resume: encoded for the connection's
+            // framing (or the session's) here, on the owning shard.
+            Command::Post { token, message } if is_session_token(token) => {
                 let mut fx = Effects::default();
                 self.sessions
-                    .send_encoded(token, &frame, &self.ctx, now, &mut fx);
+                    .posted(token, message, &self.ctx, now, &mut fx);
                 self.apply(fx);
             }
-            Command::Close {
-                token,
-                code,
-                reason,
-            } if is_session_token(token) => {
-                let mut fx = Effects::default();
-                self.sessions
-                    .close(token, code, &reason, &self.ctx, now, &mut fx);
-                self.apply(fx);
-            }
-            Command::Pause { token, pause } if is_session_token(token) => {
-                let mut fx = Effects::default();
-                self.sessions
-                    .set_read_paused(token, pause, &self.ctx, now, &mut fx);
-                self.apply(fx);
-            }
-            Command::Pause { token, pause } => {
+            Command::Post { token, message } => {
                 let Shard { conns, ctx, .. } = self;
                 if let Some(entry) = conns
                     .get_mut(token.index())
                     .filter(|e| e.generation == token.generation())
                 {
-                    entry.conn.set_read_paused(pause, ctx, now);
+                    entry.conn.posted(message, ctx, now);
                     self.touch(token);
                 }
             }
             Command::SockJs(request) => self.work.push_back(Work::Request(request)),
             Command::SockJsReply { token, reply } => self.work.push_back(Work::Reply(token, reply)),
-            Command::Frame { token, frame } => {
-                let Shard { conns, ctx, .. } = self;
-                if let Some(entry) = conns
-                    .get_mut(token.index())
-                    .filter(|e| e.generation == token.generation())
-                {
-                    entry.conn.send_encoded(&frame, ctx, now);
-                    self.touch(token);
-                }
-            }
-            Command::Close {
-                token,
-                code,
-                reason,
-            } => {
-                let Shard { conns, ctx, .. } = self;
-                if let Some(entry) = conns
-                    .get_mut(token.index())
-                    .filter(|e| e.generation == token.generation())
-                {
-                    entry.conn.close(code, &reason, ctx, now);
-                    self.touch(token);
-                }
-            }
             Command::Shutdown if self.shutting_down => self.shutdown(now),
             Command::Shutdown => {
                 self.shutdown(now);
@@ -622,6 +594,24 @@ impl ShardCore for Shard {
         self.streams.take_connects(out);
     }
 
+    fn take_file_reads(&mut self, out: &mut Vec<FileRead>) {
+        out.append(&mut self.file_reads);
+    }
+
+    fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, now: Instant) {
+        let Shard { conns, ctx, .. } = self;
+        // A connection closed meanwhile: the bytes just go.
+        if let Some(entry) = conns
+            .get_mut(token.index())
+            .filter(|e| e.generation == token.generation())
+        {
+            entry.conn.file_read_done(result, ctx, now);
+            self.touch(token);
+            self.run_work(now);
+            self.check_budget();
+        }
+    }
+
     fn on_connected(&mut self, token: Token, result: std::io::Result<()>, _now: Instant) {
         self.streams.on_connected(token, result);
         self.run_pumps();
@@ -780,7 +770,7 @@ impl ShardCore for Shard {
                 if let Some(tls) = entry.tls.as_mut() {
                     tls.socket_failed();
                 }
-                entry.conn.on_eof(ctx);
+                entry.conn.on_send_failed(ctx);
             }
         }
         let now = Instant::now();

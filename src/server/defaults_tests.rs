@@ -172,8 +172,11 @@ fn readme_limits_and_defaults_match_the_builder() {
     assert_eq!(c.max_head_bytes, 16 * KIB);
     assert_eq!(readme_default("max_body_bytes"), "1 MiB (413)");
     assert_eq!(c.max_body_bytes, MIB);
-    assert_eq!(readme_default("max_static_file_size"), "64 MiB (413)");
-    assert_eq!(b.max_static_file_size, 64 * MIB as u64);
+    assert_eq!(
+        readme_default("max_static_file_size"),
+        "no limit (413 when set)"
+    );
+    assert_eq!(b.max_static_file_size, u64::MAX);
     assert_eq!(readme_default("handshake_timeout"), "10 s (408)");
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
     assert_eq!(readme_default("close_timeout"), "5 s");

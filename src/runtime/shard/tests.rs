@@ -11,12 +11,12 @@ use crate::runtime::mailbox::Registry;
 fn shard(max_pending: Option<usize>) -> Shard {
     let mut config = crate::server::default_config();
     config.max_pending = max_pending;
-    Shard::new(ShardContext {
-        shard: 0,
-        registry: Arc::new(Registry::new(1).expect("registry")),
-        routes: Arc::default(),
-        config: Arc::new(config),
-    })
+    Shard::new(ShardContext::new(
+        0,
+        Arc::new(Registry::new(1).expect("registry")),
+        Arc::default(),
+        Arc::new(config),
+    ))
 }
 
 /// A complete request (answered 404, kept alive: no longer pending).
@@ -111,12 +111,12 @@ fn budget_shard(budget: usize) -> Shard {
             options: WebSocketOptions::default(),
         },
     );
-    Shard::new(ShardContext {
-        shard: 0,
-        registry: Arc::new(Registry::new(1).expect("registry")),
-        routes: Arc::new(routes),
-        config: Arc::new(config),
-    })
+    Shard::new(ShardContext::new(
+        0,
+        Arc::new(Registry::new(1).expect("registry")),
+        Arc::new(routes),
+        Arc::new(config),
+    ))
 }
 
 /// An accepted connection, upgraded (its 101 answer taken as sent).
@@ -324,12 +324,12 @@ fn sockjs_shard(budget: usize) -> Shard {
         crate::sockjs::SockJsOptions::default(),
         Box::new(|| Box::new(Loud) as Box<dyn crate::Handler>),
     );
-    Shard::new(ShardContext {
-        shard: 0,
-        registry: Arc::new(Registry::new(1).expect("registry")),
-        routes: Arc::new(routes),
-        config: Arc::new(config),
-    })
+    Shard::new(ShardContext::new(
+        0,
+        Arc::new(Registry::new(1).expect("registry")),
+        Arc::new(routes),
+        Arc::new(config),
+    ))
 }
 
 /// One HTTP request on a new connection; returns the connection and its answer.

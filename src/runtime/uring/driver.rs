@@ -2,7 +2,8 @@
 //! and every buffer an in-flight operation points at, and drives a [`ShardCore`].
 //!
 //! Ownership rule for memory handed to the kernel: an operation's memory (a send's `Vec`,
-//! the 8-byte mailbox buffer, the provided buffers) stays owned by this struct until the
+//! the 8-byte mailbox buffer, the provided buffers, a file read's buffer and its file)
+//! stays owned by this struct until the
 //! operation's final completion has been reaped. Connections are only removed from the
 //! table (and their fd closed) when neither a recv nor a send is in flight for them, so
 //! a completion can only be "stale" for a slot in teardown or core-misuse paths, and the
@@ -19,7 +20,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use super::bufring::BufRing;
 use super::ops::{self, Op};
 use super::ring::SetupKind;
-use crate::runtime::core::{ShardCore, Token};
+use crate::runtime::core::{FileRead, ShardCore, Token};
 use crate::runtime::eventfd::EventFd;
 
 mod connect;
@@ -117,6 +118,13 @@ pub(super) struct Driver<'w> {
     ready: Vec<Token>,
     again: Vec<Token>,
     connects: Vec<(Token, SocketAddr)>,
+    /// File reads in flight (`IORING_OP_READ`), by slot: the request (whose `Arc`
+    /// keeps the file open) and the buffer the kernel writes into.
+    file_reads: Vec<Option<(FileRead, Vec<u8>)>>,
+    /// Free slots of `file_reads`.
+    free_file_slots: Vec<usize>,
+    /// The core's new file reads of this turn.
+    file_batch: Vec<FileRead>,
 }
 
 impl<'w> Driver<'w> {
@@ -146,6 +154,9 @@ impl<'w> Driver<'w> {
             ready: Vec::with_capacity(64),
             again: Vec::with_capacity(64),
             connects: Vec::new(),
+            file_reads: Vec::new(),
+            free_file_slots: Vec::new(),
+            file_batch: Vec::new(),
         }
     }
 
@@ -336,6 +347,7 @@ impl<'w> Driver<'w> {
                 // Re-armed as a read by `rearm` (the poll said it is readable).
             }
             Some(Op::Recv) => self.on_recv_cqe(core, d, res, flags, now),
+            Some(Op::FileRead) => self.on_file_read_cqe(core, d.index, res, now),
             Some(Op::Send) => self.on_send_cqe(core, d, res),
             None => {
                 tracing::warn!(user_data, res, "io_uring completion with unknown user_data");
@@ -592,6 +604,7 @@ impl<'w> Driver<'w> {
     /// wait must not block).
     fn process_ready<C: ShardCore>(&mut self, core: &mut C) -> bool {
         self.start_connects(core);
+        self.start_file_reads(core);
         for _ in 0..READY_ROUNDS {
             let mut batch = std::mem::take(&mut self.ready);
             core.drain_ready(&mut batch);
@@ -682,6 +695,64 @@ impl<'w> Driver<'w> {
         }
     }
 
+    /// Step 2 of the calling protocol, for files: submits a read for each chunk the
+    /// core asks for.
+    fn start_file_reads<C: ShardCore>(&mut self, core: &mut C) {
+        let mut batch = std::mem::take(&mut self.file_batch);
+        core.take_file_reads(&mut batch);
+        for read in batch.drain(..) {
+            let buf = read.buffer();
+            let slot = match self.free_file_slots.pop() {
+                Some(slot) => slot,
+                None => {
+                    self.file_reads.push(None);
+                    self.file_reads.len() - 1
+                }
+            };
+            let fd = types::Fd(read.file.as_raw_fd());
+            let offset = read.offset;
+            // Moving the Vec into the table does not move its heap buffer.
+            let (_, buf) = self.file_reads[slot].insert((read, buf));
+            let len = buf.len() as u32; // at most FileRead::MAX_LEN
+            let e = opcode::Read::new(fd, buf.as_mut_ptr(), len)
+                .offset(offset)
+                .build()
+                .user_data(ops::encode_listener(Op::FileRead, slot));
+            // SAFETY: the buffer (and the file, through its `Arc`) is owned by
+            // `file_reads[slot]` until this read's completion (`on_file_read_cqe`); the
+            // slot is not reused before then, teardown waits for it, and error paths
+            // leak it rather than free it.
+            unsafe { self.push(e) };
+        }
+        self.file_batch = batch;
+    }
+
+    fn on_file_read_cqe<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        slot: usize,
+        res: i32,
+        now: Instant,
+    ) {
+        let Some((read, mut buf)) = self.file_reads.get_mut(slot).and_then(Option::take) else {
+            tracing::warn!(slot, res, "file read completion for an unknown slot");
+            return;
+        };
+        self.free_file_slots.push(slot);
+        drop(read.file);
+        if self.finishing {
+            return;
+        }
+        let result = match usize::try_from(res) {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(_) => Err(io::Error::from_raw_os_error(-res)),
+        };
+        core.on_file_read(read.token, result, now);
+    }
+
     /// Cancels everything still in flight and waits for the completions, so that no
     /// memory the kernel may write or read is freed early, then closes every socket.
     fn teardown<C: ShardCore>(&mut self, core: &mut C) -> io::Result<()> {
@@ -738,6 +809,7 @@ impl<'w> Driver<'w> {
             || self.wake_state != WakeState::Idle
             || self.cancels_inflight > 0
             || !self.pending.is_empty()
+            || self.file_reads.iter().any(Option::is_some)
             || self
                 .conns
                 .iter()
@@ -751,6 +823,10 @@ impl<'w> Driver<'w> {
         self.bufs.leak_on_drop();
         let wake_buf = std::mem::replace(&mut self.wake_buf, Box::new(0));
         Box::leak(wake_buf);
+        for (read, buf) in self.file_reads.iter_mut().filter_map(Option::take) {
+            std::mem::forget(buf);
+            std::mem::forget(read);
+        }
         for conn in self.conns.iter_mut().flatten() {
             if let Some(buf) = conn.send.take() {
                 std::mem::forget(buf);

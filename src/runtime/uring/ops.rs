@@ -29,6 +29,8 @@ pub(super) enum Op {
     Cancel = 6,
     /// Connect of an outgoing connection.
     Connect = 7,
+    /// Read of a file chunk (its index is the driver's file read slot).
+    FileRead = 8,
 }
 
 impl Op {
@@ -41,6 +43,7 @@ impl Op {
             5 => Op::Send,
             6 => Op::Cancel,
             7 => Op::Connect,
+            8 => Op::FileRead,
             _ => return None,
         })
     }
@@ -58,7 +61,8 @@ pub(super) fn encode(op: Op, token: Option<Token>) -> u64 {
     ((op as u64) << 56) | (generation << 32) | index
 }
 
-/// Packs an operation on listener `index` (multishot accept).
+/// Packs an operation on listener `index` (multishot accept), or on the driver's file
+/// read slot `index`.
 pub(super) fn encode_listener(op: Op, index: usize) -> u64 {
     ((op as u64) << 56) | (index as u64 & 0xffff_ffff)
 }
@@ -105,6 +109,8 @@ mod tests {
         assert!(decode(encode(Op::Connect, Some(s))).matches(s));
         assert!(!decode(encode(Op::Connect, Some(s))).matches(t));
         assert_eq!(decode(encode_listener(Op::Accept, 2)).index, 2);
+        let file = decode(encode_listener(Op::FileRead, 5));
+        assert_eq!((file.op, file.index), (Some(Op::FileRead), 5));
         let d = decode(encode(Op::Wake, None));
         assert_eq!(d.op, Some(Op::Wake));
         assert_eq!(decode(0).op, None);
