@@ -1,6 +1,7 @@
 //! What an application implements: a [`Handler`] per WebSocket connection, called on the
 //! shard thread that owns the connection, with a [`Conn`] to answer through.
 
+use std::any::Any;
 use std::fmt;
 
 use crate::conn::Conn;
@@ -84,7 +85,10 @@ impl fmt::Display for CloseReason {
 ///     }
 /// }
 /// ```
-pub trait Handler: 'static {
+///
+/// `Any` (every `'static` type is) only lets the crate recognise its own wrapping
+/// handlers; it asks nothing of an implementation.
+pub trait Handler: Any {
     /// The handshake succeeded; the connection is open.
     fn on_open(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
@@ -109,20 +113,14 @@ pub trait Handler: 'static {
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);
     }
-
-    /// Internal: a [`ConnHandle`](crate::ConnHandle) command for a handler that wraps
-    /// another (the SockJS `websocket` transport). `true` when it was taken care of.
-    #[doc(hidden)]
-    fn on_remote(&mut self, conn: &mut Conn<'_>, remote: Remote<'_>) -> bool {
-        let _ = (conn, remote);
-        false
-    }
 }
 
-/// Internal: what a [`ConnHandle`](crate::ConnHandle) asked of a connection.
-#[doc(hidden)]
+/// What a [`ConnHandle`](crate::ConnHandle) (or the connection's heartbeat timer) asks
+/// of a connection that serves the SockJS `websocket` transport: the connection hands it
+/// to its SockJS adapter (`connection/sockjs/websocket.rs`), which recognises itself
+/// behind `dyn Handler`, rather than to the user's handler.
 #[derive(Clone, Copy, Debug)]
-pub enum Remote<'a> {
+pub(crate) enum Remote<'a> {
     /// A text message.
     Text(&'a str),
     /// A close with code and reason.

@@ -9,8 +9,9 @@
 //! - the connection state machine (HTTP head → upgrade → frames → handler), sans-I/O;
 //! - the runtime: shard threads that own sockets and drive the state machines on
 //!   io_uring or epoll (the only layer that does I/O);
-//! - [`sockjs`]: the SockJS protocol core (sessions, transports, pages), sans-I/O, which
-//!   [`Builder::sockjs`] serves next to the WebSocket routes;
+//! - [`sockjs`]: the SockJS options ([`sockjs::SockJsOptions`], [`sockjs::Flavour`]) for
+//!   the services [`Builder::sockjs`] serves next to the WebSocket routes; the SockJS
+//!   protocol core behind them (sessions, transports, pages) is sans-I/O and internal;
 //! - [`Server`], [`Handler`], [`Conn`] and [`ConnHandle`]: what an application uses;
 //!   [`Protocol`] and [`Transport`] for byte streams served over raw TCP, WebSocket and
 //!   SockJS alike.
@@ -55,6 +56,11 @@ mod server;
 #[cfg(test)]
 mod test_support;
 
+/// Drives one connection by hand for the `session` fuzz target; not an API (the
+/// `fuzzing` feature, on for the fuzz crate and this crate's own tests).
+#[cfg(feature = "fuzzing")]
+pub use connection::fuzzing;
+
 pub use conn::{Conn, ConnId, SendStatus};
 pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
@@ -64,9 +70,13 @@ pub use server::{
     Backend, Builder, RunningServer, Server, ServerHandle, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 
-/// Internal (tests): the shard that owns SockJS session `session_id` of the service
-/// added `service_index`-th (from 0) to a server with `shards` shards.
-#[doc(hidden)]
-pub fn sockjs_owner_shard(service_index: u32, session_id: &str, shards: usize) -> usize {
-    connection::owner_shard(service_index, session_id, shards)
+/// What the integration tests check the engine with; not an API (the `test-hooks`
+/// feature, on only in this crate's own tests).
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    /// The shard that owns SockJS session `session_id` of the service added
+    /// `service_index`-th (from 0) to a server with `shards` shards.
+    pub fn sockjs_owner_shard(service_index: u32, session_id: &str, shards: usize) -> usize {
+        crate::connection::owner_shard(service_index, session_id, shards)
+    }
 }

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::connection::FileAnswer;
 use crate::handler::Handler;
 use crate::handshake::{OriginPolicy, Upgrade, Version};
 use crate::http::Request;
-use crate::runtime::files::StaticDir;
 use crate::sockjs::SockJsOptions;
 
 /// A WebSocket upgrade request as the route's upgrade hook sees it: the path, query,
@@ -261,7 +261,18 @@ pub(crate) enum PrefixRoute {
     /// A user handler ([`Builder::http`](crate::Builder::http) with a path ending in `/`).
     Http(Box<HttpFn>),
     /// A directory ([`Builder::static_files`](crate::Builder::static_files)).
-    Static(StaticDir),
+    Static(Box<dyn StaticFiles>),
+}
+
+/// A served directory as the routes see it. Answering opens and `fstat`s files, so the
+/// implementation lives in the runtime (`StaticDir`, its `files.rs`); the connection
+/// only asks it and streams the [`FileAnswer`]'s body.
+pub(crate) trait StaticFiles: Send + Sync {
+    /// Answers `request`, whose path is `rest` below the route's prefix (`None`: the
+    /// prefix itself without its final `/`).
+    fn serve(&self, request: &Request<'_>, rest: Option<&str>) -> FileAnswer;
+    /// Sets the largest body served (a whole file or a range).
+    fn set_max_file_size(&mut self, bytes: u64);
 }
 
 /// Makes the handler of one SockJS session (or raw `/websocket` connection).
@@ -336,7 +347,7 @@ impl Routes {
     pub(crate) fn set_max_static_file_size(&mut self, bytes: u64) {
         for (_, route) in &mut self.prefixes {
             if let PrefixRoute::Static(dir) = route {
-                dir.max_file_size = bytes;
+                dir.set_max_file_size(bytes);
             }
         }
     }
@@ -397,8 +408,15 @@ mod tests {
     }
 
     fn static_dir() -> PrefixRoute {
-        let dir = StaticDir::new(&std::env::temp_dir()).expect("the temp dir exists");
-        PrefixRoute::Static(dir)
+        /// Routing never asks a directory anything.
+        struct NoFiles;
+        impl StaticFiles for NoFiles {
+            fn serve(&self, _: &Request<'_>, _: Option<&str>) -> FileAnswer {
+                unreachable!("routing only")
+            }
+            fn set_max_file_size(&mut self, _: u64) {}
+        }
+        PrefixRoute::Static(Box::new(NoFiles))
     }
 
     fn rest_of<'p>(routes: &Routes, path: &'p str) -> Option<Option<&'p str>> {

@@ -131,8 +131,8 @@ impl Default for Builder {
     }
 }
 
-/// The default server-wide settings (for unit tests of the shard).
-#[cfg(test)]
+/// The default server-wide settings (for unit tests of the shard, and `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn default_config() -> Config {
     Builder::default().config
 }
@@ -485,7 +485,9 @@ impl Builder {
             format!("{prefix}/")
         };
         match StaticDir::new(dir.as_ref()) {
-            Ok(dir) => self.routes.insert_prefix(&prefix, PrefixRoute::Static(dir)),
+            Ok(dir) => self
+                .routes
+                .insert_prefix(&prefix, PrefixRoute::Static(Box::new(dir))),
             Err(error) => {
                 self.route_error.get_or_insert(error);
             }
@@ -707,8 +709,8 @@ impl Builder {
 
     /// Benchmark floor only: instead of routes and handlers, every shard answers the
     /// handshake on any path and reflects each frame back unmasked, unvalidated. It shows
-    /// what the kernel and the backend cost alone; never deploy it.
-    #[doc(hidden)]
+    /// what the kernel and the backend cost alone; never deploy it. The load generator's
+    /// `peer-floor` (`loadtest/peers`) serves it.
     pub fn frame_reflector(mut self) -> Builder {
         self.reflector = true;
         self
@@ -980,9 +982,9 @@ impl RunningServer {
         self.handle.memory_held()
     }
 
-    /// Internal (tests): how many SockJS requests this server's shards handed to
-    /// another shard so far.
-    #[doc(hidden)]
+    /// How many SockJS requests this server's shards handed to another shard so far
+    /// (the `test-hooks` feature: tests only).
+    #[cfg(feature = "test-hooks")]
     pub fn sockjs_handoffs(&self) -> usize {
         self.handle.registry.sockjs_handoffs()
     }

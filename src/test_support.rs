@@ -48,3 +48,9 @@ mod self_test {
         }
     }
 }
+
+/// A starting instant for the sans-I/O layers' unit tests: the code under test reads no
+/// clock (`now` is passed in), so the tests pick one here, the only place they read it.
+pub(crate) fn t0() -> std::time::Instant {
+    std::time::Instant::now()
+}

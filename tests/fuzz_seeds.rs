@@ -11,6 +11,8 @@ mod handshake;
 mod hixie;
 #[path = "../fuzz/fuzz_targets/common/http_request.rs"]
 mod http_request;
+#[path = "../fuzz/fuzz_targets/common/session.rs"]
+mod session;
 #[path = "../fuzz/fuzz_targets/common/sockjs_body.rs"]
 mod sockjs_body;
 
@@ -64,6 +66,11 @@ fn http_request_seeds() {
 #[test]
 fn sockjs_body_seeds() {
     replay("sockjs_body", sockjs_body::run);
+}
+
+#[test]
+fn session_seeds() {
+    replay("session", session::run);
 }
 
 /// The handshake target's answer check catches what it is there for: a CR or LF from

@@ -835,7 +835,7 @@ fn sessions_are_served_across_shards() {
     let mut owners = [0usize; SHARDS];
     for i in 0..16 {
         let s = format!("{}-{i}", sid("x"));
-        let owner = ringws::sockjs_owner_shard(WHERE_INDEX, &s, SHARDS);
+        let owner = ringws::test_hooks::sockjs_owner_shard(WHERE_INDEX, &s, SHARDS);
         owners[owner] += 1;
         // Every request on its own connection: they land on either shard.
         let r = Client::new(addr).call("POST", &format!("/where/000/{s}/xhr"), &[], "");

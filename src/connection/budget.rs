@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Inbound, Phase, ShardContext};
+use super::{Connection, Phase, ShardContext};
 use crate::http::{self, HttpError};
 use crate::proto::{CloseCode, ProtocolError};
 
@@ -66,14 +66,7 @@ impl Connection {
         let incoming = match &self.phase {
             Phase::Http { head, .. } => head.capacity(),
             Phase::SockJsWaiting { buffered, .. } => buffered.capacity(),
-            Phase::Open {
-                inbound: Inbound::Rfc6455(decoder),
-                ..
-            } => decoder.buffer_capacity(),
-            Phase::Open {
-                inbound: Inbound::Hixie(decoder),
-                ..
-            } => decoder.buffer_capacity(),
+            Phase::Open { inbound, .. } => inbound.buffer_capacity(),
             Phase::Hixie76Body { .. } | Phase::Ended => 0,
         };
         let kept = self.rare.as_ref().map_or(0, |rare| rare.held.capacity());

@@ -1,15 +1,15 @@
 //! The hixie-75/76 side of [`Connection`]: their handshake answers, the hixie-76
-//! challenge body, and the `0x00 … 0xFF` frames delivered to the same handler.
+//! challenge body; their `0x00 … 0xFF` frames go through the one receive loop
+//! (`Connection::receive_frames`, via `Inbound::decode`).
 
 use std::time::Instant;
 
-use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
-use super::{guard, Connection, Inbound, Phase, ShardContext};
-use crate::conn::{Conn, Framing};
-use crate::handler::{Handler, Message};
+use super::{Connection, Inbound, Phase, ShardContext};
+use crate::conn::Framing;
+use crate::handler::Handler;
 use crate::handshake::{self, HixieHead, Upgrade, Version};
 use crate::http::Request;
-use crate::proto::{HixieDecoder, HixieEvent, ProtocolError};
+use crate::proto::HixieDecoder;
 
 impl Connection {
     /// Answers an accepted hixie request. hixie-75 opens at once; hixie-76 sends its
@@ -88,62 +88,6 @@ impl Connection {
         }
         if take < data.len() {
             self.receive(&mut data[take..], ctx, now);
-        }
-    }
-
-    /// Frames from a hixie client: text messages to the handler, `0xFF 0x00` to close.
-    pub(super) fn receive_hixie_frames(&mut self, data: &[u8], ctx: &ShardContext, now: Instant) {
-        let Phase::Open {
-            inbound: Inbound::Hixie(decoder),
-            handler,
-        } = &mut self.phase
-        else {
-            return;
-        };
-        let mut conn = Conn {
-            id: self.id,
-            out: &mut self.out,
-            poster: &ctx.poster,
-        };
-        let id = self.id;
-        let mut pos = 0;
-        let mut ended: Option<Result<(), ProtocolError>> = None;
-        while ended.is_none() && pos < data.len() {
-            match decoder.decode(&data[pos..]) {
-                Err(error) => ended = Some(Err(error)),
-                Ok((consumed, event)) => {
-                    pos += consumed;
-                    match event {
-                        // After our 0xFF 0x00, the peer's messages are discarded.
-                        Some(HixieEvent::Text(text)) if !conn.out.closed => {
-                            let message = Message::Text(text);
-                            if let Err(error) = guard(id, || handler.on_message(&mut conn, message))
-                            {
-                                ended = Some(Err(error));
-                            }
-                        }
-                        Some(HixieEvent::Close) => ended = Some(Ok(())),
-                        Some(HixieEvent::Text(_)) => {}
-                        None => break,
-                    }
-                }
-            }
-            if ended.is_some() {
-                continue;
-            }
-            if conn.out.overflowed {
-                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
-            } else if input_paused(conn.out) {
-                // Keep the rest for the resume.
-                self.rare_mut().held.extend_from_slice(&data[pos..]);
-                break;
-            }
-        }
-        match ended {
-            // No code on the wire: the peer's close is reported as 1005 (no status).
-            Some(Ok(())) => self.on_peer_close(None, ctx),
-            Some(Err(error)) => self.fail(error, ctx),
-            None => self.after_callback(ctx, now),
         }
     }
 }

@@ -4,15 +4,15 @@
 
 use std::time::Instant;
 
-use super::{Connection, Phase, ShardContext};
+use super::{close_reason, Connection, Phase, ShardContext, Timer};
 use crate::conn::Framing;
-use crate::handler::{CloseInitiator, CloseReason};
+use crate::handler::CloseInitiator;
 use crate::proto::{CloseCode, OpCode};
 
 impl Connection {
     /// When the idle timer next looks at the connection: half the idle timeout after
     /// the last bytes received (time to ping), or all of it once the ping went out.
-    pub(super) fn idle_deadline(&self, ctx: &ShardContext) -> Option<Instant> {
+    fn idle_deadline(&self, ctx: &ShardContext) -> Option<Instant> {
         let timeout = ctx.config.idle_timeout?;
         let wait = if self.idle_pinged {
             timeout
@@ -20,6 +20,15 @@ impl Connection {
             timeout / 2
         };
         Some(self.last_received + wait)
+    }
+
+    /// Arms the idle timer for [`Connection::idle_deadline`] (without an idle timeout,
+    /// never).
+    pub(super) fn arm_idle(&mut self, ctx: &ShardContext) {
+        match self.idle_deadline(ctx) {
+            Some(at) => self.timers.set(Timer::Idle, at),
+            None => self.timers.clear(Timer::Idle),
+        }
     }
 
     /// The idle timer fired: ping a quiet peer, close one that stayed quiet (1001
@@ -33,7 +42,7 @@ impl Connection {
             // close while the handler pauses; the wait starts again from here.
             self.last_received = now;
             self.idle_pinged = false;
-            self.deadline = self.idle_deadline(ctx);
+            self.arm_idle(ctx);
             return;
         }
         let quiet = now.saturating_duration_since(self.last_received);
@@ -41,11 +50,7 @@ impl Connection {
             tracing::debug!(conn = %self.id, "idle timeout");
             let reason = "idle timeout";
             self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
-            let reason = CloseReason {
-                code: CloseCode::GOING_AWAY,
-                reason: reason.to_owned(),
-                initiator: CloseInitiator::Local,
-            };
+            let reason = close_reason(CloseInitiator::Local, CloseCode::GOING_AWAY, reason);
             self.end(reason, ctx);
             return;
         }
@@ -56,7 +61,7 @@ impl Connection {
                 self.out.send_frame(OpCode::Ping, b"");
             }
         }
-        self.deadline = self.idle_deadline(ctx);
+        self.arm_idle(ctx);
     }
 
     /// The server is shutting down: say so to the peer (1001). With a `deadline`, an
@@ -72,31 +77,23 @@ impl Connection {
         if let Some(deadline) = deadline {
             if self.has_local_close() {
                 // Already closing: the peer has until its close timer or the deadline.
-                self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+                self.timers.set_earliest(Timer::Shutdown, deadline);
                 return;
             }
             if self.out.framing != Framing::Hixie75 && !self.out.closed {
                 self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
                 self.rare_mut().local_close = Some((CloseCode::GOING_AWAY, reason.to_owned()));
-                self.deadline = Some(deadline);
+                // Only the peer's reply is awaited now, until the deadline.
+                self.timers.clear(Timer::Idle);
+                self.timers.clear(Timer::Heartbeat);
+                self.timers.set(Timer::Shutdown, deadline);
                 return;
             }
         }
-        let reason = match self.take_local_close() {
-            Some((code, reason)) => CloseReason {
-                code,
-                reason,
-                initiator: CloseInitiator::Local,
-            },
-            None => {
-                self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
-                CloseReason {
-                    code: CloseCode::GOING_AWAY,
-                    reason: reason.to_owned(),
-                    initiator: CloseInitiator::Local,
-                }
-            }
-        };
+        let reason = self.local_close_reason().unwrap_or_else(|| {
+            self.out.queue_close(Some(CloseCode::GOING_AWAY), reason);
+            close_reason(CloseInitiator::Local, CloseCode::GOING_AWAY, reason)
+        });
         self.end(reason, ctx);
     }
 
@@ -125,9 +122,7 @@ impl Connection {
             _ => None,
         };
         match wait_until {
-            Some(until) => {
-                self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
-            }
+            Some(until) => self.timers.set_earliest(Timer::Shutdown, until),
             None => {
                 self.transport_ended_sockjs();
                 self.close_after_response();

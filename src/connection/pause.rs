@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Inbound, Phase, ShardContext};
+use super::{Connection, Phase, ShardContext};
 use crate::conn::{Outbox, BACKPRESSURE_LIMIT};
 use crate::proto::ProtocolError;
 
@@ -49,15 +49,8 @@ impl Connection {
             return;
         }
         let mut held = std::mem::take(&mut self.rare_mut().held);
-        match &self.phase {
-            Phase::Open {
-                inbound: Inbound::Hixie(_),
-                ..
-            } => self.receive_hixie_frames(&held, ctx, now),
-            Phase::Open { .. } => self.receive_frames(&mut held, ctx, now),
-            // Ended: nobody reads them any more.
-            _ => {}
-        }
+        // Ended: nobody reads them any more (the receive loop ignores them).
+        self.receive_frames(&mut held, ctx, now);
         // A new pause inside those callbacks held the rest again.
         if !self.has_held() && held.capacity() <= MAX_RETAINED_HELD {
             held.clear();
@@ -70,7 +63,7 @@ impl Connection {
     pub(crate) fn set_read_paused(&mut self, paused: bool, ctx: &ShardContext, now: Instant) {
         if self.sockjs_ws().is_some() {
             self.with_handler(ctx, now, |handler, conn| {
-                handler.on_remote(conn, crate::handler::Remote::Pause(paused));
+                super::sockjs::remote(handler, conn, crate::handler::Remote::Pause(paused));
             });
             return;
         }

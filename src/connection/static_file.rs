@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Phase, ShardContext};
+use super::{Connection, Phase, ShardContext, Timer};
 
 /// Bytes asked for per read.
 pub(crate) const FILE_CHUNK: usize = 128 * 1024;
@@ -28,6 +28,15 @@ pub(crate) struct FileBody {
     pub(crate) file: std::sync::Arc<std::fs::File>,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+}
+
+/// A static answer (`route::StaticFiles::serve`): the response, the `Content-Length` to
+/// announce (`None` for a 304, which announces none), and for a GET of a non-empty file
+/// or range the body to stream after the head (`response.body` is then empty).
+pub(crate) struct FileAnswer {
+    pub(crate) response: crate::route::HttpResponse,
+    pub(crate) length: Option<u64>,
+    pub(crate) body: Option<FileBody>,
 }
 
 /// A read of a regular file the core asks the backend for (a static file's body, one
@@ -89,7 +98,10 @@ impl Connection {
             progress: now,
             cutoff: None,
         }));
-        self.deadline = Some(now + ctx.config.handshake_timeout);
+        // The request's own timer is done; the body's stall timer takes over.
+        self.timers.clear(Timer::Handshake);
+        self.timers
+            .set(Timer::FileStall, now + ctx.config.handshake_timeout);
     }
 
     /// The next chunk to read, when the body has more and the output queue has room
@@ -232,7 +244,7 @@ impl Connection {
         let cutoff = stream.cutoff.map_or(until, |c| c.min(until));
         stream.cutoff = Some(cutoff);
         stream.keep_alive = false;
-        self.deadline = Some(self.deadline.map_or(cutoff, |d| d.min(cutoff)));
+        self.timers.set_earliest(Timer::Shutdown, cutoff);
     }
 
     /// The connection's deadline passed while a body streams: cut a transfer the peer
@@ -253,7 +265,10 @@ impl Connection {
             self.cut_file();
             return;
         }
-        self.deadline = Some(stream.cutoff.map_or(stalled_at, |c| c.min(stalled_at)));
+        self.timers.set(Timer::FileStall, stalled_at);
+        if let Some(cutoff) = stream.cutoff {
+            self.timers.set(Timer::Shutdown, cutoff);
+        }
     }
 
     /// The memory budget closes this connection: a body streaming is given up. True

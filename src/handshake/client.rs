@@ -102,10 +102,7 @@ pub fn write_client_request(
             if i > 0 {
                 out.extend_from_slice(b", ");
             }
-            out.extend(
-                p.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            crate::http::write_header_piece(out, p);
         }
         out.extend_from_slice(b"\r\n");
     }

@@ -167,12 +167,10 @@ fn push_name(out: &mut Vec<u8>, prefix: &str, name: &str) {
     out.extend_from_slice(b": ");
 }
 
-/// Appends `s` with CR and LF written as spaces, so request data cannot split the head.
+/// Appends `s` with the house's header rule (CR, LF and NUL written as spaces, see
+/// `http::write_header`), so request data cannot split the head.
 fn push_clean(out: &mut Vec<u8>, s: &str) {
-    out.extend(
-        s.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    crate::http::write_header_piece(out, s);
 }
 
 #[cfg(test)]
@@ -245,6 +243,27 @@ WebSocket-Protocol: x\r\nServer: ringws\r\n\r\n"[..]
             out,
             &b"HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Location: wss://a  b/p?q=1\r\n\r\n"[..]
+        );
+    }
+
+    /// The head's request-derived pieces follow the house's one header rule
+    /// (`http::write_header`): CR, LF and NUL are spaces.
+    #[test]
+    fn hixie_heads_use_the_one_header_sanitiser() {
+        let head = HixieHead {
+            origin: Some("http://o\0\r\nSet-Cookie: x"),
+            scheme: "ws",
+            host: "h\0",
+            resource: "/\n",
+            protocol: None,
+        };
+        let mut out = Vec::new();
+        write_hixie76_head(&mut out, &head, &[]);
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Origin: http://o   Set-Cookie: x\r\n\
+Sec-WebSocket-Location: ws://h / \r\n\r\n"[..]
         );
     }
 }

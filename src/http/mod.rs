@@ -28,7 +28,10 @@ pub(crate) mod static_path;
 
 pub use request::{parse_request, Parse, Request};
 pub use response::{write_error, write_response};
-pub(crate) use response::{write_header, write_headers, write_response_head, write_status_line};
+pub(crate) use response::{
+    write_header, write_header_decimal, write_header_piece, write_headers, write_response_head,
+    write_status_line, write_status_line_with,
+};
 
 /// Max header entries parsed into the stack array.
 pub const MAX_HEADERS: usize = 64;

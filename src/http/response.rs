@@ -6,8 +6,9 @@ use super::{status_text, HttpError};
 /// when `content_type` is empty), `Content-Length`, `Connection: close` when `close` is
 /// true, and the body.
 ///
-/// CR and LF bytes in header names and values are written as spaces, so a header
-/// built from request data cannot split the response.
+/// CR, LF and NUL bytes in header names and values are written as spaces (the one rule
+/// of every response writer in the crate), so a header built from request data cannot
+/// split the response.
 ///
 /// ```
 /// let mut out = Vec::new();
@@ -71,10 +72,16 @@ pub fn write_error(out: &mut Vec<u8>, err: &HttpError, extra_headers: &[(&str, &
 
 /// Writes `HTTP/1.1 <status> <reason phrase>\r\n`.
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    write_status_line_with(out, status, status_text(status));
+}
+
+/// Writes `HTTP/1.1 <status> <reason>\r\n` with a caller's reason phrase (SockJS keeps
+/// sockjs-node's wording), sanitised as header values are.
+pub(crate) fn write_status_line_with(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(out, u64::from(status));
     out.push(b' ');
-    out.extend_from_slice(status_text(status).as_bytes());
+    write_sanitized(out, reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -85,7 +92,10 @@ pub(crate) fn write_headers(out: &mut Vec<u8>, headers: &[(&str, &str)]) {
     }
 }
 
-/// Writes one `name: value\r\n` line, CR and LF replaced by spaces.
+/// Writes one `name: value\r\n` line. This is the house's one header sanitiser, used
+/// by every response writer (route answers, static files, handshakes, SockJS pages and
+/// transports): CR, LF and NUL in the name or the value are written as spaces, so a
+/// header built from request data can neither split the head nor end it.
 pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
     write_sanitized(out, name.as_bytes());
     out.extend_from_slice(b": ");
@@ -93,12 +103,31 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes a header line whose value is a decimal number.
+pub(crate) fn write_header_decimal(out: &mut Vec<u8>, name: &str, value: u64) {
+    write_sanitized(out, name.as_bytes());
+    out.extend_from_slice(b": ");
+    write_decimal(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a piece of a header line (a name or part of a value built from several
+/// pieces) with [`write_header`]'s rule: CR, LF and NUL are written as spaces.
+pub(crate) fn write_header_piece(out: &mut Vec<u8>, piece: &str) {
+    write_sanitized(out, piece.as_bytes());
+}
+
+/// The bytes [`write_header`] refuses in a header line: they are written as spaces.
+fn is_forbidden_in_header(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | 0)
+}
+
 fn write_sanitized(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+    if bytes.iter().any(|&b| is_forbidden_in_header(b)) {
         out.extend(
             bytes
                 .iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                .map(|&b| if is_forbidden_in_header(b) { b' ' } else { b }),
         );
     } else {
         out.extend_from_slice(bytes);
@@ -150,6 +179,74 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: clos
         let mut out = Vec::new();
         write_header(&mut out, "X", "a\r\nSet-Cookie: b");
         assert_eq!(out, b"X: a  Set-Cookie: b\r\n");
+    }
+
+    /// Counts the header lines of a head (up to the blank line) and checks that no
+    /// line holds CR, LF or NUL except its own CRLF.
+    fn header_lines(head: &[u8]) -> Vec<&[u8]> {
+        let end = head
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let lines: Vec<&[u8]> = head[..end].split(|&b| b == b'\n').collect();
+        for line in &lines[..lines.len() - 1] {
+            assert_eq!(line.last(), Some(&b'\r'), "a bare LF in {head:?}");
+        }
+        for line in &lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            assert!(
+                !line.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)),
+                "CR/LF/NUL in {line:?}"
+            );
+        }
+        lines
+    }
+
+    #[test]
+    fn cr_lf_and_nul_cannot_split_a_header_name_or_value() {
+        let hostile = [
+            "a\r\nSet-Cookie: b",
+            "a\nSet-Cookie: b",
+            "a\rSet-Cookie: b",
+            "a\0b",
+            "a\r\n\r\n<html>",
+            "\r\n",
+        ];
+        for bad in hostile {
+            let mut out = Vec::new();
+            write_header(&mut out, "X", bad);
+            let expected: Vec<u8> = bad
+                .bytes()
+                .map(|b| {
+                    if matches!(b, b'\r' | b'\n' | 0) {
+                        b' '
+                    } else {
+                        b
+                    }
+                })
+                .collect();
+            assert_eq!(out, [&b"X: "[..], &expected, b"\r\n"].concat());
+            out.clear();
+            write_header(&mut out, bad, "v");
+            assert_eq!(out, [&expected[..], b": v\r\n"].concat());
+            // A whole response: still one status line, three headers, one body.
+            out.clear();
+            write_response(&mut out, 200, &[(bad, bad)], bad, b"body", true);
+            let lines = header_lines(&out);
+            assert_eq!(lines.len(), 5, "{:?}", String::from_utf8_lossy(&out));
+            assert!(out.ends_with(b"\r\n\r\nbody"));
+            out.clear();
+            write_status_line_with(&mut out, 200, bad);
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert!(!out.contains(&0));
+        }
+    }
+
+    #[test]
+    fn decimal_headers() {
+        let mut out = Vec::new();
+        write_header_decimal(&mut out, "Content-Length", 31_536_000);
+        assert_eq!(out, b"Content-Length: 31536000\r\n");
     }
 
     #[test]

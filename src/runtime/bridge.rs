@@ -55,7 +55,7 @@ pub(crate) enum Mode {
 
 /// Where the backend side stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Backend {
+pub(crate) enum BackendState {
     Connecting,
     Open,
     /// Connecting or writing failed: the reason.
@@ -78,7 +78,7 @@ pub(crate) struct Bridge {
     pub(crate) in_flight: usize,
     /// Bytes from the backend, not yet queued on the WebSocket.
     pub(crate) to_ws: Vec<u8>,
-    pub(crate) backend: Backend,
+    pub(crate) backend: BackendState,
     /// The WebSocket ended (its handler's `on_close` ran).
     pub(crate) ws_closed: bool,
     /// The WebSocket's outgoing queue is over the threshold: do not read the backend.
@@ -113,7 +113,7 @@ pub(crate) fn accept(request: &UpgradeRequest<'_, '_>, addr: SocketAddr) -> Acce
         to_backend: Vec::new(),
         in_flight: 0,
         to_ws: Vec::new(),
-        backend: Backend::Connecting,
+        backend: BackendState::Connecting,
         ws_closed: false,
         ws_congested: false,
         close_sent: false,
@@ -219,12 +219,12 @@ pub(crate) fn pump(bridge: &RefCell<Bridge>, conn: &mut Connection, ctx: &ShardC
     }
     let end = match &b.backend {
         _ if b.close_sent || b.ws_closed => None,
-        Backend::Failed(reason) => Some((
+        BackendState::Failed(reason) => Some((
             CloseCode::INTERNAL_ERROR,
             format!("backend unavailable: {reason}"),
         )),
-        Backend::Closed => Some((CloseCode::NORMAL, String::from("backend closed"))),
-        Backend::Connecting | Backend::Open => None,
+        BackendState::Closed => Some((CloseCode::NORMAL, String::from("backend closed"))),
+        BackendState::Connecting | BackendState::Open => None,
     };
     if let Some((code, reason)) = end {
         b.close_sent = true;

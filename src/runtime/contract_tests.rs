@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::core::{ShardCore, Token, STREAM_BIT};
+use super::core::{ShardCore, Token, TokenKind};
 use super::eventfd::EventFd;
 use crate::server::Backend;
 
@@ -51,12 +51,12 @@ struct DoorsCore {
 impl DoorsCore {
     fn token(&mut self, stream: bool) -> Token {
         self.next += 1;
-        let index = if stream {
-            STREAM_BIT | self.next
+        let kind = if stream {
+            TokenKind::Stream
         } else {
-            self.next
+            TokenKind::Conn
         };
-        Token::new(index, 7)
+        Token::of_kind(kind, self.next as usize, 7)
     }
 }
 

@@ -38,22 +38,68 @@ use std::time::Instant;
 
 pub(crate) use crate::conn::Token;
 
-impl Token {
-    /// A dense, small index for a backend's own table: the core's two index spaces
-    /// (with and without [`STREAM_BIT`]) interleaved.
-    pub(crate) fn slot(self) -> usize {
-        let index = self.0 as u32;
-        if index & STREAM_BIT != 0 {
-            (((index & !STREAM_BIT) as usize) << 1) | 1
-        } else {
-            (index as usize) << 1
+/// What a [`Token`] names. A shard keeps three tables, each numbering its own entries
+/// from 0; the kind is carried in high bits of the token's index, so tokens of the
+/// tables never collide and the shard tells them apart without a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// A WebSocket / HTTP connection (the shard's connection table).
+    Conn,
+    /// A raw TCP stream or an outgoing bridge link (`runtime/link.rs`).
+    Stream,
+    /// A SockJS session (the shard's session table); never handed to a backend.
+    Session,
+}
+
+impl TokenKind {
+    /// The index bits of each kind; a table key must stay under the lowest of them.
+    const STREAM_BIT: u32 = 1 << 30;
+    const SESSION_BIT: u32 = 1 << 31;
+    const KIND_BITS: u32 = Self::STREAM_BIT | Self::SESSION_BIT;
+
+    fn bits(self) -> u32 {
+        match self {
+            TokenKind::Conn => 0,
+            TokenKind::Stream => Self::STREAM_BIT,
+            TokenKind::Session => Self::SESSION_BIT,
         }
     }
 }
 
-/// A core may mark the tokens of a second table (raw TCP streams, outgoing links) with
-/// this index bit; backends index their tables with [`Token::slot`], which stays dense.
-pub(crate) const STREAM_BIT: u32 = 1 << 30;
+impl Token {
+    /// The token of entry `key` of the `kind` table, issued at `generation`.
+    pub(crate) fn of_kind(kind: TokenKind, key: usize, generation: u32) -> Token {
+        let key = key as u32;
+        debug_assert_eq!(key & TokenKind::KIND_BITS, 0, "token key {key} too large");
+        Token::new(kind.bits() | key, generation)
+    }
+
+    /// Which table this token belongs to.
+    pub(crate) fn kind(self) -> TokenKind {
+        let index = self.index() as u32;
+        if index & TokenKind::SESSION_BIT != 0 {
+            TokenKind::Session
+        } else if index & TokenKind::STREAM_BIT != 0 {
+            TokenKind::Stream
+        } else {
+            TokenKind::Conn
+        }
+    }
+
+    /// The entry's key in its own table (the index without the kind bits).
+    pub(crate) fn key(self) -> usize {
+        (self.index() as u32 & !TokenKind::KIND_BITS) as usize
+    }
+
+    /// A dense, small index for a backend's own table: the core's two socket index
+    /// spaces ([`TokenKind::Conn`] and [`TokenKind::Stream`]) interleaved.
+    pub(crate) fn slot(self) -> usize {
+        match self.kind() {
+            TokenKind::Stream => (self.key() << 1) | 1,
+            TokenKind::Conn | TokenKind::Session => self.key() << 1,
+        }
+    }
+}
 
 /// The connection layer says what to read (a [`FileRead`]); the runtime does it.
 pub(crate) use crate::connection::FileRead;
@@ -174,7 +220,7 @@ pub(crate) trait ShardCore {
 
 #[cfg(test)]
 mod tests {
-    use super::Token;
+    use super::{Token, TokenKind};
 
     #[test]
     fn token_round_trips_index_and_generation() {
@@ -186,7 +232,15 @@ mod tests {
     #[test]
     fn slots_interleave_the_two_index_spaces() {
         assert_eq!(Token::new(3, 1).slot(), 6);
-        assert_eq!(Token::new(super::STREAM_BIT | 3, 1).slot(), 7);
-        assert_eq!(Token::new(super::STREAM_BIT, 0).slot(), 1);
+        assert_eq!(Token::of_kind(TokenKind::Stream, 3, 1).slot(), 7);
+        assert_eq!(Token::of_kind(TokenKind::Stream, 0, 0).slot(), 1);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in [TokenKind::Conn, TokenKind::Stream, TokenKind::Session] {
+            let t = Token::of_kind(kind, 12345, 9);
+            assert_eq!((t.kind(), t.key(), t.generation()), (kind, 12345, 9));
+        }
     }
 }

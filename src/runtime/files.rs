@@ -39,16 +39,18 @@ pub(crate) struct StaticDir {
     pub(crate) max_file_size: u64,
 }
 
-/// A static answer: the response, the `Content-Length` to announce (`None` for a 304,
-/// which announces none), and for a GET of a non-empty file or range the body to
-/// stream after the head (`response.body` is then empty).
-pub(crate) struct FileAnswer {
-    pub(crate) response: HttpResponse,
-    pub(crate) length: Option<u64>,
-    pub(crate) body: Option<FileBody>,
-}
+pub(crate) use crate::connection::{FileAnswer, FileBody};
+use crate::route::StaticFiles;
 
-pub(crate) use crate::connection::FileBody;
+impl StaticFiles for StaticDir {
+    fn serve(&self, request: &Request<'_>, rest: Option<&str>) -> FileAnswer {
+        StaticDir::serve(self, request, rest)
+    }
+
+    fn set_max_file_size(&mut self, bytes: u64) {
+        self.max_file_size = bytes;
+    }
+}
 
 impl FileAnswer {
     fn text(status: u16, body: &str) -> FileAnswer {

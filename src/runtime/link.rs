@@ -1,6 +1,6 @@
 //! A shard's byte streams: raw TCP connections served by a [`Protocol`] (accepted on the
 //! shard's extra listeners) and outgoing links to bridge backends. Their tokens carry
-//! [`STREAM_BIT`], so they never collide with the WebSocket connections' tokens.
+//! [`TokenKind::Stream`], so they never collide with the WebSocket connections' tokens.
 //!
 //! The shard forwards every [`ShardCore`](super::core::ShardCore) call for a stream
 //! token here; what a link changes on its WebSocket side is left in [`Streams::pumps`]
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use super::bridge::Bridge;
-use super::core::{Token, STREAM_BIT};
+use super::core::{Token, TokenKind};
 use crate::conn::{ConnId, OutLimits};
 use crate::connection::guard;
 use crate::protocol::{Protocol, Sink, Transport};
@@ -25,11 +25,6 @@ mod bridged;
 
 /// Makes the [`Protocol`] of each connection accepted on one raw TCP listener.
 pub(crate) type ProtocolFactory = Arc<dyn Fn() -> Box<dyn Protocol> + Send + Sync>;
-
-/// True for the tokens of this table.
-pub(crate) fn is_stream(token: Token) -> bool {
-    token.index() as u32 & STREAM_BIT != 0
-}
 
 enum Kind {
     /// A raw TCP connection; `None` once its protocol panicked (it is closing).
@@ -135,7 +130,7 @@ impl Streams {
         let generation = self.next_generation;
         self.next_generation = generation.wrapping_add(1);
         let vacant = self.slab.vacant_entry();
-        let token = Token::new(STREAM_BIT | vacant.key() as u32, generation);
+        let token = Token::of_kind(TokenKind::Stream, vacant.key(), generation);
         vacant.insert(Stream {
             generation,
             id: ConnId {
@@ -154,13 +149,13 @@ impl Streams {
 
     fn get(&mut self, token: Token) -> Option<&mut Stream> {
         self.slab
-            .get_mut((token.index() as u32 & !STREAM_BIT) as usize)
+            .get_mut(token.key())
             .filter(|s| s.generation == token.generation())
     }
 
     fn get_ref(&self, token: Token) -> Option<&Stream> {
         self.slab
-            .get((token.index() as u32 & !STREAM_BIT) as usize)
+            .get(token.key())
             .filter(|s| s.generation == token.generation())
     }
 
@@ -349,7 +344,7 @@ impl Streams {
     }
 
     pub(crate) fn on_closed(&mut self, token: Token) {
-        let key = (token.index() as u32 & !STREAM_BIT) as usize;
+        let key = token.key();
         if self.get(token).is_none() {
             return;
         }

@@ -101,6 +101,7 @@ impl Registry {
     }
 
     /// SockJS requests handed to another shard so far.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn sockjs_handoffs(&self) -> usize {
         self.sockjs_handoffs
             .load(std::sync::atomic::Ordering::Relaxed)

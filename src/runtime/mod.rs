@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::connection::{Config, ShardContext};
+use crate::connection::Config;
 use crate::route::Routes;
 use crate::server::Backend;
 use mailbox::Registry;
@@ -152,18 +152,14 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
             );
         }
     }
-    let ctx = ShardContext::new(
-        spec.index as u32,
-        Arc::clone(&spec.registry),
-        spec.routes,
-        spec.config,
-    );
     let wake = &spec.registry.mailbox(spec.index).wake;
     let result = if spec.reflector {
         let floor = reflector::Reflector::new(spec.index, Arc::clone(&spec.registry));
         run_core(floor, spec.backend, spec.listeners, wake, &spec.uring)
     } else {
-        let mut shard = shard::Shard::new(ctx);
+        let registry = Arc::clone(&spec.registry);
+        let index = spec.index as u32;
+        let mut shard = shard::Shard::with_registry(index, registry, spec.routes, spec.config);
         shard.set_protocols(spec.protocols);
         run_core(shard, spec.backend, spec.listeners, wake, &spec.uring)
     };

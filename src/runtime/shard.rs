@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime};
 
 pub(crate) mod budget;
 mod out_pool;
+mod sessions;
 #[cfg(test)]
 mod static_file_tests;
 #[cfg(test)]
@@ -24,15 +25,16 @@ use out_pool::OutPool;
 
 use super::paged::PagedSlab;
 
-use super::core::{FileRead, ShardCore, Token};
-use super::link::{is_stream, ProtocolFactory, Streams};
-use super::mailbox::Command;
+use super::core::{FileRead, ShardCore, Token, TokenKind};
+use super::link::{ProtocolFactory, Streams};
+use super::mailbox::{Command, Registry};
 use super::tls::{Received, TlsSession};
 use crate::conn::ConnId;
-use crate::connection::{
-    init_wall_clock, is_session_token, Connection, Effects, SessionTable, ShardContext,
-    SockJsReply, SockJsRequest,
-};
+use crate::connection::{Config, Connection, ShardContext, SockJsReply, SockJsRequest, WallClock};
+use crate::handle::Post;
+use crate::route::Routes;
+use sessions::{Effects, SessionTable};
+use std::sync::Arc;
 
 /// Output buffers larger than this are not kept for reuse after they drain, so one big
 /// message does not pin memory for the connection's whole life.
@@ -47,13 +49,9 @@ struct Entry {
     armed: Option<Instant>,
     /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
     tls: Option<Box<TlsSession>>,
-    /// Counted in `Shard::admitted` (under the connection limit).
-    admitted: bool,
     /// When the connection first wanted closing plus the close timeout: its output is
     /// abandoned if it has not drained by then (a peer that never reads).
     flush_deadline: Option<Instant>,
-    /// The output was abandoned (see `ShardCore::abandon_output`).
-    abandoned: bool,
     /// Counted in `Shard::pending` (has not finished its first request).
     pending: bool,
     /// The connection's last `wants_read` answer the backend was told about (listed
@@ -64,14 +62,71 @@ struct Entry {
     held: usize,
 }
 
+/// The connection table. Every lookup goes through [`Conns::get`] / [`Conns::get_mut`],
+/// which check the token: a connection token whose slot holds an entry of the same
+/// generation (a stale token, or a stream's or session's, finds nothing).
+#[derive(Default)]
+struct Conns(PagedSlab<Entry>);
+
+impl Conns {
+    fn get(&self, token: Token) -> Option<&Entry> {
+        if token.kind() != TokenKind::Conn {
+            return None;
+        }
+        self.0
+            .get(token.key())
+            .filter(|e| e.generation == token.generation())
+    }
+
+    fn get_mut(&mut self, token: Token) -> Option<&mut Entry> {
+        if token.kind() != TokenKind::Conn {
+            return None;
+        }
+        self.0
+            .get_mut(token.key())
+            .filter(|e| e.generation == token.generation())
+    }
+
+    /// Takes the entry `token` names out of the table.
+    fn remove(&mut self, token: Token) -> Option<Entry> {
+        self.get(token)?;
+        self.0.remove(token.key())
+    }
+
+    fn insert(&mut self, entry: Entry) -> usize {
+        self.0.insert(entry)
+    }
+
+    fn vacant_key(&self) -> usize {
+        self.0.vacant_key()
+    }
+
+    /// The live entries with their tokens.
+    fn iter(&self) -> impl Iterator<Item = (Token, &Entry)> + '_ {
+        self.0
+            .iter()
+            .map(|(key, e)| (Token::of_kind(TokenKind::Conn, key, e.generation), e))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 pub(crate) struct Shard {
     ctx: ShardContext,
-    conns: PagedSlab<Entry>,
+    /// The shards' mailboxes: hand-overs to other shards, this shard's own queue.
+    registry: Arc<Registry>,
+    conns: Conns,
     next_generation: u32,
     ready: Vec<Token>,
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
     shutting_down: bool,
-    /// The SockJS sessions this shard owns (their tokens have the session bit).
+    /// The SockJS sessions this shard owns ([`TokenKind::Session`] tokens).
     sessions: SessionTable,
     /// SockJS requests and replies to run on this shard before the loop turn ends.
     work: VecDeque<Work>,
@@ -82,12 +137,16 @@ pub(crate) struct Shard {
     plain: Vec<u8>,
     /// Output buffers lent to connections while they have something to send.
     out_pool: OutPool,
-    /// Raw TCP streams and bridge links (tokens with `STREAM_BIT`).
+    /// Raw TCP streams and bridge links ([`TokenKind::Stream`] tokens).
     streams: Streams,
     /// WebSocket/HTTP connections open and under the connection limit.
     admitted: usize,
     /// The grace deadline of the shutdown in progress, if it has one.
     shutdown_deadline: Option<Instant>,
+    /// The clock as read for the event being handled: the backend's reading for its
+    /// loop turn where it passes one, read once on entry where it does not
+    /// (`on_sent`, `on_closed`). Connection-level decisions use this, not the clock.
+    now: Instant,
     /// Connections that have not finished their first request (`Entry::pending`).
     pending: usize,
     /// The pending connections, oldest first; entries that stopped pending (or whose
@@ -110,10 +169,22 @@ enum Work {
 }
 
 impl Shard {
-    pub(crate) fn new(ctx: ShardContext) -> Shard {
+    /// Shard `shard` of the server whose mailboxes are `registry`.
+    pub(crate) fn with_registry(
+        shard: u32,
+        registry: Arc<Registry>,
+        routes: Arc<Routes>,
+        config: Arc<Config>,
+    ) -> Shard {
+        let poster: Arc<dyn Post> = registry.clone();
+        let ctx = ShardContext::new(shard, registry.shards(), poster, routes, config);
+        Shard::new(ctx, registry)
+    }
+
+    pub(crate) fn new(mut ctx: ShardContext, registry: Arc<Registry>) -> Shard {
         let now = Instant::now();
         let wall = SystemTime::now();
-        init_wall_clock(now, wall);
+        ctx.wall = WallClock::new(now, wall);
         let nanos = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -132,13 +203,15 @@ impl Shard {
             plain: Vec::new(),
             out_pool: OutPool::default(),
             ctx,
-            conns: PagedSlab::default(),
+            registry,
+            conns: Conns::default(),
             next_generation: 0,
             ready: Vec::new(),
             timers: BinaryHeap::new(),
             shutting_down: false,
             admitted: 0,
             shutdown_deadline: None,
+            now,
             pending: 0,
             pending_order: VecDeque::new(),
         }
@@ -156,41 +229,24 @@ impl Shard {
                 continue;
             };
             let Shard { conns, ctx, .. } = self;
-            if let Some(entry) = conns
-                .get_mut(ws.index())
-                .filter(|e| e.generation == ws.generation())
-            {
+            if let Some(entry) = conns.get_mut(ws) {
                 super::bridge::pump(&bridge, &mut entry.conn, ctx);
                 self.touch(ws);
             }
         }
     }
 
-    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
-        self.conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-    }
-
     /// Lists `token` as ready if its connection has output or wants closing, and arms
     /// its timer. Called after every call that may have changed a connection.
     fn touch(&mut self, token: Token) {
-        let Some(entry) = self
-            .conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        else {
+        let Some(entry) = self.conns.get_mut(token) else {
             return;
         };
         if entry.conn.has_sockjs_requests() {
             let requests = entry.conn.take_sockjs_requests();
             self.dispatch(requests);
         }
-        let Some(entry) = self
-            .conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        else {
+        let Some(entry) = self.conns.get_mut(token) else {
             return;
         };
         if entry.pending && !entry.conn.is_pending() {
@@ -205,12 +261,6 @@ impl Shard {
         self.out_pool.detach(&mut entry.conn.out.queued);
         let tls_output = entry.tls.as_ref().is_some_and(|tls| tls.has_output());
         let conn = &entry.conn;
-        if conn.out.abandon && !entry.abandoned {
-            // Over the backpressure limit with part of the output already with the
-            // peer's socket: no close frame can follow it cleanly, and a peer that
-            // reads nothing would never take it. Give up on it now.
-            entry.abandoned = true;
-        }
         self.streams.touched(token, conn.out.buffered());
         let held = conn.held().total();
         if held != entry.held {
@@ -237,7 +287,7 @@ impl Shard {
         if conn.wants_close() && entry.flush_deadline.is_none() {
             // From now on the peer has the close timeout (or, shutting down, the
             // grace if longer) to take what is still queued.
-            let timeout = Instant::now() + self.ctx.config.close_timeout;
+            let timeout = self.now + self.ctx.config.close_timeout;
             let deadline = self.shutdown_deadline.map_or(timeout, |d| d.max(timeout));
             entry.flush_deadline = Some(deadline);
             self.timers.push(Reverse((deadline, token)));
@@ -248,7 +298,7 @@ impl Shard {
         match command {
             // A handle's message, close, pause or resume: encoded for the connection's
             // framing (or the session's) here, on the owning shard.
-            Command::Post { token, message } if is_session_token(token) => {
+            Command::Post { token, message } if token.kind() == TokenKind::Session => {
                 let mut fx = Effects::default();
                 self.sessions
                     .posted(token, message, &self.ctx, now, &mut fx);
@@ -256,10 +306,7 @@ impl Shard {
             }
             Command::Post { token, message } => {
                 let Shard { conns, ctx, .. } = self;
-                if let Some(entry) = conns
-                    .get_mut(token.index())
-                    .filter(|e| e.generation == token.generation())
-                {
+                if let Some(entry) = conns.get_mut(token) {
                     entry.conn.posted(message, ctx, now);
                     self.touch(token);
                 }
@@ -283,9 +330,9 @@ impl Shard {
             if owner == self.ctx.shard as usize {
                 self.work.push_back(Work::Request(request));
             } else {
-                self.ctx.registry.count_sockjs_handoff();
+                self.registry.count_sockjs_handoff();
                 // A stopped shard is shutting down: its sessions are gone anyway.
-                let _ = self.ctx.registry.post(owner, Command::SockJs(request));
+                let _ = self.registry.post(owner, Command::SockJs(request));
             }
         }
     }
@@ -302,10 +349,7 @@ impl Shard {
                 }
                 Work::Reply(token, reply) => {
                     let Shard { conns, ctx, .. } = self;
-                    if let Some(entry) = conns
-                        .get_mut(token.index())
-                        .filter(|e| e.generation == token.generation())
-                    {
+                    if let Some(entry) = conns.get_mut(token) {
                         entry.conn.sockjs_reply(reply, ctx, now);
                         self.touch(token);
                     }
@@ -330,7 +374,7 @@ impl Shard {
                 self.work.push_back(Work::Reply(token, reply));
             } else {
                 let command = Command::SockJsReply { token, reply };
-                let _ = self.ctx.registry.post(shard as usize, command);
+                let _ = self.registry.post(shard as usize, command);
             }
         }
     }
@@ -354,7 +398,7 @@ impl Shard {
             let Some(token) = self.pending_order.pop_front() else {
                 return;
             };
-            let Some(entry) = self.entry(token).filter(|e| e.pending) else {
+            let Some(entry) = self.conns.get_mut(token).filter(|e| e.pending) else {
                 continue;
             };
             entry.pending = false;
@@ -366,11 +410,8 @@ impl Shard {
         // outnumber the pending ones, so the queue stays within twice the limit.
         if self.pending_order.len() > 2 * max.max(self.pending) + 64 {
             let conns = &self.conns;
-            self.pending_order.retain(|token| {
-                conns
-                    .get(token.index())
-                    .is_some_and(|e| e.generation == token.generation() && e.pending)
-            });
+            self.pending_order
+                .retain(|&token| conns.get(token).is_some_and(|e| e.pending));
         }
     }
 
@@ -382,25 +423,25 @@ impl Shard {
         if !self.budget.wants_resume() && !self.budget.wants_scan() {
             return;
         }
-        let now = Instant::now();
+        let now = self.now;
         if self.budget.wants_resume() {
             self.resume_budget_paused(now);
         }
         if self.budget.wants_scan() {
             self.budget.scanned();
             let mut holders = Vec::new();
-            for (index, e) in self.conns.iter() {
+            for (token, e) in self.conns.iter() {
                 if e.held == 0 {
                     continue;
                 }
                 let held = e.conn.held();
                 holders.push(Holder {
-                    key: Token::new(index as u32, e.generation),
+                    key: token,
                     incoming: held.incoming,
                     outgoing: held.outgoing,
                     paused: e.conn.is_budget_paused(),
                     pausable: e.conn.budget_pausable(),
-                    closable: e.conn.budget_closable() && !e.abandoned,
+                    closable: e.conn.budget_closable(),
                 });
             }
             self.sessions.budget_holders(&mut holders);
@@ -428,7 +469,7 @@ impl Shard {
     /// Stops reading `token` for the budget; it is closed if still paused after the
     /// close timeout (see `on_timer`).
     fn budget_pause(&mut self, token: Token, now: Instant) {
-        let Some(entry) = self.entry(token) else {
+        let Some(entry) = self.conns.get_mut(token) else {
             return;
         };
         if !entry.conn.budget_pausable() {
@@ -443,7 +484,7 @@ impl Shard {
 
     /// Closes a connection or a SockJS session for the budget, freeing what it holds.
     fn budget_close(&mut self, token: Token, now: Instant) {
-        if is_session_token(token) {
+        if token.kind() == TokenKind::Session {
             let mut fx = Effects::default();
             self.sessions
                 .close_for_budget(token, &self.ctx, now, &mut fx);
@@ -451,10 +492,7 @@ impl Shard {
             return;
         }
         let Shard { conns, ctx, .. } = self;
-        if let Some(entry) = conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        {
+        if let Some(entry) = conns.get_mut(token) {
             entry.conn.close_for_budget(ctx);
             self.touch(token);
         }
@@ -466,14 +504,11 @@ impl Shard {
             .conns
             .iter()
             .filter(|(_, e)| e.conn.is_budget_paused())
-            .map(|(index, e)| Token::new(index as u32, e.generation))
+            .map(|(token, _)| token)
             .collect();
         for token in tokens {
             let Shard { conns, ctx, .. } = self;
-            if let Some(entry) = conns
-                .get_mut(token.index())
-                .filter(|e| e.generation == token.generation())
-            {
+            if let Some(entry) = conns.get_mut(token) {
                 entry.conn.budget_resume(ctx, now);
                 self.budget.count_resume();
                 self.touch(token);
@@ -486,8 +521,7 @@ impl Shard {
     /// only when it moved).
     fn publish_held(&mut self) {
         if let Some(held) = self.budget.take_unpublished() {
-            self.ctx
-                .registry
+            self.registry
                 .mailbox(self.ctx.shard as usize)
                 .publish_held(held);
         }
@@ -511,13 +545,9 @@ impl Shard {
             self.shutting_down = true;
             self.streams.shutdown();
         }
-        let tokens: Vec<Token> = self
-            .conns
-            .iter()
-            .map(|(index, e)| Token::new(index as u32, e.generation))
-            .collect();
+        let tokens: Vec<Token> = self.conns.iter().map(|(token, _)| token).collect();
         for token in tokens {
-            if let Some(entry) = self.conns.get_mut(token.index()) {
+            if let Some(entry) = self.conns.get_mut(token) {
                 entry.conn.shutdown(&self.ctx, deadline, now);
                 if let (Some(flush), Some(deadline)) = (entry.flush_deadline, deadline) {
                     // Output already on its way out may take the whole grace.
@@ -536,6 +566,7 @@ impl Shard {
 
 impl ShardCore for Shard {
     fn on_accept(&mut self, listener: usize, peer: Option<SocketAddr>, now: Instant) -> Token {
+        self.now = now;
         if listener > 0 {
             return self.streams.on_accept(listener - 1);
         }
@@ -543,7 +574,7 @@ impl ShardCore for Shard {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let seed = self.next_seed();
-        let token = Token::new(self.conns.vacant_key() as u32, generation);
+        let token = Token::of_kind(TokenKind::Conn, self.conns.vacant_key(), generation);
         let id = ConnId {
             shard: self.ctx.shard,
             token,
@@ -577,9 +608,7 @@ impl ShardCore for Shard {
             conn,
             listed: false,
             armed: None,
-            admitted,
             flush_deadline: None,
-            abandoned: false,
             pending: true,
             reading: true,
             held: 0,
@@ -599,12 +628,10 @@ impl ShardCore for Shard {
     }
 
     fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, now: Instant) {
+        self.now = now;
         let Shard { conns, ctx, .. } = self;
         // A connection closed meanwhile: the bytes just go.
-        if let Some(entry) = conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        {
+        if let Some(entry) = conns.get_mut(token) {
             entry.conn.file_read_done(result, ctx, now);
             self.touch(token);
             self.run_work(now);
@@ -612,25 +639,23 @@ impl ShardCore for Shard {
         }
     }
 
-    fn on_connected(&mut self, token: Token, result: std::io::Result<()>, _now: Instant) {
+    fn on_connected(&mut self, token: Token, result: std::io::Result<()>, now: Instant) {
+        self.now = now;
         self.streams.on_connected(token, result);
         self.run_pumps();
     }
 
     fn wants_read(&self, token: Token) -> bool {
-        if is_stream(token) {
+        if token.kind() == TokenKind::Stream {
             return self.streams.wants_read(token);
         }
-        let conn_reads = self
-            .conns
-            .get(token.index())
-            .filter(|e| e.generation == token.generation())
-            .is_none_or(|e| e.conn.wants_read());
+        let conn_reads = self.conns.get(token).is_none_or(|e| e.conn.wants_read());
         conn_reads && self.streams.ws_wants_read(token)
     }
 
     fn on_recv(&mut self, token: Token, data: &mut [u8], now: Instant) {
-        if is_stream(token) {
+        self.now = now;
+        if token.kind() == TokenKind::Stream {
             self.streams.on_recv(token, data);
             self.run_pumps();
             return;
@@ -642,10 +667,7 @@ impl ShardCore for Shard {
             out_pool,
             ..
         } = self;
-        let Some(entry) = conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        else {
+        let Some(entry) = conns.get_mut(token) else {
             return;
         };
         // An answer usually follows: lend the connection a buffer for it (`touch` takes
@@ -675,16 +697,14 @@ impl ShardCore for Shard {
     }
 
     fn on_eof(&mut self, token: Token, now: Instant) {
-        if is_stream(token) {
+        self.now = now;
+        if token.kind() == TokenKind::Stream {
             self.streams.on_eof(token, None);
             self.run_pumps();
             return;
         }
         let Shard { conns, ctx, .. } = self;
-        if let Some(entry) = conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        {
+        if let Some(entry) = conns.get_mut(token) {
             entry.conn.on_eof(ctx);
             self.touch(token);
             self.run_work(now);
@@ -692,14 +712,11 @@ impl ShardCore for Shard {
     }
 
     fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
-        if is_stream(token) {
+        if token.kind() == TokenKind::Stream {
             return self.streams.take_send(token);
         }
-        let entry = self
-            .conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())?;
-        if entry.abandoned {
+        let entry = self.conns.get_mut(token)?;
+        if entry.conn.out.abandon {
             entry.conn.out.queued.clear();
             return None;
         }
@@ -727,7 +744,8 @@ impl ShardCore for Shard {
     }
 
     fn on_sent(&mut self, token: Token, mut buf: Vec<u8>, written: std::io::Result<usize>) {
-        if is_stream(token) {
+        self.now = Instant::now();
+        if token.kind() == TokenKind::Stream {
             self.streams.on_sent(token, buf, written);
             self.run_pumps();
             return;
@@ -738,10 +756,7 @@ impl ShardCore for Shard {
             out_pool,
             ..
         } = self;
-        let Some(entry) = conns
-            .get_mut(token.index())
-            .filter(|e| e.generation == token.generation())
-        else {
+        let Some(entry) = conns.get_mut(token) else {
             out_pool.give_back(buf);
             return;
         };
@@ -773,7 +788,7 @@ impl ShardCore for Shard {
                 entry.conn.on_send_failed(ctx);
             }
         }
-        let now = Instant::now();
+        let now = self.now;
         entry.conn.on_written(ctx, now);
         self.touch(token);
         // A bridged WebSocket that drained may take the backend bytes it had no room for.
@@ -783,22 +798,20 @@ impl ShardCore for Shard {
     }
 
     fn abandon_output(&self, token: Token) -> bool {
-        self.conns
-            .get(token.index())
-            .filter(|e| e.generation == token.generation())
-            .is_some_and(|e| e.abandoned)
+        self.conns.get(token).is_some_and(|e| e.conn.out.abandon)
     }
 
     fn wants_close(&self, token: Token) -> bool {
-        if is_stream(token) {
+        if token.kind() == TokenKind::Stream {
             return self.streams.wants_close(token);
         }
-        match self.conns.get(token.index()) {
+        match self.conns.get(token) {
             // Over TLS, only once `close_notify` (or an alert) was handed to the backend.
             // An abandoned output has no `close_notify` to wait for.
-            Some(entry) if entry.generation == token.generation() => {
+            Some(entry) => {
                 entry.conn.wants_close()
-                    && (entry.abandoned || entry.tls.as_ref().is_none_or(|tls| tls.close_queued()))
+                    && (entry.conn.out.abandon
+                        || entry.tls.as_ref().is_none_or(|tls| tls.close_queued()))
             }
             // Unknown tokens have nothing to keep a socket open for.
             _ => true,
@@ -806,16 +819,14 @@ impl ShardCore for Shard {
     }
 
     fn on_closed(&mut self, token: Token) {
-        if is_stream(token) {
+        self.now = Instant::now();
+        if token.kind() == TokenKind::Stream {
             self.streams.on_closed(token);
             self.run_pumps();
             return;
         }
         self.streams.ws_gone(token);
-        if self.entry(token).is_none() {
-            return;
-        }
-        let Some(mut entry) = self.conns.remove(token.index()) else {
+        let Some(mut entry) = self.conns.remove(token) else {
             return;
         };
         // Whatever it held goes with it.
@@ -829,7 +840,8 @@ impl ShardCore for Shard {
             self.budget.held(),
             self.sessions_held
         );
-        if entry.admitted {
+        // Counted in `admitted` unless refused (over the connection limit).
+        if !entry.conn.is_refused() {
             self.admitted -= 1;
         }
         if entry.pending {
@@ -839,12 +851,13 @@ impl ShardCore for Shard {
         if entry.conn.has_sockjs_requests() {
             let requests = entry.conn.take_sockjs_requests();
             self.dispatch(requests);
-            self.run_work(Instant::now());
+            self.run_work(self.now);
         }
     }
 
     fn on_wake(&mut self, now: Instant) {
-        let registry = std::sync::Arc::clone(&self.ctx.registry);
+        self.now = now;
+        let registry = std::sync::Arc::clone(&self.registry);
         let mailbox = registry.mailbox(self.ctx.shard as usize);
         mailbox.wake.drain();
         while let Some(command) = mailbox.pop() {
@@ -856,12 +869,13 @@ impl ShardCore for Shard {
     }
 
     fn on_timer(&mut self, now: Instant) {
+        self.now = now;
         while let Some(Reverse((deadline, token))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
-            if is_session_token(token) {
+            if token.kind() == TokenKind::Session {
                 let mut fx = Effects::default();
                 self.sessions
                     .on_timer(token, deadline, &self.ctx, now, &mut fx);
@@ -871,16 +885,14 @@ impl ShardCore for Shard {
             let Shard {
                 conns, ctx, budget, ..
             } = self;
-            if let Some(entry) = conns
-                .get_mut(token.index())
-                .filter(|e| e.generation == token.generation())
-            {
+            if let Some(entry) = conns.get_mut(token) {
                 if entry.armed == Some(deadline) {
                     entry.armed = None;
                 }
-                if entry.flush_deadline.is_some_and(|flush| flush <= now) && !entry.abandoned {
+                if entry.flush_deadline.is_some_and(|flush| flush <= now) && !entry.conn.out.abandon
+                {
                     tracing::debug!(conn = %ConnId { shard: ctx.shard, token }, "peer took no output within the close timeout; abandoning it");
-                    entry.abandoned = true;
+                    entry.conn.out.abandon = true;
                     entry.listed = false;
                 }
                 entry.conn.on_timer(ctx, now);
@@ -915,11 +927,7 @@ impl ShardCore for Shard {
             self.streams.drain_ready(out);
         }
         for token in self.ready.drain(..) {
-            if let Some(entry) = self
-                .conns
-                .get_mut(token.index())
-                .filter(|e| e.generation == token.generation())
-            {
+            if let Some(entry) = self.conns.get_mut(token) {
                 entry.listed = false;
                 out.push(token);
             }
@@ -938,10 +946,9 @@ impl ShardCore for Shard {
 impl Drop for Shard {
     fn drop(&mut self) {
         // What the shard held goes with it.
-        self.ctx
-            .registry
+        self.registry
             .mailbox(self.ctx.shard as usize)
             .publish_held(0);
-        self.ctx.registry.mailbox(self.ctx.shard as usize).stop();
+        self.registry.mailbox(self.ctx.shard as usize).stop();
     }
 }

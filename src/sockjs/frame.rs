@@ -16,7 +16,7 @@ pub const HEARTBEAT_FRAME: &[u8] = b"h";
 
 /// Why a client's send request or WebSocket message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
+pub enum ParseError {
     /// No body, an empty `d` form field, or JSON that is not an array:
     /// 500 `Payload expected.`.
     PayloadExpected,
@@ -24,23 +24,23 @@ pub enum SendError {
     BrokenJson,
 }
 
-impl SendError {
+impl ParseError {
     /// The 500 response body text sockjs-node sends for this error.
     pub fn message(self) -> &'static str {
         match self {
-            SendError::PayloadExpected => "Payload expected.",
-            SendError::BrokenJson => "Broken JSON encoding.",
+            ParseError::PayloadExpected => "Payload expected.",
+            ParseError::BrokenJson => "Broken JSON encoding.",
         }
     }
 }
 
-impl core::fmt::Display for SendError {
+impl core::fmt::Display for ParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.message())
     }
 }
 
-impl std::error::Error for SendError {}
+impl std::error::Error for ParseError {}
 
 /// True for the characters SockJS escapes as `\uXXXX` beyond plain JSON: the ranges
 /// U+200C–U+200F, U+2028–U+202F, U+2060–U+206F and U+FFF0–U+FFFF, which browsers
@@ -61,12 +61,6 @@ fn push_u_escape(out: &mut Vec<u8>, unit: u32) {
 /// Appends `s` as a JSON string literal with SockJS's escaping: `"` and `\`, the
 /// control characters as `JSON.stringify` writes them (`\n`, `\u0000`...), and the
 /// ranges of [`quote`]'s documentation as lowercase `\uXXXX`.
-///
-/// ```
-/// let mut out = Vec::new();
-/// ringws::sockjs::quote_into(&mut out, "a\"\n\u{2028}é");
-/// assert_eq!(out, "\"a\\\"\\n\\u2028é\"".as_bytes());
-/// ```
 pub fn quote_into(out: &mut Vec<u8>, s: &str) {
     quote_escaped(out, s, false);
 }
@@ -76,12 +70,6 @@ pub fn quote_into(out: &mut Vec<u8>, s: &str) {
 /// `<!--` can appear in the literal and end the script or change how the HTML parser
 /// reads it. The JavaScript (and JSON) value is unchanged: `\u003c` decodes to `<`.
 /// U+2028 and U+2029, line terminators in older JavaScript, are escaped by both.
-///
-/// ```
-/// let mut out = Vec::new();
-/// ringws::sockjs::quote_into_script(&mut out, "</script><!--");
-/// assert_eq!(out, br#""\u003c/script>\u003c!--""#);
-/// ```
 pub fn quote_into_script(out: &mut Vec<u8>, s: &str) {
     quote_escaped(out, s, true);
 }
@@ -122,6 +110,7 @@ fn quote_escaped(out: &mut Vec<u8>, s: &str, script: bool) {
 ///
 /// Escaped: `"`, `\`, U+0000–U+001F, U+200C–U+200F, U+2028–U+202F, U+2060–U+206F and
 /// U+FFF0–U+FFFF (lone surrogates cannot occur in a Rust string).
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn quote(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);
     quote_into(&mut out, s);
@@ -137,12 +126,7 @@ pub fn write_array_frame(out: &mut Vec<u8>, quoted_joined: &[u8]) {
 }
 
 /// Appends the message frame `a[...]` of `messages`.
-///
-/// ```
-/// let mut out = Vec::new();
-/// ringws::sockjs::write_messages_frame(&mut out, &["a", "b\"c"]);
-/// assert_eq!(out, br#"a["a","b\"c"]"#);
-/// ```
+#[cfg(test)]
 pub fn write_messages_frame<S: AsRef<str>>(out: &mut Vec<u8>, messages: &[S]) {
     out.extend_from_slice(b"a[");
     for (i, m) in messages.iter().enumerate() {
@@ -155,12 +139,6 @@ pub fn write_messages_frame<S: AsRef<str>>(out: &mut Vec<u8>, messages: &[S]) {
 }
 
 /// Appends the close frame `c[code,"reason"]`.
-///
-/// ```
-/// let mut out = Vec::new();
-/// ringws::sockjs::write_close_frame(&mut out, 3000, "Go away!");
-/// assert_eq!(out, br#"c[3000,"Go away!"]"#);
-/// ```
 pub fn write_close_frame(out: &mut Vec<u8>, code: u16, reason: &str) {
     out.extend_from_slice(b"c[");
     out.extend_from_slice(code.to_string().as_bytes());
@@ -174,40 +152,27 @@ pub fn write_close_frame(out: &mut Vec<u8>, code: u16, reason: &str) {
 /// JSON text (`[1]` gives `"1"`).
 ///
 /// Errors as sockjs-node: an empty body, or valid JSON that is not an array, is
-/// [`SendError::PayloadExpected`]; invalid JSON or UTF-8 is [`SendError::BrokenJson`].
-///
-/// ```
-/// use ringws::sockjs::{parse_client_messages, SendError};
-/// assert_eq!(parse_client_messages(br#"["a","b\u0041"]"#), Ok(vec!["a".into(), "bA".into()]));
-/// assert_eq!(parse_client_messages(b"[]"), Ok(vec![]));
-/// assert_eq!(parse_client_messages(b""), Err(SendError::PayloadExpected));
-/// assert_eq!(parse_client_messages(br#"["x"#), Err(SendError::BrokenJson));
-/// ```
-pub fn parse_client_messages(body: &[u8]) -> Result<Vec<String>, SendError> {
+/// [`ParseError::PayloadExpected`]; invalid JSON or UTF-8 is [`ParseError::BrokenJson`].
+pub fn parse_client_messages(body: &[u8]) -> Result<Vec<String>, ParseError> {
     if body.is_empty() {
-        return Err(SendError::PayloadExpected);
+        return Err(ParseError::PayloadExpected);
     }
-    let text = core::str::from_utf8(body).map_err(|_| SendError::BrokenJson)?;
+    let text = core::str::from_utf8(body).map_err(|_| ParseError::BrokenJson)?;
     match parse_document(text)? {
         Document::Array(messages) => Ok(messages),
-        Document::Other { .. } => Err(SendError::PayloadExpected),
+        Document::Other { .. } => Err(ParseError::PayloadExpected),
     }
 }
 
 /// Parses a `jsonp_send` body given its `Content-Type` (`None` when absent), as
 /// sockjs-node: `application/x-www-form-urlencoded` takes the `d` field
 /// (percent and `+` decoding), `text/plain` or no type takes the raw body; any
-/// other type is [`SendError::PayloadExpected`]. The JSON is then read as
+/// other type is [`ParseError::PayloadExpected`]. The JSON is then read as
 /// [`parse_client_messages`] does.
-///
-/// ```
-/// use ringws::sockjs::{parse_jsonp_send, SendError};
-/// let form = Some("application/x-www-form-urlencoded");
-/// assert_eq!(parse_jsonp_send(b"d=%5B%22x%22%5D", form), Ok(vec!["x".to_owned()]));
-/// assert_eq!(parse_jsonp_send(b"p=p", form), Err(SendError::PayloadExpected));
-/// assert_eq!(parse_jsonp_send(br#"["%61"]"#, Some("text/plain")), Ok(vec!["%61".into()]));
-/// ```
-pub fn parse_jsonp_send(body: &[u8], content_type: Option<&str>) -> Result<Vec<String>, SendError> {
+pub fn parse_jsonp_send(
+    body: &[u8],
+    content_type: Option<&str>,
+) -> Result<Vec<String>, ParseError> {
     let media = content_type.unwrap_or("").split(';').next().unwrap_or("");
     match media {
         "application/x-www-form-urlencoded" => {
@@ -224,11 +189,11 @@ pub fn parse_jsonp_send(body: &[u8], content_type: Option<&str>) -> Result<Vec<S
             }
             match d {
                 Some(value) if !value.is_empty() => parse_client_messages(&value),
-                _ => Err(SendError::PayloadExpected),
+                _ => Err(ParseError::PayloadExpected),
             }
         }
         "text/plain" | "" => parse_client_messages(body),
-        _ => Err(SendError::PayloadExpected),
+        _ => Err(ParseError::PayloadExpected),
     }
 }
 
@@ -236,15 +201,7 @@ pub fn parse_jsonp_send(body: &[u8], content_type: Option<&str>) -> Result<Vec<S
 /// messages, or a single JSON value (one message). An empty message gives no
 /// messages, as does `[]`. On error the server closes the WebSocket with
 /// [`Flavour::broken_framing_close`](super::Flavour::broken_framing_close).
-///
-/// ```
-/// use ringws::sockjs::parse_websocket_message;
-/// assert_eq!(parse_websocket_message(r#"["a","b"]"#).unwrap(), vec!["a", "b"]);
-/// assert_eq!(parse_websocket_message(r#""a""#).unwrap(), vec!["a"]);
-/// assert!(parse_websocket_message("").unwrap().is_empty());
-/// assert!(parse_websocket_message(r#"["a"#).is_err());
-/// ```
-pub fn parse_websocket_message(payload: &str) -> Result<Vec<String>, SendError> {
+pub fn parse_websocket_message(payload: &str) -> Result<Vec<String>, ParseError> {
     if payload.is_empty() {
         return Ok(Vec::new());
     }
@@ -300,7 +257,7 @@ enum Document {
 /// Nesting deeper than this is refused as broken JSON (bounded recursion).
 const MAX_DEPTH: usize = 64;
 
-fn parse_document(text: &str) -> Result<Document, SendError> {
+fn parse_document(text: &str) -> Result<Document, ParseError> {
     let mut p = Parser {
         s: text.as_bytes(),
         pos: 0,
@@ -326,7 +283,7 @@ fn parse_document(text: &str) -> Result<Document, SendError> {
                 match p.next() {
                     Some(b',') => continue,
                     Some(b']') => break,
-                    _ => return Err(SendError::BrokenJson),
+                    _ => return Err(ParseError::BrokenJson),
                 }
             }
         }
@@ -341,7 +298,7 @@ fn parse_document(text: &str) -> Result<Document, SendError> {
     };
     p.skip_ws();
     if p.pos != p.s.len() {
-        return Err(SendError::BrokenJson);
+        return Err(ParseError::BrokenJson);
     }
     Ok(doc)
 }
@@ -368,19 +325,19 @@ impl Parser<'_> {
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), SendError> {
+    fn literal(&mut self, word: &[u8]) -> Result<(), ParseError> {
         if self.s[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())
         } else {
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         }
     }
 
     /// Validates any JSON value at the cursor.
-    fn value(&mut self, depth: usize) -> Result<(), SendError> {
+    fn value(&mut self, depth: usize) -> Result<(), ParseError> {
         if depth > MAX_DEPTH {
-            return Err(SendError::BrokenJson);
+            return Err(ParseError::BrokenJson);
         }
         self.skip_ws();
         match self.peek() {
@@ -401,12 +358,12 @@ impl Parser<'_> {
                     self.skip_ws();
                     if open == b'{' {
                         if self.peek() != Some(b'"') {
-                            return Err(SendError::BrokenJson);
+                            return Err(ParseError::BrokenJson);
                         }
                         self.string()?;
                         self.skip_ws();
                         if self.next() != Some(b':') {
-                            return Err(SendError::BrokenJson);
+                            return Err(ParseError::BrokenJson);
                         }
                     }
                     self.value(depth + 1)?;
@@ -414,11 +371,11 @@ impl Parser<'_> {
                     match self.next() {
                         Some(b',') => continue,
                         Some(c) if c == close => return Ok(()),
-                        _ => return Err(SendError::BrokenJson),
+                        _ => return Err(ParseError::BrokenJson),
                     }
                 }
             }
-            _ => Err(SendError::BrokenJson),
+            _ => Err(ParseError::BrokenJson),
         }
     }
 
@@ -430,7 +387,7 @@ impl Parser<'_> {
         self.pos - start
     }
 
-    fn number(&mut self) -> Result<(), SendError> {
+    fn number(&mut self) -> Result<(), ParseError> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -439,12 +396,12 @@ impl Parser<'_> {
             Some(b'1'..=b'9') => {
                 self.digits();
             }
-            _ => return Err(SendError::BrokenJson),
+            _ => return Err(ParseError::BrokenJson),
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
             if self.digits() == 0 {
-                return Err(SendError::BrokenJson);
+                return Err(ParseError::BrokenJson);
             }
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
@@ -453,26 +410,26 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             if self.digits() == 0 {
-                return Err(SendError::BrokenJson);
+                return Err(ParseError::BrokenJson);
             }
         }
         Ok(())
     }
 
-    fn hex4(&mut self) -> Result<u32, SendError> {
+    fn hex4(&mut self) -> Result<u32, ParseError> {
         let mut v = 0u32;
         for _ in 0..4 {
             let d = self
                 .next()
                 .and_then(hex_value)
-                .ok_or(SendError::BrokenJson)?;
+                .ok_or(ParseError::BrokenJson)?;
             v = v << 4 | u32::from(d);
         }
         Ok(v)
     }
 
     /// Decodes the JSON string at the cursor (which is on its opening quote).
-    fn string(&mut self) -> Result<String, SendError> {
+    fn string(&mut self) -> Result<String, ParseError> {
         self.pos += 1;
         let mut out = String::new();
         loop {
@@ -485,7 +442,7 @@ impl Parser<'_> {
             }
             // The input is a &str and we stopped on ASCII bytes: a char boundary.
             let run = core::str::from_utf8(&self.s[start..self.pos])
-                .map_err(|_| SendError::BrokenJson)?;
+                .map_err(|_| ParseError::BrokenJson)?;
             out.push_str(run);
             match self.next() {
                 Some(b'"') => return Ok(out),
@@ -500,17 +457,17 @@ impl Parser<'_> {
                         Some(b'r') => '\r',
                         Some(b't') => '\t',
                         Some(b'u') => self.unicode_escape()?,
-                        _ => return Err(SendError::BrokenJson),
+                        _ => return Err(ParseError::BrokenJson),
                     };
                     out.push(c);
                 }
-                _ => return Err(SendError::BrokenJson),
+                _ => return Err(ParseError::BrokenJson),
             }
         }
     }
 
     /// After `\u`: one escape, or a surrogate pair; a lone surrogate gives U+FFFD.
-    fn unicode_escape(&mut self) -> Result<char, SendError> {
+    fn unicode_escape(&mut self) -> Result<char, ParseError> {
         let unit = self.hex4()?;
         match unit {
             0xd800..=0xdbff => {
@@ -628,24 +585,27 @@ mod tests {
             parse_client_messages(b" [ \"a\" , \"b\" ] \n"),
             Ok(vec!["a".into(), "b".into()])
         );
-        assert_eq!(parse_client_messages(br#"["x"#), Err(SendError::BrokenJson));
-        assert_eq!(parse_client_messages(b""), Err(SendError::PayloadExpected));
+        assert_eq!(
+            parse_client_messages(br#"["x"#),
+            Err(ParseError::BrokenJson)
+        );
+        assert_eq!(parse_client_messages(b""), Err(ParseError::PayloadExpected));
         assert_eq!(parse_client_messages(b"[]"), Ok(vec![]));
         assert_eq!(
             parse_client_messages(br#""a""#),
-            Err(SendError::PayloadExpected)
+            Err(ParseError::PayloadExpected)
         );
         assert_eq!(
             parse_client_messages(b"{}"),
-            Err(SendError::PayloadExpected)
+            Err(ParseError::PayloadExpected)
         );
         assert_eq!(
             parse_client_messages(b"null"),
-            Err(SendError::PayloadExpected)
+            Err(ParseError::PayloadExpected)
         );
-        assert_eq!(parse_client_messages(b"[1,"), Err(SendError::BrokenJson));
-        assert_eq!(parse_client_messages(b"[1] x"), Err(SendError::BrokenJson));
-        assert_eq!(parse_client_messages(b"\xff"), Err(SendError::BrokenJson));
+        assert_eq!(parse_client_messages(b"[1,"), Err(ParseError::BrokenJson));
+        assert_eq!(parse_client_messages(b"[1] x"), Err(ParseError::BrokenJson));
+        assert_eq!(parse_client_messages(b"\xff"), Err(ParseError::BrokenJson));
         assert_eq!(
             parse_client_messages(br#"[1, -2.5e3, true, null, {"a":[1]}]"#),
             Ok(vec![
@@ -656,15 +616,15 @@ mod tests {
                 r#"{"a":[1]}"#.into()
             ])
         );
-        assert_eq!(parse_client_messages(b"[01]"), Err(SendError::BrokenJson));
+        assert_eq!(parse_client_messages(b"[01]"), Err(ParseError::BrokenJson));
         assert_eq!(
             parse_client_messages(b"[\"a\nb\"]"),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
         let deep = "[".repeat(10_000);
         assert_eq!(
             parse_client_messages(deep.as_bytes()),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
     }
 
@@ -679,11 +639,11 @@ mod tests {
         );
         assert_eq!(
             parse_client_messages(br#"["\u12"]"#),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
         assert_eq!(
             parse_client_messages(br#"["\q"]"#),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
         // A lone high surrogate followed by another escape keeps the escape.
         assert_eq!(
@@ -720,12 +680,12 @@ mod tests {
         );
         assert_eq!(
             parse_jsonp_send(b"d=%5B%22x", form),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
         for data in [&b""[..], b"d=", b"p=p"] {
             assert_eq!(
                 parse_jsonp_send(data, form),
-                Err(SendError::PayloadExpected)
+                Err(ParseError::PayloadExpected)
             );
         }
         assert_eq!(parse_jsonp_send(b"d=%5B%5D", form), Ok(vec![]));
@@ -744,7 +704,7 @@ mod tests {
         );
         assert_eq!(
             parse_jsonp_send(br#"["a"]"#, Some("application/json")),
-            Err(SendError::PayloadExpected)
+            Err(ParseError::PayloadExpected)
         );
         assert_eq!(
             parse_jsonp_send(b"x=1&d=%5B%22a+b%22%5D", form),
@@ -756,7 +716,7 @@ mod tests {
         );
         assert_eq!(
             parse_jsonp_send(b"d=%5B%22%4", form),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
     }
 
@@ -769,7 +729,7 @@ mod tests {
         assert_eq!(parse_websocket_message(" 12 "), Ok(vec!["12".into()]));
         assert_eq!(
             parse_websocket_message(r#"["a"#),
-            Err(SendError::BrokenJson)
+            Err(ParseError::BrokenJson)
         );
     }
 

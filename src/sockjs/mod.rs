@@ -1,85 +1,11 @@
-//! The SockJS protocol core, sans-I/O: both the 0.3.3 protocol and the current one.
+//! The SockJS protocol, served by [`Builder::sockjs`](crate::Builder::sockjs) and
+//! [`Builder::sockjs_protocol`](crate::Builder::sockjs_protocol) next to the WebSocket
+//! routes: both the 0.3.3 protocol and the current one.
 //!
-//! Nothing here touches a socket, a clock, a thread or a random source: the server
-//! passes requests, bodies, `now` instants, wall-clock times (for `Expires`) and
-//! entropy in, and gets bytes, frames and events out.
-//!
-//! # Contract for the server (integration guide)
-//!
-//! One SockJS service lives under a prefix (`/echo`). The server strips the prefix and
-//! calls [`route`]`(method, rest_of_path, &options)`, then, by [`Endpoint`]
-//! (`close` below is "add `Connection: close`", i.e. the connection will not be
-//! kept alive):
-//!
-//! HTTP/1.0 requests: pass `close = true` (these writers never add
-//! `Connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection).
-//!
-//! - `Greeting` → [`write_greeting`]; `Info` → [`write_info`] with a fresh random
-//!   `u32`; `Iframe` → [`write_iframe`] (ETag, 304); `Preflight { allow_methods }` →
-//!   [`write_preflight`]; `MethodNotAllowed { allow }` → [`write_method_not_allowed`];
-//!   `NotFound` → [`write_not_found`]. These are complete responses with a
-//!   `Content-Length` (none on 204/304), so the connection stays usable.
-//! - `RawWebSocket` → validate the upgrade ([`Flavour::accepts_websocket_version`] with
-//!   `raw = true`; on failure [`write_bad_request`] with [`websocket_error_text`]),
-//!   then serve a plain WebSocket: the handler's messages are WebSocket text
-//!   messages, no SockJS framing, no session.
-//! - `Session { session_id, transport, .. }`:
-//!   - `XhrSend` / `JsonpSend`: read the whole body; look the session up by
-//!     `session_id` (missing or expired → [`write_not_found`]); parse with
-//!     [`parse_client_messages`] (xhr_send) or [`parse_jsonp_send`] (jsonp_send, with
-//!     the request's `Content-Type`); on error [`write_send_error`]; else
-//!     [`Session::deliver`], answer [`write_xhr_send_ok`] / [`write_jsonp_send_ok`],
-//!     and drain the session's events into the handler (below).
-//!     Note that sockjs-node checks the body before the session (a broken body to a
-//!     missing session is a 500).
-//!   - `WebSocket`: validate the upgrade ([`Flavour::accepts_websocket_version`],
-//!     `raw = false`; errors as above). A WebSocket session is private to its
-//!     connection (never in the session map; ids may repeat): make a
-//!     [`Session::new`], [`Session::attach`] it, and send each
-//!     [`Session::next_frame`] as one text message. Each text message received goes
-//!     through [`parse_websocket_message`]; on error close the WebSocket with
-//!     [`Flavour::broken_framing_close`]; else [`Session::deliver`]. After a close
-//!     frame (`Frame::is_close`) close the WebSocket with 1000 "Normal closure". When
-//!     the peer goes away, [`Session::detach`]`(id, true, now)`, drain events, drop.
-//!   - the receiving transports (`Xhr`, `XhrStreaming`, `EventSource`, `HtmlFile`,
-//!     `Jsonp`): [`ReceiverKind::from_request`] (a bad `jsonp`/`htmlfile` callback →
-//!     [`write_callback_error`]); find the session by id or create one with
-//!     [`Session::new`] (an expired one is replaced by a new one); make an
-//!     [`HttpReceiver::new`]`(kind, http10, &options)` and
-//!     [`HttpReceiver::write_head`]; then [`Session::attach`] with a fresh
-//!     [`ReceiverId`]:
-//!     - `AnotherConnectionStillOpen` → [`HttpReceiver::write_frame`] with
-//!       [`ANOTHER_CONNECTION_STILL_OPEN`] (it ends the response);
-//!     - otherwise flush (below).
-//!
-//! **Flushing** a session to its attached receiver: loop on
-//! [`Session::next_frame`]`(id, now)` and [`HttpReceiver::write_frame`]; stop on
-//! `None` (keep the response open and waiting) or on [`Flow::End`]. On `End`, the
-//! response is complete: call [`Session::detach`]`(id, false, now)` (a no-op after a
-//! close frame); with HTTP/1.1 ([`HttpReceiver::keep_alive`]) the connection reads
-//! its next request, with HTTP/1.0 the server closes it (the body has no length).
-//! Flush again after the handler ran (it may `send` or `close`), after
-//! [`Timer::Heartbeat`], and after a send request delivered messages to an echoing
-//! handler.
-//!
-//! **Interrupted** receivers: when the client closes a connection whose receiving
-//! response has not ended, call [`Session::detach`]`(id, true, now)`: the session
-//! closes with `c[1002,"Connection interrupted"]`.
-//!
-//! **Events**: after each call that may queue them (`attach`, `deliver`, `detach`,
-//! `close`, `on_timer`), drain [`Session::poll_event`] in order and call the user's
-//! handler: [`SessionEvent::Opened`] → on open, [`SessionEvent::Message`] → on
-//! message, [`SessionEvent::Closed`] → on close (last). The handler acts on the
-//! session with [`Session::send`] and [`Session::close`].
-//!
-//! **Timers**: keep each session's [`Session::deadline`] in a timer wheel; when due
-//! call [`Session::on_timer`]`(now)`: `Heartbeat` → flush; `Expired` → drain events,
-//! remove the session from the map.
-//!
-//! **Chunking**: HTTP/1.1 receiving responses use `Transfer-Encoding: chunked`, the
-//! prelude and every frame in its own chunk, and `0\r\n\r\n` at the end
-//! ([`HttpReceiver::write_end`], also written by `write_frame` on `End`). When a
-//! session goes away while a response is open, call `write_end` and detach.
+//! What an application configures is here: [`SockJsOptions`] (delays, limits, the
+//! client script's URL, the [`Transports`] offered) and the protocol [`Flavour`]. The
+//! protocol core behind them (paths, pages, frames, sessions, transports) is sans-I/O
+//! and internal to the crate.
 //!
 //! # Flavours
 //!
@@ -101,32 +27,89 @@
 //! | default `sockjs_url` | [`LEGACY_SOCKJS_URL`] | [`DEFAULT_SOCKJS_URL`] |
 //!
 //! Both accept `[]` and empty frames; the main suite only tests it.
-//!
-//! ```
-//! use std::time::Instant;
-//! use ringws::sockjs::*;
-//!
-//! let options = SockJsOptions::default();
-//! let now = Instant::now();
-//! let Endpoint::Session { transport, .. } = route("POST", "/000/abc/xhr", &options) else {
-//!     unreachable!()
-//! };
-//! assert_eq!(transport, Transport::Xhr);
-//!
-//! let mut session = Session::new(&options, now);
-//! let mut receiver = HttpReceiver::new(ReceiverKind::XhrPolling, false, &options);
-//! let id = ReceiverId(1);
-//! let mut out = Vec::new();
-//! assert_eq!(session.attach(id, now), Attached::Opened);
-//! while let Some(frame) = session.next_frame(id, now) {
-//!     if receiver.write_frame(&mut out, frame.bytes) == Flow::End {
-//!         session.detach(id, false, now);
-//!         break;
-//!     }
-//! }
-//! assert_eq!(out, b"2\r\no\n\r\n0\r\n\r\n");
-//! assert_eq!(session.poll_event(), Some(SessionEvent::Opened));
-//! ```
+
+// # Contract for the server (integration guide)
+//
+// Internal: how `connection/sockjs.rs` drives the sans-I/O core. Nothing here touches
+// a socket, a clock, a thread or a random source: the server passes requests, bodies,
+// `now` instants, wall-clock times (for `Expires`) and entropy in, and gets bytes,
+// frames and events out.
+//
+// One SockJS service lives under a prefix (`/echo`). The server strips the prefix and
+// calls [`route`]`(method, rest_of_path, &options)`, then, by [`Endpoint`]
+// (`close` below is "add `Connection: close`", i.e. the connection will not be
+// kept alive):
+//
+// HTTP/1.0 requests: pass `close = true` (these writers never add
+// `Connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection).
+//
+// - `Greeting` → [`write_greeting`]; `Info` → [`write_info`] with a fresh random
+//   `u32`; `Iframe` → [`write_iframe`] (ETag, 304); `Preflight { allow_methods }` →
+//   [`write_preflight`]; `MethodNotAllowed { allow }` → [`write_method_not_allowed`];
+//   `NotFound` → [`write_not_found`]. These are complete responses with a
+//   `Content-Length` (none on 204/304), so the connection stays usable.
+// - `RawWebSocket` → validate the upgrade ([`Flavour::accepts_websocket_version`] with
+//   `raw = true`; on failure [`write_bad_request`] with [`websocket_error_text`]),
+//   then serve a plain WebSocket: the handler's messages are WebSocket text
+//   messages, no SockJS framing, no session.
+// - `Session { session_id, transport, .. }`:
+//   - `XhrSend` / `JsonpSend`: read the whole body; look the session up by
+//     `session_id` (missing or expired → [`write_not_found`]); parse with
+//     [`parse_client_messages`] (xhr_send) or [`parse_jsonp_send`] (jsonp_send, with
+//     the request's `Content-Type`); on error [`write_send_error`]; else
+//     [`Session::deliver`], answer [`write_xhr_send_ok`] / [`write_jsonp_send_ok`],
+//     and drain the session's events into the handler (below).
+//     Note that sockjs-node checks the body before the session (a broken body to a
+//     missing session is a 500).
+//   - `WebSocket`: validate the upgrade ([`Flavour::accepts_websocket_version`],
+//     `raw = false`; errors as above). A WebSocket session is private to its
+//     connection (never in the session map; ids may repeat): make a
+//     [`Session::new`], [`Session::attach`] it, and send each
+//     [`Session::next_frame`] as one text message. Each text message received goes
+//     through [`parse_websocket_message`]; on error close the WebSocket with
+//     [`Flavour::broken_framing_close`]; else [`Session::deliver`]. After a close
+//     frame (`Frame::is_close`) close the WebSocket with 1000 "Normal closure". When
+//     the peer goes away, [`Session::detach`]`(id, true, now)`, drain events, drop.
+//   - the receiving transports (`Xhr`, `XhrStreaming`, `EventSource`, `HtmlFile`,
+//     `Jsonp`): [`ReceiverKind::from_request`] (a bad `jsonp`/`htmlfile` callback →
+//     [`write_callback_error`]); find the session by id or create one with
+//     [`Session::new`] (an expired one is replaced by a new one); make an
+//     [`HttpReceiver::new`]`(kind, http10, &options)` and
+//     [`HttpReceiver::write_head`]; then [`Session::attach`] with a fresh
+//     [`ReceiverId`]:
+//     - `AnotherConnectionStillOpen` → [`HttpReceiver::write_frame`] with
+//       [`ANOTHER_CONNECTION_STILL_OPEN`] (it ends the response);
+//     - otherwise flush (below).
+//
+// **Flushing** a session to its attached receiver: loop on
+// [`Session::next_frame`]`(id, now)` and [`HttpReceiver::write_frame`]; stop on
+// `None` (keep the response open and waiting) or on [`Flow::End`]. On `End`, the
+// response is complete: call [`Session::detach`]`(id, false, now)` (a no-op after a
+// close frame); with HTTP/1.1 ([`HttpReceiver::keep_alive`]) the connection reads
+// its next request, with HTTP/1.0 the server closes it (the body has no length).
+// Flush again after the handler ran (it may `send` or `close`), after
+// [`Timer::Heartbeat`], and after a send request delivered messages to an echoing
+// handler.
+//
+// **Interrupted** receivers: when the client closes a connection whose receiving
+// response has not ended, call [`Session::detach`]`(id, true, now)`: the session
+// closes with `c[1002,"Connection interrupted"]`.
+//
+// **Events**: after each call that may queue them (`attach`, `deliver`, `detach`,
+// `close`, `on_timer`), drain [`Session::poll_event`] in order and call the user's
+// handler: [`SessionEvent::Opened`] → on open, [`SessionEvent::Message`] → on
+// message, [`SessionEvent::Closed`] → on close (last). The handler acts on the
+// session with [`Session::send`] and [`Session::close`].
+//
+// **Timers**: keep each session's [`Session::deadline`] in a timer wheel; when due
+// call [`Session::on_timer`]`(now)`: `Heartbeat` → flush; `Expired` → drain events,
+// remove the session from the map.
+//
+// **Chunking**: HTTP/1.1 receiving responses use `Transfer-Encoding: chunked`, the
+// prelude and every frame in its own chunk, and `0\r\n\r\n` at the end
+// ([`HttpReceiver::write_end`], also written by `write_frame` on `End`). When a
+// session goes away while a response is open, call `write_end` and detach.
+//
 
 mod frame;
 mod options;
@@ -135,30 +118,38 @@ mod path;
 mod session;
 mod transport;
 
-pub use frame::{
-    parse_client_messages, parse_jsonp_send, parse_websocket_message, quote, quote_into,
-    quote_into_script, write_array_frame, write_close_frame, write_messages_frame, SendError,
-    HEARTBEAT_FRAME, OPEN_FRAME,
-};
 pub use options::{
     Flavour, SockJsOptions, Transports, DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKJS_URL,
     LEGACY_SOCKJS_URL,
 };
-pub use pages::{
-    http_date, iframe_page, info_body, websocket_error_text, write_bad_request,
-    write_cookie_header, write_cors_headers, write_greeting, write_iframe, write_iframe_page,
-    write_info, write_jsonp_send_ok, write_method_not_allowed, write_no_cache_header,
-    write_not_found, write_preflight, write_send_error, write_too_large, write_xhr_send_ok,
-    CACHE_SECONDS, GREETING, NOT_FOUND_BODY,
+
+// The sans-I/O core, for the server (`connection/sockjs.rs`) only.
+pub(crate) use frame::{parse_client_messages, parse_jsonp_send, parse_websocket_message};
+pub(crate) use pages::{
+    iframe_page, websocket_error_text, write_bad_request, write_greeting, write_iframe_page,
+    write_info, write_jsonp_send_ok, write_method_not_allowed, write_not_found, write_preflight,
+    write_send_error, write_too_large, write_xhr_send_ok,
 };
-pub use path::{query_param, route, Endpoint, Transport};
-pub use session::{
-    Attached, CloseCause, Frame, ReceiverId, Session, SessionEvent, SessionState, Timer,
+pub(crate) use path::{route, Endpoint, TransportKind};
+pub(crate) use session::{
+    Attached, CloseCause, ReceiverId, Session, SessionEvent, SessionState, Timer,
     ANOTHER_CONNECTION_STILL_OPEN,
 };
-pub use transport::{
-    encode_frame, write_callback_error, CallbackError, Flow, HttpReceiver, ReceiverKind,
-};
+pub(crate) use transport::{write_callback_error, Flow, HttpReceiver, ReceiverKind};
+
+/// The client-message parsers and the JSON quoting, for the fuzz targets
+/// (`fuzz/fuzz_targets/common/sockjs_body.rs`) and the tests that build expected frames.
+/// Not an API: only with the `fuzzing` feature, which `fuzz/Cargo.toml` and this
+/// crate's own dev-dependency turn on.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::frame::{
+        parse_client_messages, parse_jsonp_send, parse_websocket_message, quote, ParseError,
+    };
+}
+
+#[cfg(test)]
+mod examples_tests;
 
 #[cfg(test)]
 mod tests {
@@ -277,7 +268,7 @@ mod tests {
 
     #[test]
     fn suite_xhr_polling_echo() {
-        let t = Instant::now();
+        let t = crate::test_support::t0();
         let mut svc = Service::new(false);
         let (_, _, out, flow) = svc.receive("s", ReceiverKind::XhrPolling, t);
         assert_eq!((body_of(&out), flow), ("o\n".to_owned(), Flow::End));
@@ -296,7 +287,7 @@ mod tests {
 
     #[test]
     fn suite_close_service_polling_and_streaming() {
-        let t = Instant::now();
+        let t = crate::test_support::t0();
         let mut svc = Service::new(true);
         let (_, _, out, _) = svc.receive("p", ReceiverKind::XhrPolling, t);
         assert_eq!(body_of(&out), "o\n");
@@ -329,7 +320,7 @@ mod tests {
 
     #[test]
     fn suite_xhr_streaming_echo_until_limit() {
-        let t = Instant::now();
+        let t = crate::test_support::t0();
         let mut svc = Service::new(false);
         let (id, mut rx, out, flow) = svc.receive("s", ReceiverKind::XhrStreaming, t);
         assert_eq!((body_of(&out), flow), ("o\n".to_owned(), Flow::Continue));

@@ -184,14 +184,6 @@ impl SockJsOptions {
     /// same sockjs-client version as the pages that connect (sockjs-client refuses an
     /// iframe of another version). It is written HTML-escaped into the page's
     /// `<script src="...">`, and the page's ETag changes with it.
-    ///
-    /// ```
-    /// use ringws::sockjs::{iframe_page, SockJsOptions};
-    /// let options = SockJsOptions::default().sockjs_url("/static/sockjs.min.js");
-    /// assert_eq!(options.get_sockjs_url(), "/static/sockjs.min.js");
-    /// let (page, _etag) = iframe_page(&options);
-    /// assert!(page.contains(r#"<script src="/static/sockjs.min.js"></script>"#));
-    /// ```
     pub fn sockjs_url(mut self, url: impl Into<String>) -> Self {
         self.sockjs_url = url.into();
         self

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 
-use super::frame::SendError;
+use super::frame::ParseError;
 use super::options::{Flavour, SockJsOptions};
-use super::path::Transport;
+use super::path::TransportKind;
 use crate::http::Request;
 
 /// One year, the cache lifetime of the iframe page and of preflight answers.
@@ -30,39 +30,21 @@ const IFRAME_0_3_3: [&str; 2] = [
     "\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>",
 ];
 
-/// Appends `HTTP/1.1 <code> <reason>\r\n`.
+/// Appends `HTTP/1.1 <code> <reason>\r\n` through the house's response writer
+/// ([`crate::http`]), with sockjs-node's reason phrases (`413 Payload Too Large`).
 pub(crate) fn status_line(out: &mut Vec<u8>, code: u16) {
     let reason = match code {
-        200 => "OK",
-        204 => "No Content",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
         413 => "Payload Too Large",
-        500 => "Internal Server Error",
-        _ => "",
+        code => crate::http::status_text(code),
     };
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(code.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    crate::http::write_status_line_with(out, code, reason);
 }
 
-/// Appends `name: value\r\n`; CR, LF and NUL in the value (from request data) become
-/// spaces so they cannot split the response.
+/// Appends `name: value\r\n` through the house's one header sanitiser
+/// ([`crate::http`]'s `write_header`): CR, LF and NUL in the name or the value (from
+/// request data) become spaces so they cannot split the response.
 pub(crate) fn header(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend(value.bytes().map(|b| {
-        if matches!(b, b'\r' | b'\n' | 0) {
-            b' '
-        } else {
-            b
-        }
-    }));
-    out.extend_from_slice(b"\r\n");
+    crate::http::write_header(out, name, value);
 }
 
 /// Ends the head: `Content-Type` (when given), `Content-Length` (unless the status has
@@ -72,10 +54,10 @@ fn finish(out: &mut Vec<u8>, code: u16, content_type: Option<&str>, body: &[u8],
         header(out, "Content-Type", ct);
     }
     if code != 204 && code != 304 {
-        header(out, "Content-Length", &body.len().to_string());
+        crate::http::write_header_decimal(out, "Content-Length", body.len() as u64);
     }
     if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+        header(out, "Connection", "close");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -279,6 +261,7 @@ fn push_attribute_escaped(out: &mut String, value: &str) {
 /// `GET /iframe*.html`: 200 with the page, `ETag` and one-year caching headers; 304
 /// (no body, no `Content-Type`) when `If-None-Match` equals the ETag. `now` dates
 /// `Expires`. Computes the page each time; see [`write_iframe_page`] to reuse it.
+#[cfg(test)]
 pub fn write_iframe(
     out: &mut Vec<u8>,
     request: &Request<'_>,
@@ -424,15 +407,15 @@ pub fn write_send_error(
     out: &mut Vec<u8>,
     request: &Request<'_>,
     options: &SockJsOptions,
-    transport: Transport,
-    error: SendError,
+    transport: TransportKind,
+    error: ParseError,
     close: bool,
 ) {
     write_500(
         out,
         request,
         options,
-        transport == Transport::XhrSend,
+        transport == TransportKind::XhrSend,
         error.message(),
         close,
     );
@@ -848,13 +831,13 @@ pub(crate) mod tests {
 
             for (t, e, text) in [
                 (
-                    Transport::XhrSend,
-                    SendError::BrokenJson,
+                    TransportKind::XhrSend,
+                    ParseError::BrokenJson,
                     "Broken JSON encoding.",
                 ),
                 (
-                    Transport::JsonpSend,
-                    SendError::PayloadExpected,
+                    TransportKind::JsonpSend,
+                    ParseError::PayloadExpected,
                     "Payload expected.",
                 ),
             ] {
@@ -909,6 +892,27 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         header(&mut out, "X", "a\r\nb");
         assert_eq!(out, b"X: a  b\r\n");
+    }
+
+    /// The pages and transports write headers with the same rule as every other
+    /// writer (`http::write_header`): CR, LF and NUL in names and values are spaces.
+    #[test]
+    fn pages_use_the_one_header_sanitiser() {
+        for bad in ["a\r\nSet-Cookie: b", "a\0b", "\n\n", "x\ry"] {
+            let mut ours = Vec::new();
+            header(&mut ours, bad, bad);
+            let mut theirs = Vec::new();
+            crate::http::write_header(&mut theirs, bad, bad);
+            assert_eq!(ours, theirs);
+            assert_eq!(ours.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert!(!ours.contains(&0) && !ours[..ours.len() - 2].contains(&b'\r'));
+        }
+        let mut out = Vec::new();
+        status_line(&mut out, 413);
+        assert_eq!(out, b"HTTP/1.1 413 Payload Too Large\r\n");
+        out.clear();
+        status_line(&mut out, 404);
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::options::SockJsOptions;
 
 /// A session transport, the last segment of `/<server>/<session>/<transport>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub enum TransportKind {
     /// `websocket`: SockJS framing over a WebSocket (GET + upgrade).
     WebSocket,
     /// `xhr`: xhr polling (POST).
@@ -25,18 +25,18 @@ pub enum Transport {
     JsonpSend,
 }
 
-impl Transport {
+impl TransportKind {
     /// The transport for a path segment (`"xhr_streaming"`...).
-    pub fn from_name(name: &str) -> Option<Transport> {
+    pub fn from_name(name: &str) -> Option<TransportKind> {
         Some(match name {
-            "websocket" => Transport::WebSocket,
-            "xhr" => Transport::Xhr,
-            "xhr_send" => Transport::XhrSend,
-            "xhr_streaming" => Transport::XhrStreaming,
-            "eventsource" => Transport::EventSource,
-            "htmlfile" => Transport::HtmlFile,
-            "jsonp" => Transport::Jsonp,
-            "jsonp_send" => Transport::JsonpSend,
+            "websocket" => TransportKind::WebSocket,
+            "xhr" => TransportKind::Xhr,
+            "xhr_send" => TransportKind::XhrSend,
+            "xhr_streaming" => TransportKind::XhrStreaming,
+            "eventsource" => TransportKind::EventSource,
+            "htmlfile" => TransportKind::HtmlFile,
+            "jsonp" => TransportKind::Jsonp,
+            "jsonp_send" => TransportKind::JsonpSend,
             _ => return None,
         })
     }
@@ -44,14 +44,14 @@ impl Transport {
     /// The method a request for this transport uses (`GET` or `POST`).
     pub fn method(self) -> &'static str {
         match self {
-            Transport::WebSocket
-            | Transport::EventSource
-            | Transport::HtmlFile
-            | Transport::Jsonp => "GET",
-            Transport::Xhr
-            | Transport::XhrSend
-            | Transport::XhrStreaming
-            | Transport::JsonpSend => "POST",
+            TransportKind::WebSocket
+            | TransportKind::EventSource
+            | TransportKind::HtmlFile
+            | TransportKind::Jsonp => "GET",
+            TransportKind::Xhr
+            | TransportKind::XhrSend
+            | TransportKind::XhrStreaming
+            | TransportKind::JsonpSend => "POST",
         }
     }
 
@@ -59,7 +59,9 @@ impl Transport {
     /// dispatch order (`POST, OPTIONS` for the xhr family, else the single method).
     pub fn allow(self) -> &'static str {
         match self {
-            Transport::Xhr | Transport::XhrSend | Transport::XhrStreaming => "POST, OPTIONS",
+            TransportKind::Xhr | TransportKind::XhrSend | TransportKind::XhrStreaming => {
+                "POST, OPTIONS"
+            }
             other => other.method(),
         }
     }
@@ -68,25 +70,20 @@ impl Transport {
     pub fn has_preflight(self) -> bool {
         matches!(
             self,
-            Transport::Xhr | Transport::XhrSend | Transport::XhrStreaming
+            TransportKind::Xhr | TransportKind::XhrSend | TransportKind::XhrStreaming
         )
-    }
-
-    /// True for the transports whose request receives frames (all but the two sends).
-    pub fn is_receiver(self) -> bool {
-        !matches!(self, Transport::XhrSend | Transport::JsonpSend)
     }
 
     fn enabled(self, options: &SockJsOptions) -> bool {
         let t = &options.transports;
         match self {
-            Transport::WebSocket => options.websocket,
-            Transport::Xhr => t.xhr_polling,
-            Transport::XhrSend => t.xhr_send(),
-            Transport::XhrStreaming => t.xhr_streaming,
-            Transport::EventSource => t.eventsource,
-            Transport::HtmlFile => t.htmlfile,
-            Transport::Jsonp | Transport::JsonpSend => t.jsonp,
+            TransportKind::WebSocket => options.websocket,
+            TransportKind::Xhr => t.xhr_polling,
+            TransportKind::XhrSend => t.xhr_send(),
+            TransportKind::XhrStreaming => t.xhr_streaming,
+            TransportKind::EventSource => t.eventsource,
+            TransportKind::HtmlFile => t.htmlfile,
+            TransportKind::Jsonp | TransportKind::JsonpSend => t.jsonp,
         }
     }
 }
@@ -110,7 +107,7 @@ pub enum Endpoint<'a> {
         /// The session key.
         session_id: &'a str,
         /// Which transport.
-        transport: Transport,
+        transport: TransportKind,
     },
     /// An `OPTIONS` CORS preflight on `/info` or an xhr transport:
     /// [`write_preflight`](super::write_preflight) with these methods.
@@ -133,18 +130,6 @@ pub enum Endpoint<'a> {
 /// Paths follow sockjs-node's dispatch: one trailing `/` is allowed (not on the
 /// greeting, which is only `""` and `/`), server and session ids are non-empty and
 /// contain neither `/` nor `.`, and the iframe page is `/iframe[0-9a-z._-]*.html`.
-///
-/// ```
-/// use ringws::sockjs::{route, Endpoint, SockJsOptions, Transport};
-/// let o = SockJsOptions::default();
-/// assert_eq!(route("GET", "/", &o), Endpoint::Greeting);
-/// assert_eq!(
-///     route("POST", "/000/abc/xhr", &o),
-///     Endpoint::Session { server_id: "000", session_id: "abc", transport: Transport::Xhr }
-/// );
-/// assert_eq!(route("GET", "/a./a/xhr", &o), Endpoint::NotFound);
-/// assert_eq!(route("POST", "/0/0/websocket", &o), Endpoint::MethodNotAllowed { allow: "GET" });
-/// ```
 pub fn route<'a>(method: &str, path: &'a str, options: &SockJsOptions) -> Endpoint<'a> {
     if path.is_empty() || path == "/" {
         return only("GET", method, Endpoint::Greeting, "GET");
@@ -186,7 +171,7 @@ pub fn route<'a>(method: &str, path: &'a str, options: &SockJsOptions) -> Endpoi
     if !valid_id(server_id) || !valid_id(session_id) {
         return Endpoint::NotFound;
     }
-    let Some(transport) = Transport::from_name(name) else {
+    let Some(transport) = TransportKind::from_name(name) else {
         return Endpoint::NotFound;
     };
     if !transport.enabled(options) {
@@ -233,11 +218,6 @@ fn is_iframe(path: &str) -> bool {
 
 /// The first value of query parameter `name`, percent and `+` decoded (invalid UTF-8
 /// is replaced with U+FFFD). `None` when the parameter is absent.
-///
-/// ```
-/// assert_eq!(ringws::sockjs::query_param(Some("t=1&c=%63allback"), "c").as_deref(), Some("callback"));
-/// assert_eq!(ringws::sockjs::query_param(None, "c"), None);
-/// ```
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -340,7 +320,7 @@ mod tests {
                 Endpoint::Session {
                     server_id: server,
                     session_id: session,
-                    transport: Transport::Xhr
+                    transport: TransportKind::Xhr
                 }
             );
         }
@@ -358,7 +338,7 @@ mod tests {
             Endpoint::Session {
                 server_id: "0",
                 session_id: "0",
-                transport: Transport::EventSource
+                transport: TransportKind::EventSource
             }
         );
         assert_eq!(route("GET", "/0/0/nope", &o()), Endpoint::NotFound);

@@ -97,26 +97,6 @@ pub struct Frame<'a> {
 }
 
 /// One SockJS session, without I/O or clocks.
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use ringws::sockjs::{Attached, ReceiverId, Session, SessionEvent, SockJsOptions};
-///
-/// let t0 = Instant::now();
-/// let mut session = Session::new(&SockJsOptions::default(), t0);
-/// let poll = ReceiverId(1);
-/// assert_eq!(session.attach(poll, t0), Attached::Opened);
-/// assert_eq!(session.next_frame(poll, t0).unwrap().bytes, b"o");
-/// session.detach(poll, false, t0); // the poll response ended after one frame
-/// assert_eq!(session.poll_event(), Some(SessionEvent::Opened));
-///
-/// session.send("hello");
-/// let poll = ReceiverId(2);
-/// assert_eq!(session.attach(poll, t0), Attached::Resumed);
-/// assert_eq!(session.next_frame(poll, t0).unwrap().bytes, br#"a["hello"]"#);
-/// session.detach(poll, false, t0);
-/// assert_eq!(session.deadline(), Some(t0 + Duration::from_secs(5)));
-/// ```
 #[derive(Debug)]
 pub struct Session {
     state: SessionState,
@@ -159,6 +139,7 @@ impl Session {
     }
 
     /// The attached receiver, if any.
+    #[cfg(test)]
     pub fn receiver(&self) -> Option<ReceiverId> {
         self.receiver
     }
@@ -386,7 +367,7 @@ mod tests {
 
     #[test]
     fn events_wait_until_polled() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         assert!(!s.has_events());
         s.attach(ReceiverId(1), t0);
@@ -401,7 +382,7 @@ mod tests {
     /// Protocol.test_simpleSession with an echo handler.
     #[test]
     fn xhr_polling_open_message_and_second_receiver() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r1 = ReceiverId(1);
         assert_eq!(s.attach(r1, t0), Attached::Opened);
@@ -444,7 +425,7 @@ mod tests {
     /// again and again until the session expires.
     #[test]
     fn closed_session_answers_go_away_until_expiry() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r1 = ReceiverId(1);
         s.attach(r1, t0);
@@ -483,7 +464,7 @@ mod tests {
     /// frame when the handler closes at open.
     #[test]
     fn streaming_close_at_open() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r1 = ReceiverId(1);
         assert_eq!(s.attach(r1, t0), Attached::Opened);
@@ -502,7 +483,7 @@ mod tests {
     /// HandlingClose.test_abort_xhr_streaming / test_abort_xhr_polling.
     #[test]
     fn interrupted_receiver_closes_with_1002() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r1 = ReceiverId(1);
         s.attach(r1, t0);
@@ -533,7 +514,7 @@ mod tests {
     /// receiver was attached.
     #[test]
     fn pending_then_close() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r1 = ReceiverId(1);
         s.attach(r1, t0);
@@ -558,7 +539,7 @@ mod tests {
 
     #[test]
     fn heartbeats_with_injected_instants() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let opts = SockJsOptions::default().heartbeat_delay(Duration::from_secs(25));
         let mut s = Session::new(&opts, t0);
         let r = ReceiverId(7);
@@ -585,7 +566,7 @@ mod tests {
 
     #[test]
     fn disconnect_delay_expires_open_and_unattached_sessions() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut never = session(t0);
         assert_eq!(never.deadline(), Some(t0 + 5 * S));
         assert_eq!(never.on_timer(t0 + 5 * S), Timer::Expired);
@@ -612,7 +593,7 @@ mod tests {
     /// XhrPolling.test_content_types: several sends batch into one frame.
     #[test]
     fn batched_messages() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r = ReceiverId(1);
         s.attach(r, t0);
@@ -630,7 +611,7 @@ mod tests {
 
     #[test]
     fn reattach_same_receiver_is_idempotent() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::t0();
         let mut s = session(t0);
         let r = ReceiverId(1);
         assert_eq!(s.attach(r, t0), Attached::Opened);

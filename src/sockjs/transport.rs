@@ -7,7 +7,7 @@ use super::pages::{
     header, status_line, write_cookie_header, write_cors_headers, write_eventsource_cors,
     write_no_cache_header,
 };
-use super::path::{query_param, Transport};
+use super::path::{query_param, TransportKind};
 use crate::http::Request;
 
 /// The prelude of `xhr_streaming`: 2048 `h` then `\n` (for IE's XHR).
@@ -67,19 +67,19 @@ impl ReceiverKind {
     /// callback from the `c` (or `callback`) query parameter and validate it.
     /// `None`-like misuse (a send transport) gives `Ok(None)`.
     pub fn from_request(
-        transport: Transport,
+        transport: TransportKind,
         request: &Request<'_>,
         options: &SockJsOptions,
     ) -> Result<Option<ReceiverKind>, CallbackError> {
         Ok(Some(match transport {
-            Transport::Xhr => ReceiverKind::XhrPolling,
-            Transport::XhrStreaming => ReceiverKind::XhrStreaming,
-            Transport::EventSource => ReceiverKind::EventSource,
-            Transport::WebSocket => ReceiverKind::WebSocket,
-            Transport::HtmlFile => ReceiverKind::HtmlFile {
+            TransportKind::Xhr => ReceiverKind::XhrPolling,
+            TransportKind::XhrStreaming => ReceiverKind::XhrStreaming,
+            TransportKind::EventSource => ReceiverKind::EventSource,
+            TransportKind::WebSocket => ReceiverKind::WebSocket,
+            TransportKind::HtmlFile => ReceiverKind::HtmlFile {
                 callback: callback(request, usize::MAX)?,
             },
-            Transport::Jsonp => {
+            TransportKind::Jsonp => {
                 let max = match options.flavour {
                     Flavour::Current => 32,
                     Flavour::V0_3_3 => usize::MAX,
@@ -88,7 +88,7 @@ impl ReceiverKind {
                     callback: callback(request, max)?,
                 }
             }
-            Transport::XhrSend | Transport::JsonpSend => return Ok(None),
+            TransportKind::XhrSend | TransportKind::JsonpSend => return Ok(None),
         }))
     }
 
@@ -134,15 +134,7 @@ pub fn write_callback_error(
 
 /// Appends one frame encoded for `kind`, without HTTP chunking, and returns the bytes
 /// that count toward the response limit (all of them).
-///
-/// ```
-/// use ringws::sockjs::{encode_frame, Flavour, ReceiverKind};
-/// let mut out = Vec::new();
-/// let jsonp = ReceiverKind::Jsonp { callback: "x".into() };
-/// encode_frame(&mut out, &jsonp, Flavour::Current, br#"a["x"]"#);
-/// assert_eq!(out, b"/**/x(\"a[\\\"x\\\"]\");\r\n");
-/// ```
-pub fn encode_frame(
+pub fn encode_transport_frame(
     out: &mut Vec<u8>,
     kind: &ReceiverKind,
     flavour: Flavour,
@@ -202,15 +194,6 @@ pub enum Flow {
 
 /// The response of one receiving HTTP request (every [`ReceiverKind`] but
 /// `WebSocket`): head, prelude, framed and chunked frames, the end.
-///
-/// ```
-/// use ringws::sockjs::{Flow, HttpReceiver, ReceiverKind, SockJsOptions};
-/// let options = SockJsOptions::default();
-/// let mut rx = HttpReceiver::new(ReceiverKind::XhrPolling, false, &options);
-/// let mut out = Vec::new();
-/// assert_eq!(rx.write_frame(&mut out, b"o"), Flow::End);
-/// assert_eq!(out, b"2\r\no\n\r\n0\r\n\r\n");
-/// ```
 #[derive(Debug, Clone)]
 pub struct HttpReceiver {
     kind: ReceiverKind,
@@ -243,25 +226,10 @@ impl HttpReceiver {
         }
     }
 
-    /// The kind.
-    pub fn kind(&self) -> &ReceiverKind {
-        &self.kind
-    }
-
-    /// True when the body is chunked (HTTP/1.1).
-    pub fn is_chunked(&self) -> bool {
-        self.chunked
-    }
-
     /// Whether the connection may serve another request after [`Flow::End`]:
     /// HTTP/1.1 (chunked) yes, HTTP/1.0 no.
     pub fn keep_alive(&self) -> bool {
         self.chunked
-    }
-
-    /// True once the end was written.
-    pub fn is_ended(&self) -> bool {
-        self.ended
     }
 
     /// Appends the response head (status 200, the transport's content type, cookie,
@@ -348,7 +316,7 @@ impl HttpReceiver {
             return Flow::End;
         }
         let mut encoded = Vec::with_capacity(frame.len() + 16);
-        self.sent += encode_frame(&mut encoded, &self.kind, self.flavour, frame);
+        self.sent += encode_transport_frame(&mut encoded, &self.kind, self.flavour, frame);
         self.write_chunk(out, &encoded);
         if self.sent >= self.limit || frame.first() == Some(&b'c') {
             self.write_end(out);
@@ -390,7 +358,7 @@ mod tests {
 
     fn kind_for(
         raw: &str,
-        t: Transport,
+        t: TransportKind,
         o: &SockJsOptions,
     ) -> Result<Option<ReceiverKind>, CallbackError> {
         with_request(raw, |r| ReceiverKind::from_request(t, r, o))
@@ -531,7 +499,7 @@ mod tests {
         let o = SockJsOptions::default().response_limit(4096);
         let kind = kind_for(
             "GET /0/0/htmlfile?c=%63allback HTTP/1.1\r\n\r\n",
-            Transport::HtmlFile,
+            TransportKind::HtmlFile,
             &o,
         )
         .unwrap()
@@ -578,12 +546,12 @@ mod tests {
     fn htmlfile_frames_cannot_end_their_script() {
         let hostile = "x</script><script>alert(1)</script><!--y";
         let mut frame = Vec::new();
-        crate::sockjs::write_messages_frame(&mut frame, &["a", hostile, "b"]);
+        crate::sockjs::frame::write_messages_frame(&mut frame, &["a", hostile, "b"]);
         let html = ReceiverKind::HtmlFile {
             callback: "c".into(),
         };
         let mut out = Vec::new();
-        encode_frame(&mut out, &html, Flavour::Current, &frame);
+        encode_transport_frame(&mut out, &html, Flavour::Current, &frame);
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
             text,
@@ -606,14 +574,14 @@ mod tests {
             (ReceiverKind::WebSocket, raw.to_owned()),
         ] {
             let mut out = Vec::new();
-            encode_frame(&mut out, &kind, Flavour::Current, &frame);
+            encode_transport_frame(&mut out, &kind, Flavour::Current, &frame);
             assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "{kind:?}");
         }
         let mut out = Vec::new();
         let jsonp = ReceiverKind::Jsonp {
             callback: "cb".into(),
         };
-        encode_frame(&mut out, &jsonp, Flavour::Current, &frame);
+        encode_transport_frame(&mut out, &jsonp, Flavour::Current, &frame);
         let mut quoted = Vec::new();
         quote_into(&mut quoted, raw);
         let expected = format!("/**/cb({});\r\n", std::str::from_utf8(&quoted).unwrap());
@@ -629,7 +597,7 @@ mod tests {
         ] {
             let kind = kind_for(
                 "GET /0/0/jsonp?c=%63allback HTTP/1.1\r\n\r\n",
-                Transport::Jsonp,
+                TransportKind::Jsonp,
                 &o,
             )
             .unwrap()
@@ -664,7 +632,7 @@ mod tests {
     #[test]
     fn callbacks_from_the_suite() {
         let o = SockJsOptions::default();
-        for t in [Transport::Jsonp, Transport::HtmlFile] {
+        for t in [TransportKind::Jsonp, TransportKind::HtmlFile] {
             assert_eq!(
                 kind_for("GET /a/a/x HTTP/1.1\r\n\r\n", t, &o),
                 Err(CallbackError::Missing)
@@ -690,11 +658,16 @@ mod tests {
         }
         let long = format!("GET /a/a/x?c={} HTTP/1.1\r\n\r\n", "a".repeat(33));
         assert_eq!(
-            kind_for(&long, Transport::Jsonp, &o),
+            kind_for(&long, TransportKind::Jsonp, &o),
             Err(CallbackError::Invalid)
         );
-        assert!(kind_for(&long, Transport::HtmlFile, &o).is_ok());
-        assert!(kind_for(&long, Transport::Jsonp, &o.clone().flavour(Flavour::V0_3_3)).is_ok());
+        assert!(kind_for(&long, TransportKind::HtmlFile, &o).is_ok());
+        assert!(kind_for(
+            &long,
+            TransportKind::Jsonp,
+            &o.clone().flavour(Flavour::V0_3_3)
+        )
+        .is_ok());
         assert_eq!(
             CallbackError::Missing.message(),
             "\"callback\" parameter required"

@@ -4,7 +4,9 @@
 //!
 //! The `sockjs_body` target and the seed replay test (`tests/fuzz_seeds.rs`) share this body.
 
-use ringws::sockjs::{parse_client_messages, parse_jsonp_send, parse_websocket_message, quote};
+use ringws::sockjs::fuzzing::{
+    parse_client_messages, parse_jsonp_send, parse_websocket_message, quote,
+};
 
 pub fn run(data: &[u8]) {
     let direct = parse_client_messages(data);

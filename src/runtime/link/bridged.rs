@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::{Kind, Streams};
 use crate::runtime::bridge::{self, Bridge};
-use crate::runtime::core::{Token, STREAM_BIT};
+use crate::runtime::core::Token;
 
 impl Streams {
     pub(super) fn backend_ended(&mut self, bridge: &RefCell<Bridge>, error: Option<io::Error>) {
@@ -17,11 +17,11 @@ impl Streams {
         };
         if matches!(
             b.backend,
-            bridge::Backend::Open | bridge::Backend::Connecting
+            bridge::BackendState::Open | bridge::BackendState::Connecting
         ) {
             b.backend = match error {
-                Some(error) => bridge::Backend::Failed(error.to_string()),
-                None => bridge::Backend::Closed,
+                Some(error) => bridge::BackendState::Failed(error.to_string()),
+                None => bridge::BackendState::Closed,
             };
         }
         // Nothing more reaches the backend: a WebSocket paused for it reads again (and
@@ -79,13 +79,12 @@ impl Streams {
         match result {
             Ok(()) => {
                 if let Ok(mut b) = bridge.try_borrow_mut() {
-                    b.backend = bridge::Backend::Open;
+                    b.backend = bridge::BackendState::Open;
                 }
                 self.ready.push(token);
             }
             Err(error) => {
-                self.slab
-                    .remove((token.index() as u32 & !STREAM_BIT) as usize);
+                self.slab.remove(token.key());
                 self.backend_ended(&bridge, Some(error));
             }
         }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::connection::ShardContext;
 use crate::route::{PrefixRoute, Routes};
 use crate::runtime::core::{FileRead, ShardCore, Token};
 use crate::runtime::files::StaticDir;
@@ -25,13 +24,13 @@ fn shard(name: &str) -> (Shard, Vec<u8>, std::path::PathBuf) {
     std::fs::write(dir.join("f.bin"), &contents).expect("write");
     let mut routes = Routes::default();
     let static_dir = StaticDir::new(&dir).expect("static dir");
-    routes.insert_prefix("/", PrefixRoute::Static(static_dir));
-    let shard = Shard::new(ShardContext::new(
+    routes.insert_prefix("/", PrefixRoute::Static(Box::new(static_dir)));
+    let shard = Shard::with_registry(
         0,
         Arc::new(Registry::new(1).expect("registry")),
         Arc::new(routes),
         Arc::new(crate::server::default_config()),
-    ));
+    );
     (shard, contents, dir)
 }
 

@@ -4,19 +4,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shard;
-use crate::connection::ShardContext;
 use crate::runtime::core::{ShardCore, Token};
 use crate::runtime::mailbox::Registry;
 
 fn shard(max_pending: Option<usize>) -> Shard {
     let mut config = crate::server::default_config();
     config.max_pending = max_pending;
-    Shard::new(ShardContext::new(
+    Shard::with_registry(
         0,
         Arc::new(Registry::new(1).expect("registry")),
         Arc::default(),
         Arc::new(config),
-    ))
+    )
 }
 
 /// A complete request (answered 404, kept alive: no longer pending).
@@ -26,7 +25,7 @@ fn request(shard: &mut Shard, token: Token) {
 }
 
 fn queued(shard: &Shard, token: Token) -> String {
-    match shard.conns.get(token.index()) {
+    match shard.conns.get(token) {
         Some(entry) => String::from_utf8_lossy(&entry.conn.out.queued).into_owned(),
         None => String::new(),
     }
@@ -111,12 +110,12 @@ fn budget_shard(budget: usize) -> Shard {
             options: WebSocketOptions::default(),
         },
     );
-    Shard::new(ShardContext::new(
+    Shard::with_registry(
         0,
         Arc::new(Registry::new(1).expect("registry")),
         Arc::new(routes),
         Arc::new(config),
-    ))
+    )
 }
 
 /// An accepted connection, upgraded (its 101 answer taken as sent).
@@ -156,7 +155,7 @@ fn send_part(s: &mut Shard, token: Token, total: usize, len: usize, now: Instant
 
 fn queued_bytes(s: &Shard, token: Token) -> Vec<u8> {
     s.conns
-        .get(token.index())
+        .get(token)
         .map(|entry| entry.conn.out.queued.clone())
         .unwrap_or_default()
 }
@@ -195,7 +194,7 @@ fn the_budget_counts_what_connections_hold_and_nothing_once_they_are_gone() {
     assert_eq!(s.budget.held(), 0);
     let mut published = Vec::new();
     s.drain_ready(&mut published);
-    assert_eq!(s.ctx.registry.memory_held(), 0);
+    assert_eq!(s.registry.memory_held(), 0);
 }
 
 #[test]
@@ -258,10 +257,7 @@ fn a_sender_paused_for_the_close_timeout_is_closed_with_1009() {
         close_frame(1009, "message too big for the server's memory")
     );
     // The assembly buffer went with the close.
-    assert_eq!(
-        s.conns.get(big.index()).map(|e| e.conn.held().incoming),
-        Some(0)
-    );
+    assert_eq!(s.conns.get(big).map(|e| e.conn.held().incoming), Some(0));
     assert!(!s.wants_close(honest) && s.wants_read(honest));
     s.on_closed(big);
     s.on_closed(honest);
@@ -324,12 +320,12 @@ fn sockjs_shard(budget: usize) -> Shard {
         crate::sockjs::SockJsOptions::default(),
         Box::new(|| Box::new(Loud) as Box<dyn crate::Handler>),
     );
-    Shard::new(ShardContext::new(
+    Shard::with_registry(
         0,
         Arc::new(Registry::new(1).expect("registry")),
         Arc::new(routes),
         Arc::new(config),
-    ))
+    )
 }
 
 /// One HTTP request on a new connection; returns the connection and its answer.

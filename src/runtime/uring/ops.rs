@@ -105,7 +105,7 @@ mod tests {
         assert!(d.matches(t));
         assert!(!d.matches(Token::new(12345, 0x0100_0008)));
         assert!(!d.matches(Token::new(12344, 0x0100_0007)));
-        let s = Token::new(crate::runtime::core::STREAM_BIT | 12345, 3);
+        let s = Token::of_kind(crate::runtime::core::TokenKind::Stream, 12345, 3);
         assert!(decode(encode(Op::Connect, Some(s))).matches(s));
         assert!(!decode(encode(Op::Connect, Some(s))).matches(t));
         assert_eq!(decode(encode_listener(Op::Accept, 2)).index, 2);

@@ -1,0 +1,281 @@
+//! A connection driven by hand for the `session` fuzz target (`fuzz/fuzz_targets/`)
+//! and its seed replay (`tests/fuzz_seeds.rs`): bytes in, a fake clock, the output
+//! "written" on demand, and handler actions chosen by the caller. Public only as
+//! `ringws::fuzzing` (hidden from the docs, behind the `fuzzing` feature); not an API.
+#![allow(missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Config, Connection, ShardContext};
+use crate::conn::{Conn, ConnId, Framing, Token};
+use crate::handle::{Outgoing, Post, Stopped};
+use crate::handler::{CloseReason, Handler, Message};
+use crate::proto::{CloseCode, Limits};
+use crate::route::{Accept, HttpResponse, Route, Routes, WebSocketOptions};
+
+/// Something the handler does (at its next callback, or posted as a handle would).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Sends a text (or binary) message of `len` bytes.
+    Send { len: usize, binary: bool },
+    /// Sends a ping.
+    Ping,
+    /// Starts the close handshake with this code.
+    Close(u16),
+    /// Pauses reading.
+    Pause,
+    /// Resumes reading.
+    Resume,
+}
+
+impl Action {
+    /// An action from one byte and a length.
+    pub fn from_byte(byte: u8, len: usize) -> Action {
+        match byte % 6 {
+            0 => Action::Send { len, binary: false },
+            1 => Action::Send { len, binary: true },
+            2 => Action::Ping,
+            3 => Action::Close(1000 + u16::from(byte >> 3)),
+            4 => Action::Pause,
+            _ => Action::Resume,
+        }
+    }
+}
+
+/// The limits the fuzz target sets.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    pub backpressure_threshold: usize,
+    pub max_buffered: usize,
+    pub pause_on_backpressure: bool,
+    pub close_on_limit: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    actions: VecDeque<Action>,
+    closed: bool,
+    callbacks_after_close: usize,
+}
+
+struct Actor {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Actor {
+    fn act(&self, conn: &mut Conn<'_>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.closed {
+            shared.callbacks_after_close += 1;
+        }
+        while let Some(action) = shared.actions.pop_front() {
+            apply(action, conn);
+        }
+    }
+}
+
+fn apply(action: Action, conn: &mut Conn<'_>) {
+    match action {
+        Action::Send { len, binary: false } => {
+            conn.send_text(&"x".repeat(len));
+        }
+        Action::Send { len, binary: true } => {
+            conn.send_binary(&vec![0xA5; len]);
+        }
+        Action::Ping => {
+            conn.ping(b"fz");
+        }
+        Action::Close(code) => conn.close(code, "fuzz"),
+        Action::Pause => conn.pause_reading(),
+        Action::Resume => conn.resume_reading(),
+    }
+}
+
+impl Handler for Actor {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        self.act(conn);
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, _message: Message<'_>) {
+        self.act(conn);
+    }
+
+    fn on_pong(&mut self, conn: &mut Conn<'_>, _payload: &[u8]) {
+        self.act(conn);
+    }
+
+    fn on_drain(&mut self, conn: &mut Conn<'_>) {
+        self.act(conn);
+    }
+
+    fn on_close(&mut self, _conn: &mut Conn<'_>, _reason: CloseReason) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.closed {
+            shared.callbacks_after_close += 1;
+        }
+        shared.closed = true;
+    }
+}
+
+struct NoPost;
+
+impl Post for NoPost {
+    fn post(&self, _to: ConnId, _message: Outgoing) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
+/// One connection of a shard that is not there: `/ws` upgrades (every draft) to a
+/// handler doing the queued [`Action`]s, `/http` answers a short text.
+pub struct Session {
+    conn: Connection,
+    ctx: ShardContext,
+    now: Instant,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Session {
+    pub fn new(limits: SessionLimits) -> Session {
+        let shared: Arc<Mutex<Shared>> = Arc::default();
+        let hook_shared = Arc::clone(&shared);
+        let mut routes = Routes::default();
+        routes.insert(
+            "/ws",
+            Route::WebSocket {
+                hook: Box::new(move |_| {
+                    let shared = Arc::clone(&hook_shared);
+                    Ok(Accept::new(Actor { shared }))
+                }),
+                options: WebSocketOptions::default().legacy_drafts(true),
+            },
+        );
+        routes.insert(
+            "/http",
+            Route::Http(Box::new(|_| HttpResponse::text(200, "ok\n"))),
+        );
+        let mut config: Config = crate::server::default_config();
+        config.limits = Limits {
+            max_frame_size: 1 << 12,
+            max_message_size: 1 << 14,
+        };
+        config.out_limits.backpressure_threshold = limits.backpressure_threshold;
+        config.out_limits.max_buffered = limits.max_buffered;
+        config.out_limits.pause_on_backpressure = limits.pause_on_backpressure;
+        config.out_limits.close_on_limit = limits.close_on_limit;
+        config.idle_timeout = Some(Duration::from_secs(10));
+        config.handshake_timeout = Duration::from_secs(3);
+        config.close_timeout = Duration::from_secs(2);
+        let ctx = ShardContext::standalone(routes, config, Arc::new(NoPost));
+        let now = Instant::now();
+        let id = ConnId {
+            shard: 0,
+            token: Token::new(1, 1),
+        };
+        let conn = Connection::new(id, None, &ctx.config, now);
+        Session {
+            conn,
+            ctx,
+            now,
+            shared,
+        }
+    }
+
+    /// A session built already open (no request, no handshake): RFC 6455 frames, or
+    /// hixie-76 ones.
+    pub fn open(limits: SessionLimits, hixie: bool) -> Session {
+        let mut session = Session::new(limits);
+        let framing = match hixie {
+            true => Framing::Hixie76,
+            false => Framing::Rfc6455,
+        };
+        let handler = Box::new(Actor {
+            shared: Arc::clone(&session.shared),
+        });
+        let id = session.conn.id;
+        session.conn = Connection::open_with(id, framing, handler, &session.ctx, session.now)
+            .expect("a wire framing");
+        session
+    }
+
+    /// Bytes from the peer.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        let mut bytes = bytes.to_vec();
+        self.conn.receive(&mut bytes, &self.ctx, self.now);
+    }
+
+    /// The clock moves on by `by`; due timers fire.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.conn.on_timer(&self.ctx, self.now);
+    }
+
+    /// The handler does `action` at its next callback.
+    pub fn act(&mut self, action: Action) {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .actions
+            .push_back(action);
+    }
+
+    /// A handle posts `action` (as `ConnHandle` would, applied on the shard).
+    pub fn post(&mut self, action: Action) {
+        let message = match action {
+            Action::Send { len, binary: false } => Outgoing::Text("x".repeat(len).into()),
+            Action::Send { len, binary: true } => Outgoing::Binary(vec![0x5A; len].into()),
+            Action::Ping => Outgoing::Ping(b"fz".to_vec().into()),
+            Action::Close(code) => Outgoing::Close {
+                code: CloseCode(code),
+                reason: "fuzz".into(),
+            },
+            Action::Pause => Outgoing::PauseReading,
+            Action::Resume => Outgoing::ResumeReading,
+        };
+        self.conn.posted(message, &self.ctx, self.now);
+    }
+
+    /// Writes everything queued, as the shard would; returns the bytes written.
+    pub fn write(&mut self) -> Vec<u8> {
+        let queued = std::mem::take(&mut self.conn.out.queued);
+        self.conn.on_written(&self.ctx, self.now);
+        queued
+    }
+
+    /// Bytes queued or in flight (what `max_buffered` counts).
+    pub fn buffered(&self) -> usize {
+        self.conn.out.buffered()
+    }
+
+    pub fn max_buffered(&self) -> usize {
+        self.conn.out.limits.max_buffered
+    }
+
+    /// The socket should close once the output is written.
+    pub fn wants_close(&self) -> bool {
+        self.conn.wants_close()
+    }
+
+    /// When the connection next needs the time.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.conn.deadline()
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The handler heard `on_close`.
+    pub fn handler_closed(&self) -> bool {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).closed
+    }
+
+    /// Callbacks the handler got after `on_close` (must stay 0).
+    pub fn callbacks_after_close(&self) -> usize {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .callbacks_after_close
+    }
+}

@@ -1,0 +1,348 @@
+//! The open session of a connection, whatever its framing: RFC 6455 or hixie frames
+//! through one receive loop ([`Inbound::decode`] yields the same events for both; the
+//! SockJS-over-WebSocket adapter is a handler on top), message delivery, the close
+//! handshake and every [`CloseReason`], handler callbacks and what they ask for, and
+//! `ConnHandle` posts. It can be built already open, with no request
+//! ([`Connection::open_with`]). Timers: `timers.rs`; idle and shutdown: `lifecycle.rs`;
+//! pauses: `pause.rs`.
+
+use std::time::Instant;
+
+use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
+use super::{Connection, Inbound, Phase, ShardContext, Timer};
+use crate::conn::{Conn, ConnId, Framing, SendStatus};
+use crate::handle::Outgoing;
+use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
+use crate::proto::{
+    CloseCode, Decoder, Event, HixieDecoder, HixieEvent, OpCode, ProtocolError, Role,
+};
+
+impl Inbound {
+    /// Decodes from the front of `input` (unmasked in place for RFC 6455): the bytes
+    /// used and the next event, if one is complete. A hixie text frame is an
+    /// [`Event::Text`], its `0xFF 0x00` an [`Event::Close`] without a code.
+    pub(super) fn decode<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        match self {
+            Inbound::Rfc6455(decoder) => decoder.decode(input),
+            Inbound::Hixie(decoder) => {
+                let (consumed, event) = decoder.decode(input)?;
+                let event = event.map(|event| match event {
+                    HixieEvent::Text(text) => Event::Text(text),
+                    HixieEvent::Close => Event::Close(None),
+                });
+                Ok((consumed, event))
+            }
+        }
+    }
+
+    /// The capacity of the decoder's assembly buffer (see `budget.rs`).
+    pub(super) fn buffer_capacity(&self) -> usize {
+        match self {
+            Inbound::Rfc6455(decoder) => decoder.buffer_capacity(),
+            Inbound::Hixie(decoder) => decoder.buffer_capacity(),
+        }
+    }
+}
+
+/// Why a connection ended, as the handler's `on_close` hears it: every
+/// [`CloseReason`] of an open connection is built here.
+pub(super) fn close_reason(
+    initiator: CloseInitiator,
+    code: CloseCode,
+    reason: impl Into<String>,
+) -> CloseReason {
+    CloseReason {
+        code,
+        reason: reason.into(),
+        initiator,
+    }
+}
+
+impl Connection {
+    /// A connection already open, with no request: the handshake happened elsewhere
+    /// (what an adapter for another HTTP server needs). Frames in `framing` go to
+    /// `handler` from now on; its `on_open` runs here. `None` for
+    /// [`Framing::SockJs`], which is not a wire framing.
+    // No caller in the server yet (the fuzz target and the tests use it).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn open_with(
+        id: ConnId,
+        framing: Framing,
+        handler: Box<dyn Handler>,
+        ctx: &ShardContext,
+        now: Instant,
+    ) -> Option<Connection> {
+        let limits = ctx.config.limits;
+        let inbound = match framing {
+            Framing::Rfc6455 => Inbound::Rfc6455(Decoder::new(Role::Server, limits)),
+            Framing::Hixie75 | Framing::Hixie76 => Inbound::Hixie(HixieDecoder::new(limits)),
+            Framing::SockJs => return None,
+        };
+        let mut conn = Connection::new(id, None, &ctx.config, now);
+        conn.out.framing = framing;
+        conn.open(inbound, handler, ctx, now);
+        Some(conn)
+    }
+
+    /// The handshake is complete: frames go to the handler from now on.
+    pub(super) fn open(
+        &mut self,
+        inbound: Inbound,
+        handler: Box<dyn Handler>,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        self.last_received = now;
+        self.timers.clear(Timer::Handshake);
+        match self.sockjs_ws() {
+            Some(heartbeat) => self.timers.set(Timer::Heartbeat, now + heartbeat),
+            None => self.arm_idle(ctx),
+        }
+        self.phase = Phase::Open { inbound, handler };
+        self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
+    }
+
+    /// The receive loop of an open connection, for every framing: the decoder's events
+    /// (RFC 6455 frames or hixie `0x00 … 0xFF` frames, see [`Inbound`]) go to the
+    /// handler until the input is used up, the peer closes, something fails, or a pause
+    /// holds the rest back.
+    pub(super) fn receive_frames(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
+        let Phase::Open { inbound, handler } = &mut self.phase else {
+            return;
+        };
+        let mut conn = Conn {
+            id: self.id,
+            out: &mut self.out,
+            poster: &ctx.poster,
+        };
+        let id = self.id;
+        let len = data.len();
+        let mut pos = 0;
+        let mut ended: Option<Result<Option<(CloseCode, String)>, ProtocolError>> = None;
+        while ended.is_none() {
+            let (consumed, event) = match inbound.decode(&mut data[pos..]) {
+                Ok(step) => step,
+                Err(error) => {
+                    ended = Some(Err(error));
+                    break;
+                }
+            };
+            pos += consumed;
+            match event {
+                // After our close frame, the peer's data is discarded (RFC 6455 5.5.1).
+                Some(Event::Text(text)) if !conn.out.closed => {
+                    let message = Message::Text(text);
+                    if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
+                        ended = Some(Err(error));
+                    }
+                }
+                Some(Event::Binary(bytes)) if !conn.out.closed => {
+                    let message = Message::Binary(bytes);
+                    if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
+                        ended = Some(Err(error));
+                    }
+                }
+                Some(Event::Ping(payload)) if !conn.out.closed => {
+                    conn.out.send_frame(OpCode::Pong, payload);
+                }
+                Some(Event::Pong(payload)) => {
+                    if let Err(error) = guard(id, || handler.on_pong(&mut conn, payload)) {
+                        ended = Some(Err(error));
+                    }
+                }
+                // A hixie close carries no code: reported as 1005 (no status).
+                Some(Event::Close(frame)) => {
+                    ended = Some(Ok(frame.map(|f| (f.code, f.reason.to_owned()))));
+                }
+                Some(_) => {}
+                None if consumed == 0 || pos == len => break,
+                None => {}
+            }
+            if conn.out.overflowed {
+                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            } else if input_paused(conn.out) {
+                // Keep the rest, undecoded, for the resume.
+                self.rare_mut().held.extend_from_slice(&data[pos..]);
+                break;
+            }
+        }
+        match ended {
+            Some(Ok(peer_close)) => self.on_peer_close(peer_close, ctx),
+            Some(Err(error)) => self.fail(error, ctx),
+            None => self.after_callback(ctx, now),
+        }
+    }
+
+    /// The peer's close frame arrived: answer it (unless we started), end the connection
+    /// and close the socket first, as RFC 6455 asks of servers.
+    pub(super) fn on_peer_close(
+        &mut self,
+        peer_close: Option<(CloseCode, String)>,
+        ctx: &ShardContext,
+    ) {
+        let reason = self.local_close_reason().unwrap_or_else(|| {
+            self.out
+                .queue_close(peer_close.as_ref().map(|(code, _)| *code), "");
+            let (code, reason) = peer_close.unwrap_or((CloseCode::NO_STATUS, String::new()));
+            close_reason(CloseInitiator::Peer, code, reason)
+        });
+        self.end(reason, ctx);
+    }
+
+    /// The peer broke the protocol: send the close code and reason, then close.
+    pub(super) fn fail(&mut self, error: ProtocolError, ctx: &ShardContext) {
+        tracing::debug!(conn = %self.id, code = error.code.0, reason = error.reason, "failing connection");
+        self.out.queue_close(Some(error.code), error.reason);
+        let reason = close_reason(CloseInitiator::Local, error.code, error.reason);
+        self.end(reason, ctx);
+    }
+
+    /// Our close frame's reason, taken, when we started the close handshake: the reason
+    /// the handler hears whatever ends the connection after it.
+    pub(super) fn local_close_reason(&mut self) -> Option<CloseReason> {
+        let (code, reason) = self.take_local_close()?;
+        Some(close_reason(CloseInitiator::Local, code, reason))
+    }
+
+    /// Tells the handler the connection ended and asks for the socket to be closed.
+    pub(super) fn end(&mut self, reason: CloseReason, ctx: &ShardContext) {
+        self.wants_close = true;
+        self.timers.clear_all();
+        if let Phase::Open { mut handler, .. } = std::mem::replace(&mut self.phase, Phase::Ended) {
+            self.out.closed = true;
+            let mut conn = Conn {
+                id: self.id,
+                out: &mut self.out,
+                poster: &ctx.poster,
+            };
+            // A panic here has nothing left to fail: guard only contains and logs it.
+            let _ = guard(self.id, || handler.on_close(&mut conn, reason));
+        }
+    }
+
+    /// Runs `f` with the handler, then applies what it asked for (a close, say).
+    pub(super) fn with_handler(
+        &mut self,
+        ctx: &ShardContext,
+        now: Instant,
+        f: impl FnOnce(&mut dyn Handler, &mut Conn<'_>),
+    ) {
+        if let Phase::Open { handler, .. } = &mut self.phase {
+            let mut conn = Conn {
+                id: self.id,
+                out: &mut self.out,
+                poster: &ctx.poster,
+            };
+            match guard(self.id, || f(handler.as_mut(), &mut conn)) {
+                Ok(()) => {
+                    self.after_callback(ctx, now);
+                    // The callback may have resumed reading, or started a close.
+                    self.pump_held(ctx, now);
+                }
+                Err(error) => self.fail(error, ctx),
+            }
+        }
+    }
+
+    /// A handler call may have started the close handshake: remember our close frame and
+    /// arm the close timer. Or it went over the backpressure limit, which closes at once.
+    pub(super) fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
+        if self.out.overflowed {
+            self.end_if_overflowed(ctx);
+            return;
+        }
+        if let Some((code, reason)) = self.out.close_started.take().map(|close| *close) {
+            if self.out.framing == Framing::Hixie75 {
+                // hixie-75 has no closing handshake: our 0xFF 0x00 is the end.
+                self.end(close_reason(CloseInitiator::Local, code, reason), ctx);
+                return;
+            }
+            let close = (code, reason);
+            self.rare_mut().local_close = Some(close);
+            // The peer's reply is what we wait for now: no more pings or heartbeats.
+            self.timers.clear(Timer::Idle);
+            self.timers.clear(Timer::Heartbeat);
+            self.timers
+                .set(Timer::Close, now + ctx.config.close_timeout);
+        }
+    }
+
+    /// What a `ConnHandle` posted for this connection, applied on its shard: a
+    /// message is encoded for the connection's framing (an RFC 6455 frame, a hixie
+    /// `0x00 … 0xFF` frame, a SockJS message over the `websocket` transport) and held to
+    /// the same limits as the handler's own sends; a binary message or a ping to a
+    /// client that cannot carry it is dropped.
+    pub(crate) fn posted(&mut self, message: Outgoing, ctx: &ShardContext, now: Instant) {
+        match message {
+            Outgoing::Close { code, reason } => self.close(code, &reason, ctx, now),
+            Outgoing::PauseReading => self.set_read_paused(true, ctx, now),
+            Outgoing::ResumeReading => self.set_read_paused(false, ctx, now),
+            Outgoing::Text(text) if self.sockjs_ws().is_some() => {
+                self.with_handler(ctx, now, |handler, conn| {
+                    super::sockjs::remote(handler, conn, Remote::Text(&text));
+                });
+            }
+            // The SockJS `websocket` transport carries text only.
+            _ if self.sockjs_ws().is_some() => {}
+            message => {
+                if !matches!(self.phase, Phase::Open { .. }) {
+                    return;
+                }
+                if self.out.send_posted(&message) == Some(SendStatus::Unsupported) {
+                    tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
+                }
+            }
+        }
+    }
+
+    /// A close requested from elsewhere (a `ConnHandle`).
+    pub(crate) fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        ctx: &ShardContext,
+        now: Instant,
+    ) {
+        if self.sockjs_ws().is_some() {
+            self.with_handler(ctx, now, |handler, conn| {
+                super::sockjs::remote(handler, conn, Remote::Close(code.0, reason));
+            });
+            return;
+        }
+        self.with_handler(ctx, now, |_, conn| conn.close(code.0, reason));
+    }
+
+    /// The SockJS `websocket` adaptor's heartbeat: tick it, then wait again unless it
+    /// ended or started a close.
+    pub(super) fn heartbeat(&mut self, ctx: &ShardContext, now: Instant) {
+        let Some(heartbeat) = self.sockjs_ws() else {
+            return;
+        };
+        self.with_handler(ctx, now, |handler, conn| {
+            super::sockjs::remote(handler, conn, Remote::Tick(now));
+        });
+        if matches!(self.phase, Phase::Open { .. }) && self.timers.get(Timer::Close).is_none() {
+            self.timers.set(Timer::Heartbeat, now + heartbeat);
+        }
+    }
+}
+
+/// What a peer is told when its handler panicked.
+const HANDLER_PANICKED: ProtocolError = ProtocolError {
+    code: CloseCode::INTERNAL_ERROR,
+    reason: "internal server error",
+};
+
+/// Runs one handler callback and contains a panic to this connection: it is logged and
+/// the connection fails with 1011, while the shard and its other connections carry on.
+/// (The handler is not used again except for `on_close`, so a half-updated handler state
+/// is never observed by a later message.)
+pub(crate) fn guard(id: ConnId, callback: impl FnOnce()) -> Result<(), ProtocolError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).map_err(|_| {
+        tracing::error!(conn = %id, "handler panicked; closing the connection with 1011");
+        HANDLER_PANICKED
+    })
+}
