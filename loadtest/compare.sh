@@ -28,6 +28,8 @@
 #            (@trufflesuite/uws-js-unofficial 20.30, native addon loaded directly).
 #   uws:     set UWS_ECHO_SERVER to a uWebSockets examples/EchoServer binary you built
 #            (it listens on port 9001); skipped otherwise.
+#   before-uring, before-epoll: set RINGWS_BEFORE to another ringws binary (an earlier
+#            commit's release build) for before/after rows in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +59,7 @@ while [ $# -gt 0 ]; do
     --gen-threads) GEN_THREADS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --bin-dir) BIN=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -100,6 +102,7 @@ if [ -z "$SERVERS" ]; then
   SERVERS="ringws-uring,ringws-epoll,floor-uring,floor-epoll,tungstenite,fastwebsockets"
   if have_uwsjs; then SERVERS="$SERVERS,uws-js"; else echo "compare: uws-js unavailable, skipped" >&2; fi
   if [ -n "${UWS_ECHO_SERVER:-}" ]; then SERVERS="$SERVERS,uws"; else echo "compare: UWS_ECHO_SERVER unset, uws skipped" >&2; fi
+  if [ -n "${RINGWS_BEFORE:-}" ]; then SERVERS="$SERVERS,before-uring,before-epoll"; fi
 fi
 
 mkdir -p "$OUT"

@@ -21,6 +21,9 @@ start_server() {
   case "$name" in
     ringws-uring) exec taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend uring ;;
     ringws-epoll) exec taskset -c "$SERVER_CPUS" $BIN/ringws serve --bind "$addr" --shards "$SHARDS" --backend epoll ;;
+    # Another build of ringws (an earlier commit), for before/after rows in one run.
+    before-uring) exec taskset -c "$SERVER_CPUS" "$RINGWS_BEFORE" serve --bind "$addr" --shards "$SHARDS" --backend uring ;;
+    before-epoll) exec taskset -c "$SERVER_CPUS" "$RINGWS_BEFORE" serve --bind "$addr" --shards "$SHARDS" --backend epoll ;;
     floor-uring) exec env RINGWS_BACKEND=uring taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
     floor-epoll) exec env RINGWS_BACKEND=epoll taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
     tungstenite) exec taskset -c "$SERVER_CPUS" $BIN/peer-tungstenite --bind "$addr" --threads "$SHARDS" ;;

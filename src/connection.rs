@@ -6,9 +6,15 @@
 //! ([`Connection::wants_close`]) and when it next needs the time
 //! ([`Connection::deadline`]).
 //!
-//! The HTTP front (`front.rs`: requests, routes, answers, upgrades) and the open
-//! session (`session.rs`: one receive loop for every framing, the close handshake,
-//! handler callbacks) are `impl Connection` blocks over one [`Phase`]. Clients of every
+//! A connection is a thin wrapper (its id, the [`Outbox`], the [`Timers`], the rare
+//! state) around its [`Stage`]: the HTTP [`Front`] (`front.rs`: requests, routes,
+//! answers, upgrades, static files, SockJS dispatch; its own fields: the phase, the
+//! keep-alive count, the `/info` seed, the shutdown's drain, the file being streamed),
+//! then the open [`Session`] (`session.rs`: the inbound decoder, the handler and the
+//! idle state; one receive loop for every framing, the close handshake, handler
+//! callbacks), then `Ended`. The upgrade turns the front into a session
+//! (`Connection::open`); [`Connection::open_with`] builds the session directly, with no
+//! front. Clients of every
 //! version share the session: RFC 6455 and hybi-07/08 frame through the [`Decoder`];
 //! the legacy hixie-75/76 drafts have their own handshake (`hixie.rs`) and decoder,
 //! behind the same [`Inbound::decode`]. Timers are one deadline per kind (`timers.rs`).
@@ -137,10 +143,36 @@ impl ShardContext {
     }
 }
 
+/// Where a connection is: its HTTP front, its open session, or ended.
 // Open is the steady state and by far the largest; boxing it would add an indirection
 // to every read to save memory only during the short HTTP phase.
 #[allow(clippy::large_enum_variant)]
-enum Phase {
+enum Stage {
+    /// The HTTP front (`front.rs`): requests, routes, answers, upgrades, SockJS.
+    Front(Front),
+    /// The open session (`session.rs`): frames go through the decoder to the handler.
+    Open(Session),
+    /// The handler has been told the connection closed (or the last HTTP answer is
+    /// queued); input is ignored.
+    Ended,
+}
+
+/// The HTTP front of a connection: what only the phase before the upgrade needs.
+struct Front {
+    phase: FrontPhase,
+    /// At least one HTTP request was answered on this (kept-alive) connection.
+    requests_served: bool,
+    /// The state of the `/info` entropy generator (seeded by the shard).
+    seed: u32,
+    /// The server is shutting down: the request in progress is answered with
+    /// `Connection: close` and no other is read (see `lifecycle.rs`).
+    draining: bool,
+    /// A static file's body being streamed (`static_file.rs`): later requests wait.
+    file: Option<Box<static_file::FileStream>>,
+}
+
+/// What the front is waiting for.
+enum FrontPhase {
     /// Waiting for the request head; holds the bytes of a head split across reads.
     /// The peer's address lives in the phases that may still meet an upgrade request
     /// (for the upgrade hook), not in every open connection.
@@ -156,11 +188,6 @@ enum Phase {
         have: usize,
         handler: Box<dyn Handler>,
     },
-    /// Upgraded: frames go through the decoder to the handler.
-    Open {
-        inbound: Inbound,
-        handler: Box<dyn Handler>,
-    },
     /// A SockJS session request is with the session's owner shard: its reply (or, for
     /// a receiving request, its response bytes) comes back through
     /// [`Connection::sockjs_reply`]; later requests wait in `buffered`.
@@ -169,8 +196,18 @@ enum Phase {
         buffered: Vec<u8>,
         peer: Option<SocketAddr>,
     },
-    /// The handler has been told the connection closed; input is ignored.
-    Ended,
+}
+
+/// The open session of a connection, whatever its framing: the inbound decoder, the
+/// handler and the idle timeout's state. Built by the upgrade, or directly
+/// ([`Connection::open_with`]).
+pub(crate) struct Session {
+    inbound: Inbound,
+    handler: Box<dyn Handler>,
+    /// When the session last received bytes (for the idle timeout).
+    last_received: Instant,
+    /// The idle timeout's ping went out since `last_received`.
+    idle_pinged: bool,
 }
 
 /// The receive side of an open connection: RFC 6455 frames or hixie frames, behind one
@@ -182,28 +219,17 @@ enum Inbound {
 
 pub(crate) struct Connection {
     id: ConnId,
-    phase: Phase,
+    stage: Stage,
     pub(crate) out: Outbox,
     wants_close: bool,
     /// One deadline per kind of timer (`timers.rs`).
     timers: Timers,
-    /// At least one HTTP request was answered on this (kept-alive) connection.
-    requests_served: bool,
-    /// The state of the `/info` entropy generator (seeded by the shard).
-    seed: u32,
-    /// When the open connection last received bytes (for the idle timeout).
-    last_received: Instant,
-    /// The idle timeout's ping went out since `last_received`.
-    idle_pinged: bool,
-    /// Over the shard's connection limit: the first request is answered 503.
+    /// Over the shard's connection limit at accept: the first request is answered 503,
+    /// and the connection is never counted as admitted (an accept-time fact the shard
+    /// reads after the connection ended, so it is not part of the [`Stage`]).
     refused: bool,
-    /// The server is shutting down: the request in progress is answered with
-    /// `Connection: close` and no other is read (see `lifecycle.rs`).
-    draining: bool,
     /// What few connections need (SockJS, our close, a pause, a refused body).
     rare: Option<Box<rare::Rare>>,
-    /// A static file's body being streamed (`static_file.rs`): later requests wait.
-    file: Option<Box<static_file::FileStream>>,
 }
 
 impl Connection {
@@ -215,10 +241,16 @@ impl Connection {
     ) -> Connection {
         Connection {
             id,
-            phase: Phase::Http {
-                head: Vec::new(),
-                peer,
-            },
+            stage: Stage::Front(Front {
+                phase: FrontPhase::Http {
+                    head: Vec::new(),
+                    peer,
+                },
+                requests_served: false,
+                seed: 0,
+                draining: false,
+                file: None,
+            }),
             out: Outbox::new(config.out_limits),
             wants_close: false,
             timers: {
@@ -226,20 +258,34 @@ impl Connection {
                 timers.set(Timer::Handshake, now + config.handshake_timeout);
                 timers
             },
-            requests_served: false,
-            seed: 0,
-            last_received: now,
-            idle_pinged: false,
             refused: false,
-            draining: false,
             rare: None,
-            file: None,
         }
     }
 
     /// Seeds the connection's `/info` entropy (randomness comes from the runtime).
     pub(crate) fn set_seed(&mut self, seed: u32) {
-        self.seed = seed;
+        if let Stage::Front(front) = &mut self.stage {
+            front.seed = seed;
+        }
+    }
+
+    /// The HTTP front, while the connection is in it.
+    fn front(&self) -> Option<&Front> {
+        match &self.stage {
+            Stage::Front(front) => Some(front),
+            _ => None,
+        }
+    }
+
+    /// A static file's body is being streamed.
+    fn file_streaming(&self) -> bool {
+        self.front().is_some_and(|front| front.file.is_some())
+    }
+
+    /// The connection is an open session.
+    fn is_open(&self) -> bool {
+        matches!(self.stage, Stage::Open(_))
     }
 
     /// True when the socket should be closed once the queued bytes are written.
@@ -254,10 +300,10 @@ impl Connection {
 
     /// Bytes arrived from the peer.
     pub(crate) fn receive(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
-        if let Phase::Open { .. } = self.phase {
+        if let Stage::Open(session) = &mut self.stage {
             // The idle timer is not moved here: when it fires it looks at this.
-            self.last_received = now;
-            self.idle_pinged = false;
+            session.last_received = now;
+            session.idle_pinged = false;
             if self.input_paused() || self.has_held() {
                 // Reported after the pause, before the backend stopped reading (or
                 // behind bytes kept then): kept, in order, for the resume.
@@ -266,12 +312,14 @@ impl Connection {
                 return;
             }
         }
-        match &mut self.phase {
-            Phase::Http { .. } => self.receive_http(data, ctx, now),
-            Phase::Hixie76Body { .. } => self.receive_hixie76_body(data, ctx, now),
-            Phase::Open { .. } => self.receive_frames(data, ctx, now),
-            Phase::SockJsWaiting { .. } => self.receive_while_waiting(data),
-            Phase::Ended => {}
+        match &self.stage {
+            Stage::Front(front) => match front.phase {
+                FrontPhase::Http { .. } => self.receive_http(data, ctx, now),
+                FrontPhase::Hixie76Body { .. } => self.receive_hixie76_body(data, ctx, now),
+                FrontPhase::SockJsWaiting { .. } => self.receive_while_waiting(data),
+            },
+            Stage::Open(_) => self.receive_frames(data, ctx, now),
+            Stage::Ended => {}
         }
     }
 
@@ -309,9 +357,11 @@ impl Connection {
     fn timer_fired(&mut self, timer: Timer, ctx: &ShardContext, now: Instant) {
         match timer {
             // A static file streams: stalled, or a shutdown's limit reached.
-            Timer::FileStall | Timer::Shutdown if self.file.is_some() => self.file_timer(ctx, now),
+            Timer::FileStall | Timer::Shutdown if self.file_streaming() => {
+                self.file_timer(ctx, now)
+            }
             // Our close was not answered in time (or a shutdown's wait for it ended).
-            Timer::Close | Timer::Shutdown if matches!(self.phase, Phase::Open { .. }) => {
+            Timer::Close | Timer::Shutdown if self.is_open() => {
                 // (A shutdown deadline without a close under way is never armed.)
                 if let Some(reason) = self.local_close_reason() {
                     self.end(reason, ctx);
@@ -328,7 +378,9 @@ impl Connection {
     /// heard about it.
     pub(crate) fn transport_ended(&mut self, ctx: &ShardContext) {
         // The rest of a file being streamed has nowhere to go.
-        self.file = None;
+        if let Stage::Front(front) = &mut self.stage {
+            front.file = None;
+        }
         self.transport_ended_sockjs();
         let reason = self.local_close_reason().unwrap_or_else(|| {
             let reason = "connection ended without a close frame";

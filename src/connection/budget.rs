@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Phase, ShardContext};
+use super::{Connection, FrontPhase, ShardContext, Stage};
 use crate::http::{self, HttpError};
 use crate::proto::{CloseCode, ProtocolError};
 
@@ -63,11 +63,14 @@ impl Connection {
     /// the length alone would let the allocator's figure run well past the budget
     /// (BENCHMARKS.md, "Memory budget under a fragment flood").
     pub(crate) fn held(&self) -> Held {
-        let incoming = match &self.phase {
-            Phase::Http { head, .. } => head.capacity(),
-            Phase::SockJsWaiting { buffered, .. } => buffered.capacity(),
-            Phase::Open { inbound, .. } => inbound.buffer_capacity(),
-            Phase::Hixie76Body { .. } | Phase::Ended => 0,
+        let incoming = match &self.stage {
+            Stage::Front(front) => match &front.phase {
+                FrontPhase::Http { head, .. } => head.capacity(),
+                FrontPhase::SockJsWaiting { buffered, .. } => buffered.capacity(),
+                FrontPhase::Hixie76Body { .. } => 0,
+            },
+            Stage::Open(session) => session.inbound.buffer_capacity(),
+            Stage::Ended => 0,
         };
         let kept = self.rare.as_ref().map_or(0, |rare| rare.held.capacity());
         Held {
@@ -80,7 +83,7 @@ impl Connection {
     /// True when the budget may pause this connection: an open WebSocket that is not
     /// closing and not paused by the budget already.
     pub(crate) fn budget_pausable(&self) -> bool {
-        matches!(self.phase, Phase::Open { .. }) && !self.out.closed && !self.out.budget_paused
+        self.is_open() && !self.out.closed && !self.out.budget_paused
     }
 
     /// True while the budget pauses reading (until [`Connection::budget_resume`]).
@@ -142,7 +145,7 @@ impl Connection {
         }
         let error = budget_close_for(held);
         tracing::debug!(conn = %self.id, incoming = held.incoming, outgoing = held.outgoing, code = error.code.0, "memory budget: closing");
-        if let Phase::Open { .. } = self.phase {
+        if self.is_open() {
             if error.code == BUDGET_OUTGOING.code {
                 self.out.drop_for_close(error.code, error.reason);
             }
@@ -158,7 +161,7 @@ impl Connection {
         self.out.queued = Vec::new();
         if !clean {
             self.out.abandon = true;
-        } else if let Phase::Http { .. } = self.phase {
+        } else if self.in_http() {
             http::write_error(&mut self.out.queued, &BUDGET_HTTP, &[]);
         }
         self.close_after_response();

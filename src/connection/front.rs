@@ -1,14 +1,15 @@
 //! The HTTP front of a connection: parses requests (keep-alive, pipelining), routes
 //! them, answers HTTP routes and static files, refuses what it must (400, 408, 413,
 //! 426, 503), upgrades WebSocket requests (RFC 6455 here, the hixie drafts in
-//! `hixie.rs`) and hands SockJS paths to `sockjs.rs`. Once upgraded, the open session
-//! (`session.rs`) takes over.
+//! `hixie.rs`) and hands SockJS paths to `sockjs.rs`. Its state is the [`Front`] in
+//! `Stage::Front`; once upgraded, the open [`Session`](super::Session) (`session.rs`)
+//! replaces it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Connection, Inbound, Phase, ShardContext, Timer};
+use super::{Connection, Front, FrontPhase, Inbound, ShardContext, Stage, Timer};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
 use crate::proto::{Decoder, Role};
@@ -31,16 +32,21 @@ impl Connection {
     /// True while the connection has not finished its first request: no upgrade, no
     /// answer yet, and not closing (counted against `Config::max_pending`).
     pub(crate) fn is_pending(&self) -> bool {
-        !self.requests_served
-            && !self.wants_close
-            && matches!(self.phase, Phase::Http { .. } | Phase::Hixie76Body { .. })
+        !self.wants_close
+            && self.front().is_some_and(|front| {
+                !front.requests_served
+                    && matches!(
+                        front.phase,
+                        FrontPhase::Http { .. } | FrontPhase::Hixie76Body { .. }
+                    )
+            })
     }
 
     /// Too many connections wait for their first request and this one waited longest:
     /// it is answered 408 (unless its 101 head is already out) and closed.
     pub(crate) fn evict(&mut self) {
         tracing::debug!(conn = %self.id, "too many pending handshakes; closing the oldest");
-        if let Phase::Http { .. } = self.phase {
+        if self.in_http() {
             let error = HttpError {
                 status: 408,
                 reason: "request not received in time",
@@ -52,10 +58,18 @@ impl Connection {
 
     /// The peer's address, while the connection may still be upgraded.
     pub(super) fn peer(&self) -> Option<SocketAddr> {
-        match &self.phase {
-            Phase::Http { peer, .. } | Phase::SockJsWaiting { peer, .. } => *peer,
-            _ => None,
-        }
+        self.front().and_then(Front::peer)
+    }
+
+    /// Waiting for (or reading) a request head.
+    pub(super) fn in_http(&self) -> bool {
+        self.front()
+            .is_some_and(|front| matches!(front.phase, FrontPhase::Http { .. }))
+    }
+
+    /// The server is shutting down and the front reads no further request.
+    pub(super) fn draining(&self) -> bool {
+        self.front().is_some_and(|front| front.draining)
     }
 
     pub(super) fn receive_http(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
@@ -67,13 +81,18 @@ impl Connection {
                 &mut data[skip..]
             }
         };
-        let Phase::Http { head, .. } = &mut self.phase else {
+        let Stage::Front(Front {
+            phase: FrontPhase::Http { head, .. },
+            file,
+            ..
+        }) = &mut self.stage
+        else {
             return;
         };
         if data.is_empty() {
             return;
         }
-        if self.file.is_some() {
+        if file.is_some() {
             // Pipelined behind a file still streaming: kept, in order, for after it
             // (reading stops meanwhile, see `wants_read`).
             head.extend_from_slice(data);
@@ -96,22 +115,34 @@ impl Connection {
         let mut pos = 0;
         while let Some(used) = self.answer_request(&input[pos..], ctx, now) {
             pos += used;
-            match self.phase {
-                // A file is streaming: the rest waits in `head` until it is sent.
-                Phase::Http { .. } if self.file.is_some() => break,
-                Phase::Http { .. } if pos < input.len() => continue,
-                Phase::Open { .. } | Phase::Hixie76Body { .. } if pos < input.len() => {
+            let more = pos < input.len();
+            match &self.stage {
+                Stage::Front(front) => match front.phase {
+                    // A file is streaming: the rest waits in `head` until it is sent.
+                    FrontPhase::Http { .. } if front.file.is_some() => break,
+                    FrontPhase::Http { .. } if more => continue,
+                    FrontPhase::Hixie76Body { .. } if more => {
+                        self.receive(&mut input[pos..], ctx, now);
+                        return;
+                    }
+                    FrontPhase::SockJsWaiting { .. } if more => {
+                        self.receive_while_waiting(&input[pos..]);
+                        return;
+                    }
+                    _ => return,
+                },
+                Stage::Open(_) if more => {
                     self.receive(&mut input[pos..], ctx, now);
-                    return;
-                }
-                Phase::SockJsWaiting { .. } if pos < input.len() => {
-                    self.receive_while_waiting(&input[pos..]);
                     return;
                 }
                 _ => return,
             }
         }
-        if let Phase::Http { head, .. } = &mut self.phase {
+        if let Stage::Front(Front {
+            phase: FrontPhase::Http { head, .. },
+            ..
+        }) = &mut self.stage
+        {
             head.extend_from_slice(&input[pos..]);
         }
     }
@@ -152,7 +183,7 @@ impl Connection {
             true => ctx.routes.find_sockjs(path),
             false => None,
         };
-        if self.draining && (sockjs.is_some() || handshake::is_websocket_request(&request)) {
+        if self.draining() && (sockjs.is_some() || handshake::is_websocket_request(&request)) {
             self.reject_http(&HttpError::new(503, "server shutting down"));
             return Some(input.len());
         }
@@ -256,7 +287,7 @@ impl Connection {
         response: &HttpResponse,
         length: Option<u64>,
     ) -> bool {
-        let keep_alive = request.keep_alive() && !self.draining;
+        let keep_alive = request.keep_alive() && !self.draining();
         let mut headers: Vec<(&str, &str)> = response
             .headers
             .iter()
@@ -378,11 +409,15 @@ impl Connection {
     /// An HTTP answer was queued: wait for the next request on a kept-alive connection,
     /// or close once the answer is written.
     pub(super) fn finish_http(&mut self, keep_alive: bool, ctx: &ShardContext, now: Instant) {
-        self.requests_served = true;
-        if keep_alive && !self.draining {
-            self.phase = Phase::Http {
+        let peer = self.peer();
+        let Stage::Front(front) = &mut self.stage else {
+            return;
+        };
+        front.requests_served = true;
+        if keep_alive && !front.draining {
+            front.phase = FrontPhase::Http {
                 head: Vec::new(),
-                peer: self.peer(),
+                peer,
             };
             self.timers
                 .set(Timer::Handshake, now + ctx.config.handshake_timeout);
@@ -393,19 +428,22 @@ impl Connection {
 
     /// An HTTP answer was queued: nothing more is read, the socket closes after it.
     pub(super) fn close_after_response(&mut self) {
-        self.phase = Phase::Ended;
+        self.stage = Stage::Ended;
         self.out.closed = true;
         self.wants_close = true;
         self.timers.clear_all();
     }
 
     pub(super) fn finish_http_timeout(&mut self) {
-        if let Phase::Hixie76Body { .. } = self.phase {
+        let Some(front) = self.front() else {
+            return;
+        };
+        if let FrontPhase::Hixie76Body { .. } = front.phase {
             // The 101 head is out: no HTTP answer is possible, just close.
             tracing::debug!(conn = %self.id, "hixie-76 challenge body not received in time");
             self.close_after_response();
-        } else if let Phase::Http { head, .. } = &self.phase {
-            if head.is_empty() && self.requests_served {
+        } else if let FrontPhase::Http { head, .. } = &front.phase {
+            if head.is_empty() && front.requests_served {
                 // A kept-alive connection that stayed idle: close it quietly.
                 self.close_after_response();
                 return;
@@ -417,11 +455,21 @@ impl Connection {
             };
             http::write_error(&mut self.out.queued, &error, &[]);
             self.close_after_response();
-        } else if let Phase::SockJsWaiting { .. } = self.phase {
+        } else if let FrontPhase::SockJsWaiting { .. } = front.phase {
             // Only a shutdown arms this: the owner did not answer in time.
             tracing::debug!(conn = %self.id, "no SockJS answer before the shutdown deadline");
             self.transport_ended_sockjs();
             self.close_after_response();
+        }
+    }
+}
+
+impl Front {
+    /// The peer's address, while the connection may still be upgraded.
+    fn peer(&self) -> Option<SocketAddr> {
+        match &self.phase {
+            FrontPhase::Http { peer, .. } | FrontPhase::SockJsWaiting { peer, .. } => *peer,
+            FrontPhase::Hixie76Body { .. } => None,
         }
     }
 }

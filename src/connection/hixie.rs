@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Inbound, Phase, ShardContext};
+use super::{Connection, Front, FrontPhase, Inbound, ShardContext, Stage};
 use crate::conn::Framing;
 use crate::handler::Handler;
 use crate::handshake::{self, HixieHead, Upgrade, Version};
@@ -43,12 +43,14 @@ impl Connection {
             (Version::Hixie76, Some(keys)) => {
                 handshake::write_hixie76_head(out, &head, headers);
                 self.out.framing = Framing::Hixie76;
-                self.phase = Phase::Hixie76Body {
-                    keys,
-                    body: [0; 8],
-                    have: 0,
-                    handler,
-                };
+                if let Stage::Front(front) = &mut self.stage {
+                    front.phase = FrontPhase::Hixie76Body {
+                        keys,
+                        body: [0; 8],
+                        have: 0,
+                        handler,
+                    };
+                }
             }
             _ => {
                 handshake::write_hixie75_head(out, &head, headers);
@@ -67,9 +69,12 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        let Phase::Hixie76Body {
-            keys, body, have, ..
-        } = &mut self.phase
+        let Stage::Front(Front {
+            phase: FrontPhase::Hixie76Body {
+                keys, body, have, ..
+            },
+            ..
+        }) = &mut self.stage
         else {
             return;
         };
@@ -81,7 +86,10 @@ impl Connection {
         }
         let answer = handshake::hixie76_answer(keys.0, keys.1, body);
         self.out.queued.extend_from_slice(&answer);
-        if let Phase::Hixie76Body { handler, .. } = std::mem::replace(&mut self.phase, Phase::Ended)
+        if let Stage::Front(Front {
+            phase: FrontPhase::Hixie76Body { handler, .. },
+            ..
+        }) = std::mem::replace(&mut self.stage, Stage::Ended)
         {
             let inbound = Inbound::Hixie(HixieDecoder::new(ctx.config.limits));
             self.open(inbound, handler, ctx, now);

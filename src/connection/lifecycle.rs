@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use super::{close_reason, Connection, Phase, ShardContext, Timer};
+use super::{close_reason, Connection, FrontPhase, Session, ShardContext, Stage, Timer};
 use crate::conn::Framing;
 use crate::handler::CloseInitiator;
 use crate::proto::{CloseCode, OpCode};
 
-impl Connection {
-    /// When the idle timer next looks at the connection: half the idle timeout after
+impl Session {
+    /// When the idle timer next looks at the session: half the idle timeout after
     /// the last bytes received (time to ping), or all of it once the ping went out.
     fn idle_deadline(&self, ctx: &ShardContext) -> Option<Instant> {
         let timeout = ctx.config.idle_timeout?;
@@ -21,11 +21,25 @@ impl Connection {
         };
         Some(self.last_received + wait)
     }
+}
 
-    /// Arms the idle timer for [`Connection::idle_deadline`] (without an idle timeout,
-    /// never).
+impl Connection {
+    /// The open session, while there is one.
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.stage {
+            Stage::Open(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Arms the idle timer for [`Session::idle_deadline`] (without an idle timeout, or
+    /// without a session, never).
     pub(super) fn arm_idle(&mut self, ctx: &ShardContext) {
-        match self.idle_deadline(ctx) {
+        let at = match &self.stage {
+            Stage::Open(session) => session.idle_deadline(ctx),
+            _ => None,
+        };
+        match at {
             Some(at) => self.timers.set(Timer::Idle, at),
             None => self.timers.clear(Timer::Idle),
         }
@@ -37,15 +51,19 @@ impl Connection {
         let Some(timeout) = ctx.config.idle_timeout else {
             return;
         };
-        if self.handler_paused() {
+        let paused = self.handler_paused();
+        let Some(session) = self.session_mut() else {
+            return;
+        };
+        if paused {
             // We are not reading, so the peer's silence says nothing: no ping, no
             // close while the handler pauses; the wait starts again from here.
-            self.last_received = now;
-            self.idle_pinged = false;
+            session.last_received = now;
+            session.idle_pinged = false;
             self.arm_idle(ctx);
             return;
         }
-        let quiet = now.saturating_duration_since(self.last_received);
+        let quiet = now.saturating_duration_since(session.last_received);
         if quiet >= timeout {
             tracing::debug!(conn = %self.id, "idle timeout");
             let reason = "idle timeout";
@@ -54,8 +72,8 @@ impl Connection {
             self.end(reason, ctx);
             return;
         }
-        if quiet >= timeout / 2 && !self.idle_pinged {
-            self.idle_pinged = true;
+        if quiet >= timeout / 2 && !session.idle_pinged {
+            session.idle_pinged = true;
             // The hixie drafts have no ping: their peers just get closed.
             if self.out.framing == Framing::Rfc6455 {
                 self.out.send_frame(OpCode::Ping, b"");
@@ -69,7 +87,7 @@ impl Connection {
     /// without one it closes without waiting. A connection that is not open finishes
     /// what it is in the middle of, then closes (see [`Connection::drain`]).
     pub(crate) fn shutdown(&mut self, ctx: &ShardContext, deadline: Option<Instant>, now: Instant) {
-        if !matches!(self.phase, Phase::Open { .. }) {
+        if !self.is_open() {
             self.drain(ctx, deadline, now);
             return;
         }
@@ -106,19 +124,24 @@ impl Connection {
     /// are written before the socket closes, whatever the phase. Called again (a second
     /// shutdown), it only brings the deadline forward, or closes at once without one.
     fn drain(&mut self, ctx: &ShardContext, deadline: Option<Instant>, now: Instant) {
-        let again = self.draining;
-        self.draining = true;
-        if self.file.is_some() {
+        let again = self.draining();
+        if let Stage::Front(front) = &mut self.stage {
+            front.draining = true;
+        }
+        if self.file_streaming() {
             // A static file being sent finishes first (`static_file.rs`).
             self.drain_file(ctx, deadline, now);
             return;
         }
-        let wait_until = match &self.phase {
-            Phase::Http { head, .. } if !head.is_empty() && self.discard() == 0 => deadline,
-            Phase::SockJsWaiting { .. } if !again => {
+        let phase = self.front().map(|front| &front.phase);
+        let wait_until = match phase {
+            Some(FrontPhase::Http { head, .. }) if !head.is_empty() && self.discard() == 0 => {
+                deadline
+            }
+            Some(FrontPhase::SockJsWaiting { .. }) if !again => {
                 Some(deadline.unwrap_or(now + ctx.config.close_timeout))
             }
-            Phase::SockJsWaiting { .. } => deadline,
+            Some(FrontPhase::SockJsWaiting { .. }) => deadline,
             _ => None,
         };
         match wait_until {

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Phase, ShardContext};
+use super::{Connection, ShardContext};
 use crate::conn::{Outbox, BACKPRESSURE_LIMIT};
 use crate::proto::ProtocolError;
 
@@ -38,7 +38,7 @@ impl Connection {
     /// False while the socket should not be read (see `input_paused`), and while a
     /// static file is being sent (pipelined requests wait in the socket).
     pub(crate) fn wants_read(&self) -> bool {
-        !(matches!(self.phase, Phase::Open { .. }) && self.input_paused()) && self.file.is_none()
+        !(self.file_streaming() || self.is_open() && self.input_paused())
     }
 
     /// Feeds the bytes held during a pause to the decoder, unless input is (still)
@@ -67,7 +67,7 @@ impl Connection {
             });
             return;
         }
-        if let Phase::Open { .. } = self.phase {
+        if self.is_open() {
             self.out.read_paused = paused;
             self.pump_held(ctx, now);
         }
@@ -77,7 +77,7 @@ impl Connection {
     /// close (1008 "backpressure limit") and the socket closes without waiting for the
     /// peer, whose output is abandoned where it could not take it (the shard decides).
     pub(crate) fn end_if_overflowed(&mut self, ctx: &ShardContext) {
-        if self.out.overflowed && matches!(self.phase, Phase::Open { .. }) {
+        if self.out.overflowed && self.is_open() {
             tracing::debug!(conn = %self.id, "closing: output over the backpressure limit");
             self.fail(BACKPRESSURE_LIMIT_ERROR, ctx);
         }

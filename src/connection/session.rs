@@ -2,14 +2,15 @@
 //! through one receive loop ([`Inbound::decode`] yields the same events for both; the
 //! SockJS-over-WebSocket adapter is a handler on top), message delivery, the close
 //! handshake and every [`CloseReason`], handler callbacks and what they ask for, and
-//! `ConnHandle` posts. It can be built already open, with no request
-//! ([`Connection::open_with`]). Timers: `timers.rs`; idle and shutdown: `lifecycle.rs`;
+//! `ConnHandle` posts. Its state is the [`Session`] in `Stage::Open`, which the upgrade
+//! builds from the front, or which is built already open, with no request and no front
+//! ([`Connection::open_with`], [`Connection::from_session`]). Timers: `timers.rs`; idle and shutdown: `lifecycle.rs`;
 //! pauses: `pause.rs`.
 
 use std::time::Instant;
 
 use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
-use super::{Connection, Inbound, Phase, ShardContext, Timer};
+use super::{Connection, Inbound, Session, ShardContext, Stage, Timer};
 use crate::conn::{Conn, ConnId, Framing, SendStatus};
 use crate::handle::Outgoing;
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
@@ -61,6 +62,18 @@ pub(super) fn close_reason(
     }
 }
 
+impl Session {
+    /// An open session receiving through `inbound` into `handler`, quiet since `now`.
+    pub(super) fn new(inbound: Inbound, handler: Box<dyn Handler>, now: Instant) -> Session {
+        Session {
+            inbound,
+            handler,
+            last_received: now,
+            idle_pinged: false,
+        }
+    }
+}
+
 impl Connection {
     /// A connection already open, with no request: the handshake happened elsewhere
     /// (what an adapter for another HTTP server needs). Frames in `framing` go to
@@ -81,10 +94,32 @@ impl Connection {
             Framing::Hixie75 | Framing::Hixie76 => Inbound::Hixie(HixieDecoder::new(limits)),
             Framing::SockJs => return None,
         };
-        let mut conn = Connection::new(id, None, &ctx.config, now);
+        let session = Session::new(inbound, handler, now);
+        Some(Connection::from_session(id, framing, session, ctx, now))
+    }
+
+    /// A connection whose session is `session`, already open in `framing` (not
+    /// [`Framing::SockJs`]): no HTTP front is ever built. The handler's `on_open` runs
+    /// here.
+    pub(super) fn from_session(
+        id: ConnId,
+        framing: Framing,
+        session: Session,
+        ctx: &ShardContext,
+        now: Instant,
+    ) -> Connection {
+        let mut conn = Connection {
+            id,
+            stage: Stage::Ended,
+            out: crate::conn::Outbox::new(ctx.config.out_limits),
+            wants_close: false,
+            timers: super::Timers::default(),
+            refused: false,
+            rare: None,
+        };
         conn.out.framing = framing;
-        conn.open(inbound, handler, ctx, now);
-        Some(conn)
+        conn.start_session(session, ctx, now);
+        conn
     }
 
     /// The handshake is complete: frames go to the handler from now on.
@@ -95,13 +130,18 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        self.last_received = now;
+        self.start_session(Session::new(inbound, handler, now), ctx, now);
+    }
+
+    /// The front (if any) is done: `session` takes over, and its handler hears
+    /// `on_open`.
+    fn start_session(&mut self, session: Session, ctx: &ShardContext, now: Instant) {
+        self.stage = Stage::Open(session);
         self.timers.clear(Timer::Handshake);
         match self.sockjs_ws() {
             Some(heartbeat) => self.timers.set(Timer::Heartbeat, now + heartbeat),
             None => self.arm_idle(ctx),
         }
-        self.phase = Phase::Open { inbound, handler };
         self.with_handler(ctx, now, |handler, conn| handler.on_open(conn));
     }
 
@@ -110,7 +150,10 @@ impl Connection {
     /// handler until the input is used up, the peer closes, something fails, or a pause
     /// holds the rest back.
     pub(super) fn receive_frames(&mut self, data: &mut [u8], ctx: &ShardContext, now: Instant) {
-        let Phase::Open { inbound, handler } = &mut self.phase else {
+        let Stage::Open(Session {
+            inbound, handler, ..
+        }) = &mut self.stage
+        else {
             return;
         };
         let mut conn = Conn {
@@ -211,7 +254,9 @@ impl Connection {
     pub(super) fn end(&mut self, reason: CloseReason, ctx: &ShardContext) {
         self.wants_close = true;
         self.timers.clear_all();
-        if let Phase::Open { mut handler, .. } = std::mem::replace(&mut self.phase, Phase::Ended) {
+        if let Stage::Open(Session { mut handler, .. }) =
+            std::mem::replace(&mut self.stage, Stage::Ended)
+        {
             self.out.closed = true;
             let mut conn = Conn {
                 id: self.id,
@@ -230,7 +275,7 @@ impl Connection {
         now: Instant,
         f: impl FnOnce(&mut dyn Handler, &mut Conn<'_>),
     ) {
-        if let Phase::Open { handler, .. } = &mut self.phase {
+        if let Stage::Open(Session { handler, .. }) = &mut self.stage {
             let mut conn = Conn {
                 id: self.id,
                 out: &mut self.out,
@@ -288,7 +333,7 @@ impl Connection {
             // The SockJS `websocket` transport carries text only.
             _ if self.sockjs_ws().is_some() => {}
             message => {
-                if !matches!(self.phase, Phase::Open { .. }) {
+                if !self.is_open() {
                     return;
                 }
                 if self.out.send_posted(&message) == Some(SendStatus::Unsupported) {
@@ -324,7 +369,7 @@ impl Connection {
         self.with_handler(ctx, now, |handler, conn| {
             super::sockjs::remote(handler, conn, Remote::Tick(now));
         });
-        if matches!(self.phase, Phase::Open { .. }) && self.timers.get(Timer::Close).is_none() {
+        if self.is_open() && self.timers.get(Timer::Close).is_none() {
             self.timers.set(Timer::Heartbeat, now + heartbeat);
         }
     }

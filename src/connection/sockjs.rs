@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 
 mod websocket;
 
-use super::{guard, Connection, Phase, ShardContext};
+use super::{guard, Connection, Front, FrontPhase, ShardContext, Stage};
 use crate::conn::{Conn, ConnId, Outbox, Token};
 use crate::handle::Post;
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
@@ -168,7 +168,7 @@ impl Connection {
     ) {
         let options = &service.options;
         // The pages never say `Connection: keep-alive`, which HTTP/1.0 would need.
-        let keep_alive = request.keep_alive() && request.version_minor() >= 1 && !self.draining;
+        let keep_alive = request.keep_alive() && request.version_minor() >= 1 && !self.draining();
         let close = !keep_alive;
         let out = &mut self.out.queued;
         match route(request.method(), rest, options) {
@@ -297,20 +297,26 @@ impl Connection {
         };
         self.rare_mut().sockjs_requests.push((owner, request));
         self.timers.clear_all();
-        self.phase = Phase::SockJsWaiting {
-            wait,
-            buffered: Vec::new(),
-            peer: self.peer(),
-        };
+        let peer = self.peer();
+        if let Stage::Front(front) = &mut self.stage {
+            front.phase = FrontPhase::SockJsWaiting {
+                wait,
+                buffered: Vec::new(),
+                peer,
+            };
+        }
     }
 
     /// A fresh `/info` entropy (xorshift32 over the seed the shard gave).
     fn next_entropy(&mut self) -> u32 {
-        let mut x = self.seed | 1;
+        let Stage::Front(front) = &mut self.stage else {
+            return 0;
+        };
+        let mut x = front.seed | 1;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        self.seed = x;
+        front.seed = x;
         x
     }
 
@@ -326,7 +332,11 @@ impl Connection {
 
     /// Bytes that arrived while waiting for the owner: kept for after the reply.
     pub(super) fn receive_while_waiting(&mut self, data: &[u8]) {
-        if let Phase::SockJsWaiting { buffered, .. } = &mut self.phase {
+        if let Stage::Front(Front {
+            phase: FrontPhase::SockJsWaiting { buffered, .. },
+            ..
+        }) = &mut self.stage
+        {
             if buffered.len() + data.len() > MAX_BUFFERED_WHILE_WAITING {
                 tracing::debug!(conn = %self.id, "too much pipelined input behind a SockJS request");
                 self.transport_ended_sockjs();
@@ -339,13 +349,19 @@ impl Connection {
 
     /// The owner answered.
     pub(crate) fn sockjs_reply(&mut self, reply: SockJsReply, ctx: &ShardContext, now: Instant) {
-        let Phase::SockJsWaiting { wait, .. } = &self.phase else {
+        let Some(Front {
+            phase: FrontPhase::SockJsWaiting { wait, .. },
+            ..
+        }) = self.front()
+        else {
             return;
         };
         match (wait, reply) {
             (Wait::Send { .. }, SockJsReply::Sent { found }) => {
-                let phase = std::mem::replace(&mut self.phase, Phase::Ended);
-                let Phase::SockJsWaiting {
+                let Some(phase) = self.take_front_phase() else {
+                    return;
+                };
+                let FrontPhase::SockJsWaiting {
                     wait: Wait::Send { ok, keep_alive },
                     buffered,
                     peer,
@@ -370,12 +386,11 @@ impl Connection {
             ) if *receiver == to => {
                 self.out.queued.extend_from_slice(&bytes);
                 if end {
-                    let phase = std::mem::replace(&mut self.phase, Phase::Ended);
-                    if let Phase::SockJsWaiting {
+                    if let Some(FrontPhase::SockJsWaiting {
                         wait: Wait::Receive { keep_alive, .. },
                         buffered,
                         peer,
-                    } = phase
+                    }) = self.take_front_phase()
                     {
                         self.resume_http(keep_alive, buffered, peer, ctx, now);
                     }
@@ -394,7 +409,11 @@ impl Connection {
         now: Instant,
     ) {
         self.finish_http(keep_alive, ctx, now);
-        if let Phase::Http { peer: slot, .. } = &mut self.phase {
+        if let Stage::Front(Front {
+            phase: FrontPhase::Http { peer: slot, .. },
+            ..
+        }) = &mut self.stage
+        {
             *slot = peer;
         }
         if keep_alive && !buffered.is_empty() {
@@ -405,16 +424,20 @@ impl Connection {
     /// The connection goes away: a receiving request still waiting tells the owner (the
     /// session closes with `c[1002,"Connection interrupted"]`).
     pub(super) fn transport_ended_sockjs(&mut self) {
-        if let Phase::SockJsWaiting {
-            wait:
-                Wait::Receive {
-                    key,
-                    receiver,
-                    owner,
+        if let Some(Front {
+            phase:
+                FrontPhase::SockJsWaiting {
+                    wait:
+                        Wait::Receive {
+                            key,
+                            receiver,
+                            owner,
+                            ..
+                        },
                     ..
                 },
             ..
-        } = &self.phase
+        }) = self.front()
         {
             let request = SockJsRequest {
                 key: key.clone(),
@@ -426,8 +449,21 @@ impl Connection {
             };
             let owner = *owner;
             self.rare_mut().sockjs_requests.push((owner, request));
-            self.phase = Phase::Ended;
+            self.stage = Stage::Ended;
         }
+    }
+
+    /// Takes the front's phase, leaving an empty request phase (no peer) in its place
+    /// until `finish_http` decides what follows.
+    fn take_front_phase(&mut self) -> Option<FrontPhase> {
+        let Stage::Front(front) = &mut self.stage else {
+            return None;
+        };
+        let empty = FrontPhase::Http {
+            head: Vec::new(),
+            peer: None,
+        };
+        Some(std::mem::replace(&mut front.phase, empty))
     }
 
     /// The `websocket` transport (`raw = false`) or the raw `/websocket` endpoint.

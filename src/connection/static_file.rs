@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Phase, ShardContext, Timer};
+use super::{Connection, Front, FrontPhase, ShardContext, Stage, Timer};
 
 /// Bytes asked for per read.
 pub(crate) const FILE_CHUNK: usize = 128 * 1024;
@@ -88,9 +88,12 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
+        let Stage::Front(front) = &mut self.stage else {
+            return;
+        };
         // The request is answered: the connection no longer counts as pending.
-        self.requests_served = true;
-        self.file = Some(Box::new(FileStream {
+        front.requests_served = true;
+        front.file = Some(Box::new(FileStream {
             body,
             reading: false,
             keep_alive,
@@ -107,7 +110,12 @@ impl Connection {
     /// The next chunk to read, when the body has more and the output queue has room
     /// for it. At most one read is out at a time.
     pub(crate) fn take_file_read(&mut self) -> Option<FileRead> {
-        let stream = self.file.as_mut()?;
+        let Stage::Front(Front {
+            file: Some(stream), ..
+        }) = &mut self.stage
+        else {
+            return None;
+        };
         let room = self.out.limits.backpressure_threshold.min(FILE_CHUNK);
         if stream.reading || stream.body.len == 0 || self.out.buffered() > room {
             return None;
@@ -124,14 +132,14 @@ impl Connection {
 
     /// Bytes were written: the peer is taking the body (see `file_timer`).
     pub(super) fn file_progress(&mut self, now: Instant) {
-        if let Some(stream) = self.file.as_mut() {
+        if let Some(stream) = self.file_mut() {
             stream.progress = now;
         }
     }
 
     /// The bytes of a chunk being read (the memory budget counts them as output).
     pub(super) fn file_bytes_reading(&self) -> usize {
-        match &self.file {
+        match self.front().and_then(|front| front.file.as_ref()) {
             Some(stream) if stream.reading => {
                 usize::try_from(stream.body.len).map_or(FILE_CHUNK, |n| n.min(FILE_CHUNK))
             }
@@ -147,7 +155,10 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
-        let Some(stream) = self.file.as_mut() else {
+        let Stage::Front(Front {
+            file: Some(stream), ..
+        }) = &mut self.stage
+        else {
             return; // the transfer was cut meanwhile
         };
         stream.reading = false;
@@ -185,11 +196,14 @@ impl Connection {
 
     /// The whole body is queued: the request is done; answer what waits behind it.
     fn finish_file(&mut self, ctx: &ShardContext, now: Instant) {
-        let Some(stream) = self.file.take() else {
+        let Stage::Front(front) = &mut self.stage else {
             return;
         };
-        let waiting = match &mut self.phase {
-            Phase::Http { head, .. } => std::mem::take(head),
+        let Some(stream) = front.file.take() else {
+            return;
+        };
+        let waiting = match &mut front.phase {
+            FrontPhase::Http { head, .. } => std::mem::take(head),
             _ => Vec::new(),
         };
         self.finish_http(stream.keep_alive, ctx, now);
@@ -205,14 +219,14 @@ impl Connection {
     /// The body cannot be completed: close after what was queued (the peer sees a body
     /// shorter than announced), answering nothing more.
     fn cut_file(&mut self) {
-        self.file = None;
+        self.stop_file();
         self.close_after_response();
     }
 
     /// The peer closed its sending side while a body streams: finish the body (and
     /// the requests already received), then end. False when no body streams.
     pub(super) fn file_peer_done(&mut self) -> bool {
-        match self.file.as_mut() {
+        match self.file_mut() {
             Some(stream) => {
                 stream.peer_done = true;
                 true
@@ -223,7 +237,7 @@ impl Connection {
 
     /// Sending failed: the rest of the body has nowhere to go.
     pub(crate) fn on_send_failed(&mut self, ctx: &ShardContext) {
-        self.file = None;
+        self.stop_file();
         self.on_eof(ctx);
     }
 
@@ -236,7 +250,10 @@ impl Connection {
         deadline: Option<Instant>,
         now: Instant,
     ) {
-        let Some(stream) = self.file.as_mut() else {
+        let Stage::Front(Front {
+            file: Some(stream), ..
+        }) = &mut self.stage
+        else {
             return;
         };
         let floor = now + ctx.config.close_timeout;
@@ -251,22 +268,25 @@ impl Connection {
     /// stopped taking (nothing for the handshake timeout) or that a shutdown's limit
     /// ended, otherwise wait again.
     pub(super) fn file_timer(&mut self, ctx: &ShardContext, now: Instant) {
-        let Some(stream) = self.file.as_ref() else {
+        let Some(stream) = self.front().and_then(|front| front.file.as_ref()) else {
             return;
         };
-        let stalled_at = stream.progress + ctx.config.handshake_timeout;
+        let (stalled_at, cutoff) = (
+            stream.progress + ctx.config.handshake_timeout,
+            stream.cutoff,
+        );
         if stalled_at <= now {
             tracing::debug!(conn = %self.id, "peer took none of a static file for the handshake timeout");
             self.cut_file();
             return;
         }
-        if stream.cutoff.is_some_and(|cutoff| cutoff <= now) {
+        if cutoff.is_some_and(|cutoff| cutoff <= now) {
             tracing::debug!(conn = %self.id, "static file not sent before the shutdown's limit");
             self.cut_file();
             return;
         }
         self.timers.set(Timer::FileStall, stalled_at);
-        if let Some(cutoff) = stream.cutoff {
+        if let Some(cutoff) = cutoff {
             self.timers.set(Timer::Shutdown, cutoff);
         }
     }
@@ -274,6 +294,17 @@ impl Connection {
     /// The memory budget closes this connection: a body streaming is given up. True
     /// when one was.
     pub(super) fn stop_file(&mut self) -> bool {
-        self.file.take().is_some()
+        match &mut self.stage {
+            Stage::Front(front) => front.file.take().is_some(),
+            _ => false,
+        }
+    }
+
+    /// The body being streamed, if any.
+    fn file_mut(&mut self) -> Option<&mut FileStream> {
+        match &mut self.stage {
+            Stage::Front(front) => front.file.as_deref_mut(),
+            _ => None,
+        }
     }
 }

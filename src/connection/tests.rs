@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Config, Connection, ShardContext, Timer};
+use super::{Config, Connection, Inbound, Session, ShardContext, Stage, Timer};
 use crate::conn::{Conn, ConnId, Framing, Token};
 use crate::handle::{Outgoing, Post, Stopped};
 use crate::handler::{CloseReason, Handler, Message};
@@ -415,6 +415,35 @@ fn a_session_built_open_needs_no_request() {
         h.now
     )
     .is_none());
+}
+
+#[test]
+fn a_session_built_directly_is_driven_without_a_front() {
+    let mut h = Harness::new(config());
+    let id = ConnId {
+        shard: 0,
+        token: Token::new(3, 1),
+    };
+    let inbound = Inbound::Rfc6455(Decoder::new(Role::Server, h.ctx.config.limits));
+    let handler = Box::new(Probe {
+        log: Arc::clone(&h.log),
+    });
+    let session = Session::new(inbound, handler, h.now);
+    h.conn = Connection::from_session(id, Framing::Rfc6455, session, &h.ctx, h.now);
+    assert!(matches!(h.conn.stage, Stage::Open(_)));
+    assert_eq!(h.log(), ["open"]);
+    assert!(!h.conn.is_pending() && !h.conn.is_refused() && h.conn.wants_read());
+    assert_eq!(h.conn.timers.get(Timer::Handshake), None);
+    // The session's own idle timer: ping at half the timeout, 1001 at all of it.
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(5)));
+    h.recv(&text("hi"));
+    assert_eq!(h.frames(), ["text:hi"]);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.frames(), ["ping:"]);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.frames(), ["close:1001:idle timeout"]);
+    assert_eq!(h.log(), ["message:hi", "close:1001:idle timeout:Local"]);
+    assert!(matches!(h.conn.stage, Stage::Ended) && h.conn.wants_close());
 }
 
 const HIXIE76: &[u8] =
