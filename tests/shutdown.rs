@@ -307,3 +307,48 @@ fn sockjs_polls_get_their_close_frame(grace: Option<Duration>) {
     let took = shutdown.join().expect("shutdown thread");
     assert!(took < WITHIN_GRACE, "waited for the grace: {took:?}");
 }
+
+#[test]
+fn a_file_body_still_streaming_when_the_grace_runs_out_is_cut_off() {
+    const HUGE: u64 = 80 << 20;
+    let dir = std::env::temp_dir().join(format!("ringws-shutdown-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Sparse: 80 MiB of zeros without writing them.
+    std::fs::File::create(dir.join("huge.bin"))
+        .expect("file")
+        .set_len(HUGE)
+        .expect("set_len");
+    // One shard: the file's connection and the shutdown's only wait are on the same
+    // shard, so the cut-off is that shard's drain rule and nothing else. The close
+    // timeout is small so the drain's bound (grace, at least the close timeout) is short.
+    let server = server(|b| {
+        b.shards(1)
+            .close_timeout(Duration::from_secs(1))
+            .static_files("/files/", &dir)
+    });
+    let addr = server.local_addr();
+    let mut file = raw_connect(addr);
+    file.write_all(b"GET /files/huge.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let head = read_head(&mut file);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {HUGE}\r\n")),
+        "{head}"
+    );
+    // The client reads nothing more: the body cannot finish within the grace.
+    let shutdown = shut_down(server, Duration::from_secs(1));
+    let took = shutdown.join().expect("shutdown thread");
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+    // What the socket held, then the end (a read timeout fails).
+    file.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    let body = read_bytes_to_close(&mut file);
+    assert!(
+        (body.len() as u64) < HUGE,
+        "the whole body arrived: {}",
+        body.len()
+    );
+    assert!(body.iter().all(|&b| b == 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

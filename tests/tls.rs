@@ -435,3 +435,48 @@ async fn shutdown_closes_wss_with_1001_then_close_notify() {
     }
     stopping.await.expect("join").expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_large_static_file_streams_whole_and_exact_over_tls() {
+    const LEN: usize = 20 << 20;
+    let pattern = |i: usize| (i % 251) as u8 ^ (i >> 16) as u8;
+    let dir = std::env::temp_dir().join(format!("ringws-tls-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let content: Vec<u8> = (0..LEN).map(pattern).collect();
+    std::fs::write(dir.join("big.bin"), &content).expect("file");
+    let pki = pki();
+    let server = common::builder()
+        .tls(&pki.cert_pem, &pki.key_pem)
+        .static_files("/files/", &dir)
+        .build()
+        .expect("build")
+        .start()
+        .expect("start");
+    let mut tls = connect(&server, &pki).await;
+    tls.write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    // Everything to the end of the TLS session (the server closes after the body).
+    let mut data = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), tls.read_to_end(&mut data))
+        .await
+        .expect("the whole file in time")
+        .expect("read");
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&data[..end + 4]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {LEN}\r\n")),
+        "{head}"
+    );
+    let body = &data[end + 4..];
+    assert_eq!(body.len(), LEN);
+    if let Some(at) = (0..LEN).find(|&i| body[i] != content[i]) {
+        panic!("byte {at} differs: {} != {}", body[at], content[at]);
+    }
+    server.shutdown().expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
