@@ -59,6 +59,8 @@ use crate::conn::{ConnId, OutLimits, Outbox};
 use crate::handle::Post;
 use crate::handler::{CloseInitiator, Handler};
 use crate::proto::{CloseCode, Decoder, HixieDecoder, Limits};
+use crate::pubsub::hub::Hub;
+use crate::pubsub::{ShardTopics, SlowSubscribers};
 use crate::route::Routes;
 
 /// Server-wide settings every connection reads.
@@ -91,6 +93,9 @@ pub(crate) struct Config {
     /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
     /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
     pub(crate) shutdown_grace: Arc<AtomicU64>,
+    /// What a subscriber that cannot keep up with its topics gets
+    /// (`Builder::slow_subscribers`).
+    pub(crate) slow_subscribers: SlowSubscribers,
 }
 
 /// What every connection of a shard shares.
@@ -107,6 +112,9 @@ pub(crate) struct ShardContext {
     /// The wall clock as the shard read it at its start (SockJS `Expires` dates); the
     /// connection layer reads no clock.
     pub(crate) wall: WallClock,
+    /// The shard's topic table and the server's pub/sub hub (`Conn::subscribe`,
+    /// `Conn::publish`).
+    pub(crate) topics: ShardTopics,
 }
 
 impl ShardContext {
@@ -118,6 +126,7 @@ impl ShardContext {
         poster: Arc<dyn Post>,
         routes: Arc<Routes>,
         config: Arc<Config>,
+        hub: Arc<Hub>,
     ) -> ShardContext {
         ShardContext {
             shard,
@@ -126,6 +135,7 @@ impl ShardContext {
             routes,
             config,
             wall: WallClock::default(),
+            topics: ShardTopics::new(hub),
         }
     }
 }
@@ -139,7 +149,8 @@ impl ShardContext {
         config: Config,
         poster: Arc<dyn Post>,
     ) -> ShardContext {
-        ShardContext::new(0, 1, poster, Arc::new(routes), Arc::new(config))
+        let hub = Arc::new(Hub::new(1, Arc::clone(&poster)));
+        ShardContext::new(0, 1, poster, Arc::new(routes), Arc::new(config), hub)
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::conn::ConnId;
 use crate::proto::{CloseCode, OpCode};
+use crate::pubsub::hub::Publication;
 
 /// What a [`ConnHandle`] asks of a connection, as owned data. Nothing is encoded yet:
 /// the owner of the connection writes it in the connection's framing (an RFC 6455
@@ -50,6 +51,10 @@ pub(crate) trait Post: Send + Sync {
     /// Hands `message` on for connection `to`; fails once its owner has stopped. (A
     /// connection that already closed under a running owner drops it silently.)
     fn post(&self, to: ConnId, message: Outgoing) -> Result<(), Stopped>;
+
+    /// Hands a published message to `shard`, which delivers it to its subscribers of
+    /// the topic; in order with this thread's other posts to that shard.
+    fn post_publication(&self, shard: usize, publication: Arc<Publication>) -> Result<(), Stopped>;
 }
 
 /// Posting failed: the connection's owner (its shard) has stopped.
@@ -177,6 +182,10 @@ mod tests {
             }
             self.posted.lock().map_err(|_| Stopped)?.push((to, message));
             Ok(())
+        }
+
+        fn post_publication(&self, _: usize, _: Arc<Publication>) -> Result<(), Stopped> {
+            Err(Stopped)
         }
     }
 

@@ -43,6 +43,7 @@
 pub mod handshake;
 pub mod http;
 pub mod proto;
+pub mod pubsub;
 pub mod sockjs;
 
 mod conn;

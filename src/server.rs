@@ -12,6 +12,8 @@ use crate::handler::Handler;
 use crate::http::Request;
 use crate::proto::Limits;
 use crate::protocol::{Protocol, ProtocolHandler};
+use crate::pubsub::hub::Hub;
+use crate::pubsub::SlowSubscribers;
 use crate::route::{
     Accept, HttpResponse, PrefixRoute, Reject, Route, Routes, UpgradeRequest, WebSocketOptions,
 };
@@ -125,6 +127,7 @@ impl Default for Builder {
                 max_pending: Some(DEFAULT_MAX_PENDING_HANDSHAKES),
                 memory_budget: usize::MAX,
                 shutdown_grace: Arc::default(),
+                slow_subscribers: SlowSubscribers::Drop,
             },
             tls: None,
         }
@@ -757,7 +760,11 @@ impl Builder {
             .iter()
             .map(|door| door[0].local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        let registry = Arc::new(Registry::new(shards)?);
+        let poster: Arc<dyn crate::handle::Post> = registry.clone();
+        let hub = Arc::new(Hub::new(shards, poster));
         Ok(Server {
+            hub,
             doors,
             tcp_addrs,
             protocols: Arc::new(protocols),
@@ -767,7 +774,7 @@ impl Builder {
             pin_cores: self.pin_cores,
             reflector: self.reflector,
             uring: self.uring,
-            registry: Arc::new(Registry::new(shards)?),
+            registry,
             routes: Arc::new(self.routes),
             config: Arc::new(self.config),
         })
@@ -807,6 +814,7 @@ pub struct Server {
     registry: Arc<Registry>,
     routes: Arc<Routes>,
     config: Arc<Config>,
+    hub: Arc<Hub>,
 }
 
 impl Server {
@@ -836,6 +844,7 @@ impl Server {
         ServerHandle {
             registry: Arc::clone(&self.registry),
             config: Arc::clone(&self.config),
+            hub: Arc::clone(&self.hub),
         }
     }
 
@@ -867,6 +876,7 @@ impl Server {
                 registry: Arc::clone(&self.registry),
                 routes: Arc::clone(&self.routes),
                 config: Arc::clone(&self.config),
+                hub: Arc::clone(&self.hub),
                 reflector: self.reflector,
                 uring: self.uring.clone(),
             };
@@ -894,6 +904,7 @@ impl Server {
 pub struct ServerHandle {
     registry: Arc<Registry>,
     config: Arc<Config>,
+    hub: Arc<Hub>,
 }
 
 impl ServerHandle {
@@ -1033,3 +1044,5 @@ impl Drop for RunningServer {
 
 #[cfg(test)]
 mod defaults_tests;
+
+mod pubsub;

@@ -159,6 +159,7 @@ impl Connection {
         // A static file cut in its middle leaves no room for a clean 503 either.
         let clean = self.out.in_flight == 0 && !self.out.partial && !self.stop_file();
         self.out.queued = Vec::new();
+        self.out.clear_output();
         if !clean {
             self.out.abandon = true;
         } else if self.in_http() {

@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use super::{Connection, ShardContext};
-use crate::conn::{Outbox, BACKPRESSURE_LIMIT};
+use crate::conn::Outbox;
 use crate::proto::ProtocolError;
 
 /// A held-input buffer larger than this is not kept for reuse once it is empty.
@@ -77,9 +77,9 @@ impl Connection {
     /// close (1008 "backpressure limit") and the socket closes without waiting for the
     /// peer, whose output is abandoned where it could not take it (the shard decides).
     pub(crate) fn end_if_overflowed(&mut self, ctx: &ShardContext) {
-        if self.out.overflowed && self.is_open() {
-            tracing::debug!(conn = %self.id, "closing: output over the backpressure limit");
-            self.fail(BACKPRESSURE_LIMIT_ERROR, ctx);
+        if let Some((code, reason)) = self.out.overflowed.filter(|_| self.is_open()) {
+            tracing::debug!(conn = %self.id, reason, "closing: output over the backpressure limit");
+            self.fail(ProtocolError { code, reason }, ctx);
         }
     }
 }
@@ -92,9 +92,3 @@ pub(super) fn input_paused(out: &Outbox) -> bool {
             || out.budget_paused
             || out.limits.pause_on_backpressure && out.over_threshold())
 }
-
-/// What a peer is told when a send went over `max_buffered` with `close_on_limit`.
-pub(super) const BACKPRESSURE_LIMIT_ERROR: ProtocolError = ProtocolError {
-    code: BACKPRESSURE_LIMIT.0,
-    reason: BACKPRESSURE_LIMIT.1,
-};

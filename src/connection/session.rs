@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::pause::{input_paused, BACKPRESSURE_LIMIT_ERROR};
+use super::pause::input_paused;
 use super::{Connection, Inbound, Session, ShardContext, Stage, Timer};
 use crate::conn::{Conn, ConnId, Framing, SendStatus};
 use crate::handle::Outgoing;
@@ -17,6 +17,8 @@ use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
 use crate::proto::{
     CloseCode, Decoder, Event, HixieDecoder, HixieEvent, OpCode, ProtocolError, Role,
 };
+use crate::pubsub::hub::Publication;
+use crate::pubsub::{Delivery, SlowSubscribers};
 
 impl Inbound {
     /// Decodes from the front of `input` (unmasked in place for RFC 6455): the bytes
@@ -159,7 +161,7 @@ impl Connection {
         let mut conn = Conn {
             id: self.id,
             out: &mut self.out,
-            poster: &ctx.poster,
+            ctx,
         };
         let id = self.id;
         let len = data.len();
@@ -204,8 +206,8 @@ impl Connection {
                 None if consumed == 0 || pos == len => break,
                 None => {}
             }
-            if conn.out.overflowed {
-                ended = Some(Err(BACKPRESSURE_LIMIT_ERROR));
+            if let Some((code, reason)) = conn.out.overflowed {
+                ended = Some(Err(ProtocolError { code, reason }));
             } else if input_paused(conn.out) {
                 // Keep the rest, undecoded, for the resume.
                 self.rare_mut().held.extend_from_slice(&data[pos..]);
@@ -261,7 +263,7 @@ impl Connection {
             let mut conn = Conn {
                 id: self.id,
                 out: &mut self.out,
-                poster: &ctx.poster,
+                ctx,
             };
             // A panic here has nothing left to fail: guard only contains and logs it.
             let _ = guard(self.id, || handler.on_close(&mut conn, reason));
@@ -279,7 +281,7 @@ impl Connection {
             let mut conn = Conn {
                 id: self.id,
                 out: &mut self.out,
-                poster: &ctx.poster,
+                ctx,
             };
             match guard(self.id, || f(handler.as_mut(), &mut conn)) {
                 Ok(()) => {
@@ -295,7 +297,7 @@ impl Connection {
     /// A handler call may have started the close handshake: remember our close frame and
     /// arm the close timer. Or it went over the backpressure limit, which closes at once.
     pub(super) fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
-        if self.out.overflowed {
+        if self.out.overflowed.is_some() {
             self.end_if_overflowed(ctx);
             return;
         }
@@ -340,6 +342,38 @@ impl Connection {
                     tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
                 }
             }
+        }
+    }
+
+    /// A message published to a topic this connection subscribes to (see
+    /// `crate::pubsub`): the publication's shared frame for an RFC 6455 session (with
+    /// `share`, a plaintext socket, a large one is not even copied), the text for hixie
+    /// and the SockJS `websocket` adapter.
+    pub(crate) fn deliver(
+        &mut self,
+        publication: &Publication,
+        share: bool,
+        ctx: &ShardContext,
+        now: Instant,
+    ) -> Delivery {
+        if !self.is_open() || self.out.closed {
+            return Delivery::NotOpen;
+        }
+        if self.sockjs_ws().is_some() {
+            let Some(text) = publication.text() else {
+                return Delivery::Unsupported;
+            };
+            self.with_handler(ctx, now, |handler, conn| {
+                super::sockjs::remote(handler, conn, Remote::Text(text));
+            });
+            return Delivery::Queued;
+        }
+        let close_slow = ctx.config.slow_subscribers == SlowSubscribers::Close;
+        match self.out.send_published(publication, share, close_slow) {
+            SendStatus::Queued | SendStatus::Backpressure => Delivery::Queued,
+            SendStatus::Unsupported => Delivery::Unsupported,
+            SendStatus::Dropped if self.out.overflowed.is_some() => Delivery::Closed,
+            SendStatus::Dropped => Delivery::Dropped,
         }
     }
 

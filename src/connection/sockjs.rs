@@ -22,7 +22,6 @@ mod websocket;
 
 use super::{guard, Connection, Front, FrontPhase, ShardContext, Stage};
 use crate::conn::{Conn, ConnId, Outbox, Token};
-use crate::handle::Post;
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message};
 use crate::handshake;
 use crate::http::Request;
@@ -520,7 +519,7 @@ pub(crate) fn run_session_events(
     handler: &mut dyn Handler,
     out: &mut Outbox,
     id: ConnId,
-    poster: &Arc<dyn Post>,
+    ctx: &ShardContext,
 ) {
     loop {
         if out.read_paused && !out.closed && session.state() == SessionState::Open {
@@ -533,7 +532,7 @@ pub(crate) fn run_session_events(
         let mut conn = Conn {
             id,
             out: &mut *out,
-            poster,
+            ctx,
         };
         let result = match event {
             SessionEvent::Opened => guard(id, || handler.on_open(&mut conn)),

@@ -21,6 +21,14 @@ impl Post for NoPost {
     fn post(&self, _to: ConnId, _message: Outgoing) -> Result<(), Stopped> {
         Ok(())
     }
+
+    fn post_publication(
+        &self,
+        _shard: usize,
+        _publication: Arc<crate::pubsub::hub::Publication>,
+    ) -> Result<(), Stopped> {
+        Ok(())
+    }
 }
 
 type Log = Arc<Mutex<Vec<String>>>;

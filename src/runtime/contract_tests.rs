@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::core::{ShardCore, Token, TokenKind};
+use super::core::{SendBuf, ShardCore, Token, TokenKind};
 use super::eventfd::EventFd;
 use crate::server::Backend;
 
@@ -131,12 +131,12 @@ impl ShardCore for DoorsCore {
         self.ready.push(token);
     }
 
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+    fn take_send(&mut self, token: Token) -> Option<SendBuf> {
         let sock = self.socks.get_mut(&token)?;
-        (!sock.out.is_empty()).then(|| std::mem::take(&mut sock.out))
+        (!sock.out.is_empty()).then(|| SendBuf::Owned(std::mem::take(&mut sock.out)))
     }
 
-    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>) {
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
         if let Some(sock) = self.socks.get_mut(&token) {
             match written {
                 Ok(n) => {
@@ -394,12 +394,12 @@ impl ShardCore for FileCore {
 
     fn on_eof(&mut self, _token: Token, _now: Instant) {}
 
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+    fn take_send(&mut self, token: Token) -> Option<SendBuf> {
         let (out, _, _) = self.socks.get_mut(&token)?;
-        (!out.is_empty()).then(|| std::mem::take(out))
+        (!out.is_empty()).then(|| SendBuf::Owned(std::mem::take(out)))
     }
 
-    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>) {
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
         if let Some((out, _, done)) = self.socks.get_mut(&token) {
             match written {
                 Ok(n) => {

@@ -36,7 +36,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub(crate) use crate::conn::Token;
+pub(crate) use crate::conn::{SendBuf, Token};
 
 /// What a [`Token`] names. A shard keeps three tables, each numbering its own entries
 /// from 0; the kind is carried in high bits of the token's index, so tokens of the
@@ -175,12 +175,14 @@ pub(crate) trait ShardCore {
     /// Gives the next bytes to write on `token`, or `None` when nothing is queued. The
     /// backend owns the buffer until it hands it back with [`ShardCore::on_sent`]; it asks
     /// again only after that (one send in flight per connection keeps bytes in order).
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>>;
+    /// The bytes may be shared with other connections' sends (a published frame): the
+    /// backend only reads them.
+    fn take_send(&mut self, token: Token) -> Option<SendBuf>;
 
     /// A send finished: `written` bytes from the front of `buf` reached the socket (it may
     /// be fewer than `buf.len()`: the core queues the rest first). `Err` means the socket
     /// failed; the core then wants it closed.
-    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>);
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>);
 
     /// True when the core has given up on `token`'s output: a connection that wants
     /// closing but whose peer has not taken its last bytes within the close timeout (a

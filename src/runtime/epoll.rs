@@ -22,7 +22,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use super::core::{FileRead, ShardCore, Token};
+use super::core::{FileRead, SendBuf, ShardCore, Token};
 use super::eventfd::EventFd;
 
 /// Bytes read per `try_read`; also the shard's one read buffer.
@@ -292,7 +292,7 @@ async fn serve<C: ShardCore + 'static>(
     token: Token,
     notify: Rc<Notify>,
 ) {
-    let mut sending: Option<(Vec<u8>, usize)> = None;
+    let mut sending: Option<(SendBuf, usize)> = None;
     let mut read_open = true;
     loop {
         if sending.is_some() && shared.core.borrow().abandon_output(token) {

@@ -15,6 +15,8 @@ use super::eventfd::EventFd;
 use crate::conn::ConnId;
 use crate::connection::{SockJsReply, SockJsRequest};
 use crate::handle::{Outgoing, Post, Stopped};
+use crate::pubsub::hub::Publication;
+use std::sync::Arc;
 
 /// Work for a shard, posted from any thread.
 #[derive(Debug)]
@@ -22,6 +24,8 @@ pub(crate) enum Command {
     /// What a `ConnHandle` asked of a connection (or SockJS session) of this shard:
     /// the shard encodes a message for the connection's framing when it applies it.
     Post { token: Token, message: Outgoing },
+    /// A message published to a topic this shard has subscribers of.
+    Publish(Arc<Publication>),
     /// A SockJS request for a session this shard owns.
     SockJs(SockJsRequest),
     /// A session owner's reply for a connection of this shard.
@@ -41,6 +45,8 @@ pub(crate) struct Mailbox {
     /// the shard when it moved, once per batch of events (`ShardCore::drain_ready`),
     /// and read by `ServerHandle::memory_held`.
     held: AtomicUsize,
+    /// The shard's pub/sub counters (`ServerHandle::pubsub_stats`).
+    pub(crate) fanout: super::shard::topics::FanoutFigures,
 }
 
 /// The posting failed because the shard has stopped.
@@ -54,6 +60,7 @@ impl Mailbox {
             wake: EventFd::new()?,
             stopped: AtomicBool::new(false),
             held: AtomicUsize::new(0),
+            fanout: Default::default(),
         })
     }
 
@@ -144,6 +151,10 @@ impl Post for Registry {
             message,
         };
         Registry::post(self, to.shard(), command).map_err(|ShardStopped| Stopped)
+    }
+
+    fn post_publication(&self, shard: usize, publication: Arc<Publication>) -> Result<(), Stopped> {
+        Registry::post(self, shard, Command::Publish(publication)).map_err(|ShardStopped| Stopped)
     }
 }
 

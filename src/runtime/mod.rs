@@ -127,6 +127,8 @@ pub(crate) struct ShardSpec {
     pub(crate) registry: Arc<Registry>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) config: Arc<Config>,
+    /// The server's pub/sub hub.
+    pub(crate) hub: Arc<crate::pubsub::hub::Hub>,
     /// The protocols of `listeners[1..]`, in order.
     pub(crate) protocols: Arc<Vec<link::ProtocolFactory>>,
     /// Run the benchmark floor (`reflector::Reflector`) instead of the WebSocket shard.
@@ -159,7 +161,8 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
     } else {
         let registry = Arc::clone(&spec.registry);
         let index = spec.index as u32;
-        let mut shard = shard::Shard::with_registry(index, registry, spec.routes, spec.config);
+        let mut shard =
+            shard::Shard::with_registry(index, registry, spec.routes, spec.config, spec.hub);
         shard.set_protocols(spec.protocols);
         run_core(shard, spec.backend, spec.listeners, wake, &spec.uring)
     };

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::core::{ShardCore, Token};
+use super::core::{SendBuf, ShardCore, Token};
 use super::mailbox::{Command, Registry};
 use crate::handshake;
 use crate::http::{self, Parse};
@@ -170,16 +170,17 @@ impl ShardCore for Reflector {
         }
     }
 
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+    fn take_send(&mut self, token: Token) -> Option<SendBuf> {
         let conn = self.get(token)?;
         if conn.out.is_empty() {
             return None;
         }
         let spare = std::mem::take(&mut conn.spare);
-        Some(std::mem::replace(&mut conn.out, spare))
+        Some(SendBuf::Owned(std::mem::replace(&mut conn.out, spare)))
     }
 
-    fn on_sent(&mut self, token: Token, mut buf: Vec<u8>, written: std::io::Result<usize>) {
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
+        let mut buf = buf.into_vec();
         let Some(conn) = self.get(token) else { return };
         match written {
             Ok(n) if n < buf.len() => {

@@ -19,19 +19,21 @@ mod sessions;
 mod static_file_tests;
 #[cfg(test)]
 mod tests;
+pub(crate) mod topics;
 
 use budget::{Budget, Holder, Verdict};
 use out_pool::OutPool;
 
 use super::paged::PagedSlab;
 
-use super::core::{FileRead, ShardCore, Token, TokenKind};
+use super::core::{FileRead, SendBuf, ShardCore, Token, TokenKind};
 use super::link::{ProtocolFactory, Streams};
 use super::mailbox::{Command, Registry};
 use super::tls::{Received, TlsSession};
 use crate::conn::ConnId;
 use crate::connection::{Config, Connection, ShardContext, SockJsReply, SockJsRequest, WallClock};
 use crate::handle::Post;
+use crate::pubsub::hub::Hub;
 use crate::route::Routes;
 use sessions::{Effects, SessionTable};
 use std::sync::Arc;
@@ -159,6 +161,11 @@ pub(crate) struct Shard {
     /// Static file chunks the connections asked for, for the backend
     /// (`ShardCore::take_file_reads`).
     file_reads: Vec<FileRead>,
+    /// The subscribers of the publication being delivered (kept for its capacity).
+    fanout: Vec<Token>,
+    /// Pub/sub counters, and what was last stored for other threads (`topics.rs`).
+    fanout_counts: topics::FanoutCounts,
+    fanout_published: topics::FanoutCounts,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -175,10 +182,20 @@ impl Shard {
         registry: Arc<Registry>,
         routes: Arc<Routes>,
         config: Arc<Config>,
+        hub: Arc<Hub>,
     ) -> Shard {
         let poster: Arc<dyn Post> = registry.clone();
-        let ctx = ShardContext::new(shard, registry.shards(), poster, routes, config);
+        let ctx = ShardContext::new(shard, registry.shards(), poster, routes, config, hub);
         Shard::new(ctx, registry)
+    }
+
+    /// A one-shard server's shard with its own mailbox and hub (unit tests).
+    #[cfg(test)]
+    pub(crate) fn standalone(routes: Arc<Routes>, config: Arc<Config>) -> Shard {
+        let registry = Arc::new(Registry::new(1).expect("registry"));
+        let poster: Arc<dyn Post> = registry.clone();
+        let hub = Arc::new(Hub::new(1, poster));
+        Shard::with_registry(0, registry, routes, config, hub)
     }
 
     pub(crate) fn new(mut ctx: ShardContext, registry: Arc<Registry>) -> Shard {
@@ -193,6 +210,9 @@ impl Shard {
         let streams = Streams::new(ctx.shard, ctx.config.out_limits);
         let budget = Budget::new(ctx.config.memory_budget);
         Shard {
+            fanout: Vec::new(),
+            fanout_counts: topics::FanoutCounts::default(),
+            fanout_published: topics::FanoutCounts::default(),
             budget,
             sessions_held: 0,
             file_reads: Vec::new(),
@@ -271,7 +291,7 @@ impl Shard {
         let read_changed = reading != entry.reading;
         entry.reading = reading;
         if !entry.listed
-            && (!conn.out.queued.is_empty() || tls_output || conn.wants_close() || read_changed)
+            && (conn.out.has_output() || tls_output || conn.wants_close() || read_changed)
         {
             entry.listed = true;
             self.ready.push(token);
@@ -311,6 +331,7 @@ impl Shard {
                     self.touch(token);
                 }
             }
+            Command::Publish(publication) => self.deliver(publication, now),
             Command::SockJs(request) => self.work.push_back(Work::Request(request)),
             Command::SockJsReply { token, reply } => self.work.push_back(Work::Reply(token, reply)),
             Command::Shutdown if self.shutting_down => self.shutdown(now),
@@ -368,6 +389,9 @@ impl Shard {
         }
         for (deadline, token) in fx.timers {
             self.timers.push(Reverse((deadline, token)));
+        }
+        for token in fx.ended {
+            self.leave_topics(token);
         }
         for (shard, token, reply) in fx.replies {
             if shard == self.ctx.shard {
@@ -711,42 +735,36 @@ impl ShardCore for Shard {
         }
     }
 
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+    fn take_send(&mut self, token: Token) -> Option<SendBuf> {
         if token.kind() == TokenKind::Stream {
-            return self.streams.take_send(token);
+            return self.streams.take_send(token).map(SendBuf::Owned);
         }
         let entry = self.conns.get_mut(token)?;
         if entry.conn.out.abandon {
-            entry.conn.out.queued.clear();
+            entry.conn.out.clear_output();
             return None;
         }
         if let Some(tls) = entry.tls.as_mut() {
             // Plaintext in, records out; `close_notify` follows the last plaintext.
             let mut buf = self.out_pool.lend();
             let close = entry.conn.wants_close();
+            entry.conn.out.flatten();
             tls.seal(&mut entry.conn.out.queued, close, &mut buf);
             if buf.is_empty() {
                 self.out_pool.give_back(buf);
                 return None;
             }
             entry.conn.out.in_flight = buf.len();
-            return Some(buf);
-        }
-        let out = &mut entry.conn.out;
-        if out.queued.is_empty() {
-            return None;
+            return Some(SendBuf::Owned(buf));
         }
         // The queue is left with no buffer: an idle connection holds none (out_pool.rs).
-        let buf = std::mem::take(&mut out.queued);
-        out.in_flight = buf.len();
-        out.partial = false;
-        Some(buf)
+        entry.conn.out.take_output()
     }
 
-    fn on_sent(&mut self, token: Token, mut buf: Vec<u8>, written: std::io::Result<usize>) {
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
         self.now = Instant::now();
         if token.kind() == TokenKind::Stream {
-            self.streams.on_sent(token, buf, written);
+            self.streams.on_sent(token, buf.into_vec(), written);
             self.run_pumps();
             return;
         }
@@ -757,7 +775,9 @@ impl ShardCore for Shard {
             ..
         } = self;
         let Some(entry) = conns.get_mut(token) else {
-            out_pool.give_back(buf);
+            if let SendBuf::Owned(buf) = buf {
+                out_pool.give_back(buf);
+            }
             return;
         };
         let out = &mut entry.conn.out;
@@ -765,6 +785,7 @@ impl ShardCore for Shard {
         match written {
             Ok(n) if n < buf.len() && entry.tls.is_some() => {
                 // Ciphertext cannot rejoin the plaintext queue: the session keeps it.
+                let mut buf = buf.into_vec();
                 buf.drain(..n);
                 out.in_flight = buf.len();
                 if let Some(tls) = entry.tls.as_mut() {
@@ -773,13 +794,17 @@ impl ShardCore for Shard {
             }
             Ok(n) if n < buf.len() => {
                 // The rest goes out before anything queued since.
-                buf.drain(..n);
-                buf.extend_from_slice(&out.queued);
-                out.queued.clear();
-                out.partial = true;
-                out_pool.give_back(std::mem::replace(&mut out.queued, buf));
+                let mut rest = buf;
+                rest.advance(n);
+                if let Some(spare) = out.unsent(rest) {
+                    out_pool.give_back(spare);
+                }
             }
-            Ok(_) => out_pool.give_back(buf),
+            Ok(_) => {
+                if let SendBuf::Owned(buf) = buf {
+                    out_pool.give_back(buf);
+                }
+            }
             Err(error) => {
                 tracing::debug!(conn = %ConnId { shard: ctx.shard, token }, %error, "send failed");
                 if let Some(tls) = entry.tls.as_mut() {
@@ -848,6 +873,7 @@ impl ShardCore for Shard {
             self.pending -= 1;
         }
         entry.conn.transport_ended(&self.ctx);
+        self.leave_topics(token);
         if entry.conn.has_sockjs_requests() {
             let requests = entry.conn.take_sockjs_requests();
             self.dispatch(requests);
@@ -922,6 +948,7 @@ impl ShardCore for Shard {
     fn drain_ready(&mut self, out: &mut Vec<Token>) {
         self.check_budget();
         self.publish_held();
+        self.publish_fanout_figures();
         if self.streams.has_ready() {
             self.run_pumps();
             self.streams.drain_ready(out);

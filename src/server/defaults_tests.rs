@@ -190,8 +190,11 @@ fn readme_limits_and_defaults_match_the_builder() {
         "{shutdown:?}"
     );
     assert_eq!(c.shutdown_grace.load(Ordering::Relaxed), 0);
+    let registry =
+        std::sync::Arc::new(crate::runtime::mailbox::Registry::new(1).expect("registry"));
     let handle = super::ServerHandle {
-        registry: std::sync::Arc::new(crate::runtime::mailbox::Registry::new(1).expect("registry")),
+        hub: std::sync::Arc::new(crate::pubsub::hub::Hub::new(1, registry.clone())),
+        registry,
         config: std::sync::Arc::new(c.clone()),
     };
     handle.shutdown_within(Duration::from_secs(7));

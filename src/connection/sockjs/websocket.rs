@@ -56,7 +56,7 @@ impl SockJsWebSocket {
             self.user.as_mut(),
             &mut self.out,
             conn.id,
-            conn.poster,
+            conn.ctx,
         );
         self.sync_pause(conn);
         self.flush(conn);
@@ -128,7 +128,7 @@ impl SockJsWebSocket {
                     self.user.as_mut(),
                     &mut self.out,
                     conn.id,
-                    conn.poster,
+                    conn.ctx,
                 );
                 self.sync_pause(conn);
             }

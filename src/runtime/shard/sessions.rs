@@ -21,6 +21,8 @@ use crate::connection::{
 use crate::handle::Outgoing;
 use crate::handler::Handler;
 use crate::proto::CloseCode;
+use crate::pubsub::hub::Publication;
+use crate::pubsub::{Delivery, SLOW_SUBSCRIBER};
 use crate::route::SockJsService;
 use crate::runtime::core::{Token, TokenKind};
 use crate::sockjs::{
@@ -94,6 +96,8 @@ pub(crate) struct Effects {
     pub(crate) replies: Vec<(u32, Token, SockJsReply)>,
     /// Timers to arm: (deadline, session token).
     pub(crate) timers: Vec<(Instant, Token)>,
+    /// Sessions that ended and were forgotten: their topics are left.
+    pub(crate) ended: Vec<Token>,
 }
 
 /// The sessions a shard owns.
@@ -146,6 +150,7 @@ impl SessionTable {
         fx: &mut Effects,
     ) -> usize {
         if let Some(old) = self.by_key.remove(&key) {
+            fx.ended.push(Self::token(old, self.slots[old].generation));
             let mut old = self.slots.remove(old);
             self.held = self.held.saturating_sub(old.counted);
             old.release_sends(fx);
@@ -289,7 +294,7 @@ impl SessionTable {
             slot.handler.as_mut(),
             &mut slot.out,
             id,
-            &ctx.poster,
+            ctx,
         );
         if !slot.holds_input() {
             slot.release_sends(fx);
@@ -403,6 +408,8 @@ impl SessionTable {
             Timer::Heartbeat => self.flush(index, now, fx),
             Timer::Expired => {
                 self.run_and_flush(index, ctx, now, fx);
+                fx.ended
+                    .push(Self::token(index, self.slots[index].generation));
                 let slot = self.slots.remove(index);
                 self.held = self.held.saturating_sub(slot.counted);
                 self.by_key.remove(&slot.key);
@@ -433,6 +440,44 @@ impl SessionTable {
                 }
             }
         }
+    }
+
+    /// A message published to a topic the session subscribes to: its text goes out as
+    /// a SockJS message; a binary one cannot. Over `max_buffered` it is dropped, or with
+    /// `close_slow` the session is closed with 1008 "slow subscriber".
+    pub(crate) fn deliver(
+        &mut self,
+        token: Token,
+        publication: &Publication,
+        close_slow: bool,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Delivery {
+        let Some(index) = self.slot_of(token) else {
+            return Delivery::NotOpen;
+        };
+        let slot = &mut self.slots[index];
+        if slot.session.state() != SessionState::Open {
+            return Delivery::NotOpen;
+        }
+        let Some(text) = publication.text() else {
+            return Delivery::Unsupported;
+        };
+        if slot.session.pending_bytes() + text.len() > self.limits.max_buffered {
+            if !close_slow {
+                return Delivery::Dropped;
+            }
+            let (code, reason) = SLOW_SUBSCRIBER;
+            slot.session.close(code.0, reason);
+            self.run_and_flush(index, ctx, now, fx);
+            self.arm(index, fx);
+            return Delivery::Closed;
+        }
+        slot.session.send(text);
+        self.flush(index, now, fx);
+        self.arm(index, fx);
+        Delivery::Queued
     }
 
     /// A `ConnHandle` sent a text message to a session.
@@ -477,6 +522,8 @@ impl SessionTable {
                 .session
                 .close(1001, "Server shutting down");
             self.run_and_flush(index, ctx, now, fx);
+            fx.ended
+                .push(Self::token(index, self.slots[index].generation));
         }
         self.slots.clear();
         self.by_key.clear();

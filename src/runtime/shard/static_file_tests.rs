@@ -9,7 +9,6 @@ use std::time::Instant;
 use crate::route::{PrefixRoute, Routes};
 use crate::runtime::core::{FileRead, ShardCore, Token};
 use crate::runtime::files::StaticDir;
-use crate::runtime::mailbox::Registry;
 use crate::runtime::shard::Shard;
 
 use crate::connection::FILE_CHUNK;
@@ -25,12 +24,7 @@ fn shard(name: &str) -> (Shard, Vec<u8>, std::path::PathBuf) {
     let mut routes = Routes::default();
     let static_dir = StaticDir::new(&dir).expect("static dir");
     routes.insert_prefix("/", PrefixRoute::Static(Box::new(static_dir)));
-    let shard = Shard::with_registry(
-        0,
-        Arc::new(Registry::new(1).expect("registry")),
-        Arc::new(routes),
-        Arc::new(crate::server::default_config()),
-    );
+    let shard = Shard::standalone(Arc::new(routes), Arc::new(crate::server::default_config()));
     (shard, contents, dir)
 }
 

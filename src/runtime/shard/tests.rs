@@ -5,17 +5,11 @@ use std::time::Instant;
 
 use super::Shard;
 use crate::runtime::core::{ShardCore, Token};
-use crate::runtime::mailbox::Registry;
 
 fn shard(max_pending: Option<usize>) -> Shard {
     let mut config = crate::server::default_config();
     config.max_pending = max_pending;
-    Shard::with_registry(
-        0,
-        Arc::new(Registry::new(1).expect("registry")),
-        Arc::default(),
-        Arc::new(config),
-    )
+    Shard::standalone(Arc::default(), Arc::new(config))
 }
 
 /// A complete request (answered 404, kept alive: no longer pending).
@@ -110,12 +104,7 @@ fn budget_shard(budget: usize) -> Shard {
             options: WebSocketOptions::default(),
         },
     );
-    Shard::with_registry(
-        0,
-        Arc::new(Registry::new(1).expect("registry")),
-        Arc::new(routes),
-        Arc::new(config),
-    )
+    Shard::standalone(Arc::new(routes), Arc::new(config))
 }
 
 /// An accepted connection, upgraded (its 101 answer taken as sent).
@@ -320,12 +309,7 @@ fn sockjs_shard(budget: usize) -> Shard {
         crate::sockjs::SockJsOptions::default(),
         Box::new(|| Box::new(Loud) as Box<dyn crate::Handler>),
     );
-    Shard::with_registry(
-        0,
-        Arc::new(Registry::new(1).expect("registry")),
-        Arc::new(routes),
-        Arc::new(config),
-    )
+    Shard::standalone(Arc::new(routes), Arc::new(config))
 }
 
 /// One HTTP request on a new connection; returns the connection and its answer.

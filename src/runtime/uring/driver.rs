@@ -20,7 +20,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use super::bufring::BufRing;
 use super::ops::{self, Op};
 use super::ring::SetupKind;
-use crate::runtime::core::{FileRead, ShardCore, Token};
+use crate::runtime::core::{FileRead, SendBuf, ShardCore, Token};
 use crate::runtime::eventfd::EventFd;
 
 mod connect;
@@ -49,7 +49,7 @@ struct ConnIo {
     token: Token,
     fd: OwnedFd,
     /// The buffer of the send in flight; the kernel reads it until the send completes.
-    send: Option<Vec<u8>>,
+    send: Option<SendBuf>,
     /// A recv SQE was pushed and its final completion (no MORE flag) has not arrived.
     recv_armed: bool,
     /// Reading ended for good (EOF or an error was reported): never re-armed.

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{probe, run, UringOptions};
-use crate::runtime::core::{ShardCore, Token};
+use crate::runtime::core::{SendBuf, ShardCore, Token};
 use crate::runtime::eventfd::EventFd;
 
 /// Shared counters the test thread watches.
@@ -107,16 +107,16 @@ impl ShardCore for EchoCore {
         self.ready.push(token);
     }
 
-    fn take_send(&mut self, token: Token) -> Option<Vec<u8>> {
+    fn take_send(&mut self, token: Token) -> Option<SendBuf> {
         let c = self.conn(token);
         if c.out.is_empty() {
             None
         } else {
-            Some(std::mem::take(&mut c.out))
+            Some(SendBuf::Owned(std::mem::take(&mut c.out)))
         }
     }
 
-    fn on_sent(&mut self, token: Token, buf: Vec<u8>, written: std::io::Result<usize>) {
+    fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
         let c = self.conn(token);
         match written {
             Ok(n) if n < buf.len() => {

@@ -1,0 +1,627 @@
+//! A connection's outgoing side: encoded frames (and shared published frames) waiting
+//! for the socket, with the limits that decide `SendStatus`.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::SendStatus;
+use crate::handle::Outgoing;
+use crate::proto::encode::{encode_close, encode_frame};
+use crate::proto::{encode_hixie_close, encode_hixie_text, CloseCode, OpCode};
+use crate::pubsub::hub::Publication;
+use crate::pubsub::{SHARED_SEND_MIN, SLOW_SUBSCRIBER};
+
+/// Bytes handed to the backend for one send: the connection's own buffer, or a
+/// published frame shared with other subscribers (see [`Outbox::send_published`]).
+/// Either way the heap bytes do not move while the value is moved, so a backend may
+/// give the kernel their address and keep the value until the send completes.
+#[derive(Debug)]
+pub(crate) enum SendBuf {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl std::ops::Deref for SendBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SendBuf::Owned(bytes) => bytes,
+            SendBuf::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl SendBuf {
+    /// Drops the first `n` bytes (written by a short send).
+    pub(crate) fn advance(&mut self, n: usize) {
+        match self {
+            SendBuf::Owned(bytes) => {
+                bytes.drain(..n.min(bytes.len()));
+            }
+            SendBuf::Shared(bytes) => {
+                let _ = bytes.split_to(n.min(bytes.len()));
+            }
+        }
+    }
+
+    /// The bytes as an owned buffer (a shared one is copied; the runtime's raw streams
+    /// only ever see owned ones).
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            SendBuf::Owned(bytes) => bytes,
+            SendBuf::Shared(bytes) => bytes.to_vec(),
+        }
+    }
+}
+
+/// Output that goes before [`Outbox::queued`]: shared published frames, and the owned
+/// bytes queued before each of them.
+#[derive(Debug, Default)]
+pub(crate) struct Ahead {
+    chunks: VecDeque<SendBuf>,
+    bytes: usize,
+}
+
+impl Ahead {
+    fn push_back(&mut self, chunk: SendBuf) {
+        self.bytes += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+
+    fn push_front(&mut self, chunk: SendBuf) {
+        self.bytes += chunk.len();
+        self.chunks.push_front(chunk);
+    }
+
+    fn pop_front(&mut self) -> Option<SendBuf> {
+        let chunk = self.chunks.pop_front()?;
+        self.bytes -= chunk.len();
+        Some(chunk)
+    }
+}
+
+/// How a connection's outgoing frames are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// RFC 6455 (and hybi-07/08) frames.
+    Rfc6455,
+    /// hixie-76: `0x00 … 0xFF` text frames, `0xFF 0x00` to close.
+    Hixie76,
+    /// hixie-75: the same framing, but no closing handshake is awaited.
+    Hixie75,
+    /// A SockJS session: text messages are collected in [`Outbox::messages`] and handed
+    /// to the session after the callback; nothing is encoded here.
+    SockJs,
+}
+
+/// Outgoing limits of one connection (from the server's configuration).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutLimits {
+    pub(crate) backpressure_threshold: usize,
+    pub(crate) max_buffered: usize,
+    /// Stop reading a connection while its buffered bytes are over the threshold
+    /// (`Builder::pause_reading_on_backpressure`).
+    pub(crate) pause_on_backpressure: bool,
+    /// A send over `max_buffered` closes the connection instead of being dropped
+    /// alone (`Builder::close_on_backpressure_limit`).
+    pub(crate) close_on_limit: bool,
+}
+
+/// The close code and reason of a connection closed for going over `max_buffered`
+/// with `close_on_limit`.
+pub(crate) const BACKPRESSURE_LIMIT: (CloseCode, &str) = (CloseCode(1008), "backpressure limit");
+
+/// What a send over `max_buffered` does: close the connection (`true`) with this code
+/// and reason, or only drop the message.
+type OnLimit = (bool, (CloseCode, &'static str));
+
+/// The outgoing side of a connection: encoded frames waiting for the socket.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// Encoded bytes not yet handed to the backend.
+    pub(crate) queued: Vec<u8>,
+    /// Bytes handed to the backend and not yet reported sent.
+    pub(crate) in_flight: usize,
+    /// No more data frames may be queued (a close frame was queued, or the connection ended).
+    pub(crate) closed: bool,
+    /// The close frame `Conn::close` queued (code, reason), until the connection arms
+    /// its close timer and takes it.
+    /// (Boxed: rare, and every connection carries the field.)
+    pub(crate) close_started: Option<Box<(CloseCode, String)>>,
+    /// A send reported `Backpressure`; `on_drain` is owed when the queue falls back.
+    pub(crate) drain_owed: bool,
+    pub(crate) limits: OutLimits,
+    /// The framing written (RFC 6455 until a hixie upgrade says otherwise).
+    pub(crate) framing: Framing,
+    /// [`Framing::SockJs`] only: the messages sent during a callback.
+    pub(crate) messages: Vec<String>,
+    /// The handler asked not to be given more input ([`Conn::pause_reading`]). It lives
+    /// here because the outbox is what a [`Conn`] borrows of its connection.
+    pub(crate) read_paused: bool,
+    /// The shard's memory budget paused reading (the shard's `budget.rs`): a pause of
+    /// its own, so that it and the handler's (`read_paused`) end independently.
+    pub(crate) budget_paused: bool,
+    /// A send went over `max_buffered` with `close_on_limit`: the connection is closed
+    /// with [`BACKPRESSURE_LIMIT`] (the close frame is queued only when nothing else is
+    /// half-written; otherwise `abandon` is set).
+    pub(crate) overflowed: Option<(CloseCode, &'static str)>,
+    /// The shard should give up on this output and close the socket (see
+    /// `ShardCore::abandon_output`).
+    pub(crate) abandon: bool,
+    /// The output (`ahead`'s first chunk, or `queued`) starts with the unwritten rest
+    /// of an earlier send (a short write), so it cannot be thrown away without cutting a
+    /// frame.
+    pub(crate) partial: bool,
+    /// Output that goes out before `queued`: published frames shared with other
+    /// subscribers (boxed: only while a large published message waits).
+    ahead: Option<Box<Ahead>>,
+}
+
+impl Outbox {
+    pub(crate) fn new(limits: OutLimits) -> Outbox {
+        Outbox {
+            queued: Vec::new(),
+            in_flight: 0,
+            closed: false,
+            close_started: None,
+            drain_owed: false,
+            limits,
+            framing: Framing::Rfc6455,
+            messages: Vec::new(),
+            read_paused: false,
+            budget_paused: false,
+            overflowed: None,
+            abandon: false,
+            partial: false,
+            ahead: None,
+        }
+    }
+
+    /// The outbox of a SockJS session's handler (see [`Framing::SockJs`]).
+    pub(crate) fn sockjs(limits: OutLimits) -> Outbox {
+        Outbox {
+            framing: Framing::SockJs,
+            ..Outbox::new(limits)
+        }
+    }
+
+    /// Bytes accepted for sending and not yet written to the socket.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queued.len() + self.in_flight + self.ahead.as_ref().map_or(0, |a| a.bytes)
+    }
+
+    /// True when something waits to be handed to the backend.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.queued.is_empty() || self.ahead.is_some()
+    }
+
+    /// Throws away everything not yet handed to the backend.
+    pub(crate) fn clear_output(&mut self) {
+        self.queued.clear();
+        self.ahead = None;
+    }
+
+    /// The next bytes to hand to the backend (one send): the first chunk ahead of the
+    /// queue, else the whole queue (which leaves the outbox with no buffer).
+    pub(crate) fn take_output(&mut self) -> Option<SendBuf> {
+        let chunk = match self.ahead.as_mut() {
+            Some(ahead) => {
+                let chunk = ahead.pop_front();
+                if ahead.chunks.is_empty() {
+                    self.ahead = None;
+                }
+                chunk
+            }
+            None => None,
+        };
+        let chunk = match chunk {
+            Some(chunk) => chunk,
+            None if self.queued.is_empty() => return None,
+            None => SendBuf::Owned(std::mem::take(&mut self.queued)),
+        };
+        self.in_flight = chunk.len();
+        self.partial = false;
+        Some(chunk)
+    }
+
+    /// The backend wrote only part of a send; `rest` is what it did not write, which
+    /// goes out before anything else. Returns a buffer the caller may reuse.
+    pub(crate) fn unsent(&mut self, rest: SendBuf) -> Option<Vec<u8>> {
+        self.in_flight = 0;
+        self.partial = true;
+        match (self.ahead.as_mut(), rest) {
+            (None, SendBuf::Owned(mut rest)) => {
+                rest.extend_from_slice(&self.queued);
+                self.queued.clear();
+                Some(std::mem::replace(&mut self.queued, rest))
+            }
+            (Some(ahead), rest) => {
+                ahead.push_front(rest);
+                None
+            }
+            (None, rest) => {
+                let mut ahead = Box::<Ahead>::default();
+                ahead.push_back(rest);
+                self.ahead = Some(ahead);
+                None
+            }
+        }
+    }
+
+    /// Everything not yet handed to the backend, as one buffer in `queued` (TLS seals
+    /// plaintext from there).
+    pub(crate) fn flatten(&mut self) {
+        let Some(mut ahead) = self.ahead.take() else {
+            return;
+        };
+        let mut all = Vec::with_capacity(ahead.bytes + self.queued.len());
+        while let Some(chunk) = ahead.pop_front() {
+            all.extend_from_slice(&chunk);
+        }
+        all.extend_from_slice(&self.queued);
+        self.queued = all;
+    }
+
+    /// Queues a published message (see [`crate::pubsub`]). An RFC 6455 connection gets
+    /// the publication's own frame: with `share` (a plaintext socket) and a frame of
+    /// [`SHARED_SEND_MIN`] bytes or more, the shared buffer itself goes out, else the
+    /// frame is copied into the batch; hixie and SockJS framings write the text. Over
+    /// `max_buffered` the message is dropped, or with `close_slow` the connection is
+    /// closed with 1008 "slow subscriber".
+    pub(crate) fn send_published(
+        &mut self,
+        publication: &Publication,
+        share: bool,
+        close_slow: bool,
+    ) -> SendStatus {
+        let on_limit = (close_slow, SLOW_SUBSCRIBER);
+        if self.framing != Framing::Rfc6455 {
+            return match publication.text() {
+                Some(text) => self.send_frame_with(OpCode::Text, text.as_bytes(), on_limit),
+                None => SendStatus::Unsupported,
+            };
+        }
+        if self.closed {
+            return SendStatus::Dropped;
+        }
+        let frame = publication.frame();
+        if self.buffered() + publication.payload().len() > self.limits.max_buffered {
+            return self.over_limit(on_limit);
+        }
+        if share && frame.len() >= SHARED_SEND_MIN {
+            let ahead = self.ahead.get_or_insert_with(Box::default);
+            if !self.queued.is_empty() {
+                ahead.push_back(SendBuf::Owned(std::mem::take(&mut self.queued)));
+            }
+            ahead.push_back(SendBuf::Shared(frame.clone()));
+        } else {
+            self.queued.extend_from_slice(frame);
+        }
+        self.status_after_queue()
+    }
+
+    /// True while the buffered bytes are over the backpressure threshold.
+    pub(crate) fn over_threshold(&self) -> bool {
+        self.buffered() > self.limits.backpressure_threshold
+    }
+
+    /// A send of `len` more bytes would go over `max_buffered`: drop it, and with
+    /// `on_limit.0` close the connection with `on_limit.1` (`close_on_limit` and
+    /// [`BACKPRESSURE_LIMIT`] for the handler's sends). Returns [`SendStatus::Dropped`].
+    fn over_limit(&mut self, on_limit: OnLimit) -> SendStatus {
+        let (close, (code, reason)) = on_limit;
+        if !close || self.closed {
+            return SendStatus::Dropped;
+        }
+        self.overflowed = Some((code, reason));
+        match self.framing {
+            // The session writes its own close frame (`c[1008,"backpressure limit"]`).
+            Framing::SockJs => {
+                self.closed = true;
+                self.close_started = Some(Box::new((code, reason.to_owned())));
+            }
+            // Nothing handed to the socket yet: the unsent messages give way to the
+            // close frame. Otherwise the peer has not taken what it was given, so no
+            // close frame could follow it: the shard abandons the output.
+            _ if self.in_flight == 0 && !self.partial => {
+                self.clear_output();
+                self.queue_close(Some(code), reason);
+            }
+            _ => {
+                self.closed = true;
+                self.abandon = true;
+            }
+        }
+        SendStatus::Dropped
+    }
+
+    /// Gives up the queued output for a close the server decided (the memory budget's
+    /// 1008, `code` and `reason`): the unsent messages are thrown away and, when nothing is
+    /// half-written to the socket, replaced by the close frame; otherwise the output is
+    /// abandoned (the shard stops writing and closes the socket). Either way the queued
+    /// bytes are freed now. A close already queued is abandoned with the rest.
+    pub(crate) fn drop_for_close(&mut self, code: CloseCode, reason: &str) {
+        self.queued = Vec::new();
+        self.ahead = None;
+        if self.closed || self.in_flight > 0 || self.partial {
+            self.closed = true;
+            self.abandon = true;
+            self.partial = false;
+            return;
+        }
+        self.queue_close(Some(code), reason);
+    }
+
+    /// Queues one unmasked (server role) data or control frame; for a hixie connection,
+    /// text only (anything else is [`SendStatus::Unsupported`]).
+    pub(crate) fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let on_limit = (self.limits.close_on_limit, BACKPRESSURE_LIMIT);
+        self.send_frame_with(opcode, payload, on_limit)
+    }
+
+    fn send_frame_with(&mut self, opcode: OpCode, payload: &[u8], on_limit: OnLimit) -> SendStatus {
+        if self.framing == Framing::SockJs {
+            return self.send_sockjs(opcode, payload, on_limit);
+        }
+        let hixie = self.framing != Framing::Rfc6455;
+        if hixie && opcode != OpCode::Text {
+            return SendStatus::Unsupported;
+        }
+        if self.closed {
+            return SendStatus::Dropped;
+        }
+        if self.buffered() + payload.len() > self.limits.max_buffered {
+            return self.over_limit(on_limit);
+        }
+        if hixie {
+            match std::str::from_utf8(payload) {
+                Ok(text) => encode_hixie_text(&mut self.queued, text),
+                Err(_) => return SendStatus::Unsupported,
+            }
+        } else {
+            encode_frame(&mut self.queued, opcode, true, payload, None);
+        }
+        self.status_after_queue()
+    }
+
+    /// Queues a message a [`ConnHandle`] posted, encoded for this outbox's framing like
+    /// the handler's own sends ([`Outbox::send_frame`]: same limits, same answers);
+    /// `None` for the commands that are not messages (close, pause, resume).
+    pub(crate) fn send_posted(&mut self, message: &Outgoing) -> Option<SendStatus> {
+        let (opcode, payload) = message.data()?;
+        Some(self.send_frame(opcode, payload))
+    }
+
+    fn send_sockjs(&mut self, opcode: OpCode, payload: &[u8], on_limit: OnLimit) -> SendStatus {
+        if opcode != OpCode::Text {
+            return SendStatus::Unsupported;
+        }
+        // `in_flight` counts the session's pending bytes (set before each callback).
+        if self.closed {
+            return SendStatus::Dropped;
+        }
+        if self.in_flight + payload.len() > self.limits.max_buffered {
+            return self.over_limit(on_limit);
+        }
+        match std::str::from_utf8(payload) {
+            Ok(text) => {
+                self.in_flight += payload.len();
+                self.messages.push(text.to_owned());
+                SendStatus::Queued
+            }
+            Err(_) => SendStatus::Unsupported,
+        }
+    }
+
+    fn status_after_queue(&mut self) -> SendStatus {
+        if self.over_threshold() {
+            self.drain_owed = true;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
+        }
+    }
+
+    /// Queues a close frame (once); later data sends are dropped. A hixie connection
+    /// has no close code on the wire: it sends `0xFF 0x00`.
+    pub(crate) fn queue_close(&mut self, code: Option<CloseCode>, reason: &str) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.closed = true;
+        match self.framing {
+            Framing::Rfc6455 => encode_close(&mut self.queued, code, reason, None),
+            Framing::Hixie76 | Framing::Hixie75 => encode_hixie_close(&mut self.queued),
+            // The session writes its own close frame.
+            Framing::SockJs => {}
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn outbox(close_on_limit: bool) -> Outbox {
+        Outbox::new(OutLimits {
+            backpressure_threshold: 10,
+            max_buffered: 100,
+            pause_on_backpressure: true,
+            close_on_limit,
+        })
+    }
+
+    #[test]
+    fn over_the_limit_drops_the_message_and_keeps_the_connection_by_default() {
+        let mut out = outbox(false);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[1; 60]),
+            SendStatus::Backpressure
+        );
+        assert!(out.over_threshold());
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(!out.closed && out.overflowed.is_none() && !out.abandon);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[3; 10]),
+            SendStatus::Backpressure
+        );
+    }
+
+    #[test]
+    fn close_on_limit_replaces_unsent_messages_with_a_1008_close() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed.is_some() && !out.abandon);
+        let mut expected = Vec::new();
+        encode_close(
+            &mut expected,
+            Some(CloseCode(1008)),
+            "backpressure limit",
+            None,
+        );
+        assert_eq!(out.queued, expected);
+        // Later sends are dropped like any send after a close.
+        assert_eq!(out.send_frame(OpCode::Text, b"late"), SendStatus::Dropped);
+    }
+
+    #[test]
+    fn close_on_limit_abandons_output_the_peer_has_partly_taken() {
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        // Handed to the socket, not yet reported written.
+        out.in_flight = std::mem::take(&mut out.queued).len();
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[]),
+            SendStatus::Backpressure
+        );
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.closed && out.overflowed.is_some() && out.abandon);
+
+        // The unwritten rest of a short write at the front: no clean frame boundary.
+        let mut out = outbox(true);
+        out.send_frame(OpCode::Binary, &[1; 60]);
+        out.partial = true;
+        assert_eq!(
+            out.send_frame(OpCode::Binary, &[2; 60]),
+            SendStatus::Dropped
+        );
+        assert!(out.abandon);
+    }
+
+    fn posted(framing: Framing, message: Outgoing) -> (Option<SendStatus>, Vec<u8>) {
+        let mut out = outbox(false);
+        out.limits.max_buffered = 1000;
+        out.limits.backpressure_threshold = 1000;
+        out.framing = framing;
+        let status = out.send_posted(&message);
+        (status, out.queued)
+    }
+
+    fn commands() -> [Outgoing; 3] {
+        [
+            Outgoing::Close {
+                code: CloseCode(1000),
+                reason: "bye".to_owned(),
+            },
+            Outgoing::PauseReading,
+            Outgoing::ResumeReading,
+        ]
+    }
+
+    #[test]
+    fn a_posted_message_is_encoded_as_an_rfc6455_frame() {
+        let queued = Some(SendStatus::Queued);
+        let text = |t: &str| Outgoing::Text(Arc::from(t));
+        let binary = |b: &[u8]| Outgoing::Binary(Arc::from(b));
+        let ping = |b: &[u8]| Outgoing::Ping(Arc::from(b));
+        assert_eq!(
+            posted(Framing::Rfc6455, text("hé")),
+            (queued, vec![0x81, 3, b'h', 0xc3, 0xa9])
+        );
+        assert_eq!(
+            posted(Framing::Rfc6455, binary(&[0, 0xff])),
+            (queued, vec![0x82, 2, 0, 0xff])
+        );
+        assert_eq!(
+            posted(Framing::Rfc6455, ping(b"p")),
+            (queued, vec![0x89, 1, b'p'])
+        );
+        assert_eq!(posted(Framing::Rfc6455, ping(b"")), (queued, vec![0x89, 0]));
+        // A 16-bit length past 125 bytes.
+        let (status, bytes) = posted(Framing::Rfc6455, binary(&[7; 200]));
+        assert_eq!(status, queued);
+        assert_eq!(bytes[..4], [0x82, 126, 0, 200]);
+        assert_eq!(bytes[4..], [7; 200]);
+        // The other commands are not messages: nothing is queued.
+        for command in commands() {
+            assert_eq!(posted(Framing::Rfc6455, command), (None, Vec::new()));
+        }
+    }
+
+    #[test]
+    fn a_posted_text_message_is_a_hixie_frame_and_the_rest_is_unsupported() {
+        for framing in [Framing::Hixie76, Framing::Hixie75] {
+            assert_eq!(
+                posted(framing, Outgoing::Text(Arc::from("hé"))),
+                (Some(SendStatus::Queued), vec![0x00, b'h', 0xc3, 0xa9, 0xff])
+            );
+            let unsupported = (Some(SendStatus::Unsupported), Vec::new());
+            assert_eq!(
+                posted(framing, Outgoing::Binary(Arc::from(&b"b"[..]))),
+                unsupported
+            );
+            assert_eq!(
+                posted(framing, Outgoing::Ping(Arc::from(&b"p"[..]))),
+                unsupported
+            );
+            for command in commands() {
+                assert_eq!(posted(framing, command), (None, Vec::new()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_posted_message_is_held_to_the_limits_of_the_handlers_sends() {
+        let mut out = outbox(false);
+        let message = Outgoing::Binary(Arc::from(&[1u8; 60][..]));
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Backpressure));
+        assert!(out.drain_owed);
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
+        out.queue_close(Some(CloseCode::NORMAL), "");
+        let message = Outgoing::Text(Arc::from("late"));
+        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
+    }
+
+    #[test]
+    fn close_on_limit_closes_a_sockjs_session_through_its_close() {
+        let mut out = Outbox::sockjs(outbox(true).limits);
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'a'; 60]),
+            SendStatus::Queued
+        );
+        assert_eq!(
+            out.send_frame(OpCode::Text, &[b'b'; 60]),
+            SendStatus::Dropped
+        );
+        assert_eq!(
+            out.close_started.as_deref(),
+            Some(&(CloseCode(1008), "backpressure limit".to_owned()))
+        );
+        assert!(out.closed && !out.abandon);
+    }
+}
