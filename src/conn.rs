@@ -282,7 +282,7 @@ impl Conn<'_> {
     }
 
     /// Publishes `message` to every subscriber of `topic` on every shard (and, with
-    /// `Builder::redis`, every node) except this connection.
+    /// [`Builder::redis`](crate::Builder::redis), every node) except this connection.
     /// The message is copied once; it reaches the subscribers after this callback
     /// returns. A hixie or SockJS subscriber cannot receive a binary message: it is
     /// skipped there (and counted).
@@ -293,7 +293,9 @@ impl Conn<'_> {
 
     /// Publishes `message` to every subscriber of `topic`, this connection included
     /// (if it is subscribed; like `ServerHandle::publish`). This connection's own copy
-    /// is queued at once, so it keeps its place among this callback's sends.
+    /// is queued at once, as a send of its own (the handler's limits and answers, not
+    /// counted in the pub/sub figures), so it keeps its place among this callback's
+    /// sends.
     pub fn publish_to_all(&mut self, topic: &str, message: Message<'_>) {
         if self.is_subscribed(topic) {
             let (opcode, payload) = match message {

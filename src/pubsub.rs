@@ -4,7 +4,7 @@
 //! a message published to a topic ([`Conn::publish`](crate::Conn::publish),
 //! [`Conn::publish_to_all`](crate::Conn::publish_to_all),
 //! [`ServerHandle::publish`](crate::ServerHandle::publish) from any thread) reaches every
-//! subscriber of every shard, and with `Builder::redis` of every
+//! subscriber of every shard, and with [`Builder::redis`](crate::Builder::redis) of every
 //! node sharing the Redis server.
 //!
 //! - **Topics** are exact names: no wildcards or patterns in this version.
@@ -33,10 +33,14 @@
 //!   `maxBackpressure`), or the subscriber is closed with 1008 "slow subscriber"
 //!   ([`SlowSubscribers::Close`]). Queued messages also count in the shard's
 //!   [memory budget](crate::Builder::memory_budget), which closes the biggest holders
-//!   first when the whole shard is over it.
+//!   first when the whole shard is over it. (A large message shared by many subscribers
+//!   counts in full for each one that still holds it: the budget errs toward closing a
+//!   slow subscriber early, never toward running out of memory.)
 //! - **Subscriber counts** ([`ServerHandle::subscriber_count`](crate::ServerHandle::subscriber_count))
 //!   are this node's, and approximate: each shard updates its count when a
-//!   subscription changes, and a reader on another thread sees the counts as they stand.
+//!   subscription changes, and a reader on another thread sees the counts as they stand;
+//!   a connection in its close handshake (or a closed SockJS session until its
+//!   disconnect delay ends) is still counted, though nothing more is delivered to it.
 //!
 //! ```no_run
 //! use ringws::{Conn, Handler, Message, Server};
@@ -85,7 +89,10 @@ pub enum SlowSubscribers {
     /// has caught up. The default.
     #[default]
     Drop,
-    /// The subscriber is closed with 1008 "slow subscriber".
+    /// The subscriber is closed with 1008 "slow subscriber" (its handler hears that
+    /// reason). The close frame replaces the unsent messages when nothing is
+    /// half-written to the socket; a subscriber that stopped reading in the middle of
+    /// a frame cannot be sent a clean close, so its socket is just closed.
     Close,
 }
 
@@ -209,3 +216,6 @@ impl ShardTopics {
             .map_or((0, 0), |table| (table.topics(), table.subscriptions()))
     }
 }
+
+#[cfg(test)]
+mod tests;

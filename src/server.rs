@@ -66,6 +66,9 @@ pub struct Builder {
     /// [`Builder::memory_budget`], for the whole server (`None`: the default,
     /// `default_memory_budget()`; `Some(0)`: no budget).
     memory_budget: Option<usize>,
+    /// [`Builder::redis`] and [`Builder::on_broker_event`].
+    #[cfg(feature = "redis")]
+    broker: broker::BrokerConfig,
 }
 
 /// The default [`Builder::max_pending_handshakes`], per shard: 1024 connections that
@@ -130,6 +133,8 @@ impl Default for Builder {
                 slow_subscribers: SlowSubscribers::Drop,
             },
             tls: None,
+            #[cfg(feature = "redis")]
+            broker: broker::BrokerConfig::default(),
         }
     }
 }
@@ -725,6 +730,8 @@ impl Builder {
         if let Some(error) = self.route_error.take() {
             return Err(error);
         }
+        #[cfg(feature = "redis")]
+        let broker = std::mem::take(&mut self.broker).settings()?;
         self.routes
             .set_max_static_file_size(self.max_static_file_size);
         if let Some(tls) = self.tls.take() {
@@ -765,6 +772,8 @@ impl Builder {
         let hub = Arc::new(Hub::new(shards, poster));
         Ok(Server {
             hub,
+            #[cfg(feature = "redis")]
+            broker,
             doors,
             tcp_addrs,
             protocols: Arc::new(protocols),
@@ -815,6 +824,9 @@ pub struct Server {
     routes: Arc<Routes>,
     config: Arc<Config>,
     hub: Arc<Hub>,
+    /// The Redis link's settings ([`Builder::redis`]); its thread starts with the shards.
+    #[cfg(feature = "redis")]
+    broker: Option<runtime::redis::Settings>,
 }
 
 impl Server {
@@ -862,6 +874,12 @@ impl Server {
             Vec::new()
         };
         let handle = self.handle();
+        // The broker link is in place before any shard can subscribe or publish.
+        #[cfg(feature = "redis")]
+        let broker = match self.broker {
+            Some(settings) => Some(runtime::redis::start(settings, &self.hub)?),
+            None => None,
+        };
         let mut threads = Vec::with_capacity(self.listeners.len());
         let mut doors: Vec<_> = self.doors.into_iter().map(Vec::into_iter).collect();
         for (index, listener) in self.listeners.into_iter().enumerate() {
@@ -894,6 +912,8 @@ impl Server {
             local_addr: self.local_addr,
             handle,
             threads,
+            #[cfg(feature = "redis")]
+            broker,
         })
     }
 }
@@ -970,6 +990,9 @@ pub struct RunningServer {
     tcp_addrs: Vec<SocketAddr>,
     handle: ServerHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The Redis link's thread, stopped once the shards have stopped.
+    #[cfg(feature = "redis")]
+    broker: Option<runtime::redis::BrokerThread>,
 }
 
 impl RunningServer {
@@ -1029,6 +1052,10 @@ impl RunningServer {
                 result = outcome;
             }
         }
+        #[cfg(feature = "redis")]
+        if let Some(mut broker) = self.broker.take() {
+            broker.stop();
+        }
         result
     }
 }
@@ -1045,4 +1072,6 @@ impl Drop for RunningServer {
 #[cfg(test)]
 mod defaults_tests;
 
+#[cfg(feature = "redis")]
+mod broker;
 mod pubsub;

@@ -2,12 +2,14 @@
 //! refused backend, a closing backend, the base64 subprotocol, and a real
 //! `redis-server` when one is installed.
 
+#[path = "common/redis.rs"]
+mod redis;
 #[path = "common/skip.rs"]
 mod skip;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -243,51 +245,6 @@ async fn base64_subprotocol() {
     expect_end(&mut ws).await;
 }
 
-/// A `redis-server` on a free loopback port, killed (by PID) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                skip::skip(format_args!("cannot start redis-server: {error}"));
-                return None;
-            }
-        };
-        let redis = Redis {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let limit = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(redis.addr).is_err() {
-            assert!(Instant::now() < limit, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Reads binary messages until `want` bytes arrived.
 async fn read_exact(ws: &mut Ws, want: usize) -> Vec<u8> {
     let mut got = Vec::new();
@@ -335,8 +292,10 @@ fn strict_mode_fails_the_redis_test_without_redis_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_through_the_bridge() {
-    let Some(redis) = Redis::start() else { return };
-    let server = bridge(redis.addr);
+    let Some(redis) = redis::RedisServer::start() else {
+        return;
+    };
+    let server = bridge(redis.addr());
     let (mut ws, _) = connect(&server, Some("binary")).await;
     ws.send(WsMessage::binary(b"PING\r\n".to_vec()))
         .await

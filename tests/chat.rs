@@ -1,7 +1,10 @@
 //! The chat demo of `ringws serve`, built by the same function the command uses
-//! (`src/bin/ringws/chat.rs`, included here): members on different shards all receive
-//! every message, arrivals, departures and renames are announced with the room's
-//! count (and the renamed member told it is them), and the page and icon are served.
+//! (`src/bin/ringws/chat.rs`, included here): rooms are pub/sub topics; members start in
+//! `lobby` and members on different shards all receive every message of their room,
+//! arrivals, departures and renames are announced (the renamed or moved member told it
+//! is them), `/join NAME` moves a member to another room (and refuses bad names), rooms
+//! do not hear each other, text is relayed as JSON without HTML escaping, and the page
+//! and icon are served.
 
 #[path = "../src/bin/ringws/chat.rs"]
 mod chat;
@@ -57,41 +60,46 @@ fn number(json: &str, field: &str) -> usize {
     digits.parse().expect("a number")
 }
 
+async fn send(client: &mut Client, text: &str) {
+    client.send(WsMessage::text(text)).await.expect("send");
+}
+
+/// Connects one member, reads its welcome (checked: it is guest-`guest`, in the
+/// lobby) and returns it with its name and shard.
+async fn connect(server: &RunningServer, guest: usize) -> (Client, String, usize) {
+    let url = format!("ws://{}/chat", server.local_addr());
+    let (mut client, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let welcome = next_text(&mut client).await;
+    let name = format!("guest-{guest}");
+    let shard = number(&welcome, "shard");
+    assert!(shard < 4, "{welcome}");
+    assert_eq!(
+        welcome,
+        format!(r#"{{"type":"welcome","name":"{name}","shard":{shard},"room":"lobby"}}"#)
+    );
+    (client, name, shard)
+}
+
 /// Connects members until they sit on at least two shards (and there are at least
 /// three of them); returns each with its name and shard. Each has read its welcome,
-/// and the join of every member after it (in order: each join is broadcast before
+/// and the join of every member after it (in order: each join is published before
 /// the next member connects, and a shard's mailbox is FIFO).
 async fn members(server: &RunningServer) -> Vec<(Client, String, usize)> {
-    let url = format!("ws://{}/chat", server.local_addr());
     let mut members: Vec<(Client, String, usize)> = Vec::new();
     let mut shards = BTreeSet::new();
     while members.len() < 3 || shards.len() < 2 {
         assert!(members.len() < 64, "64 members all landed on one shard");
-        let (mut client, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("connect");
-        let welcome = next_text(&mut client).await;
         // Guests are numbered from 1 in the order they joined.
-        let name = format!("guest-{}", members.len() + 1);
-        let shard = number(&welcome, "shard");
-        assert!(shard < 4, "{welcome}");
-        assert_eq!(
-            welcome,
-            format!(
-                r#"{{"type":"welcome","name":"{name}","shard":{shard},"members":{}}}"#,
-                members.len() + 1
-            )
-        );
-        shards.insert(shard);
-        members.push((client, name, shard));
+        let member = connect(server, members.len() + 1).await;
+        shards.insert(member.2);
+        members.push(member);
     }
-    // Each join carries the count with the newcomer.
     let joins: Vec<String> = members
         .iter()
-        .enumerate()
-        .map(|(i, (_, name, shard))| {
-            let count = i + 1;
-            format!(r#"{{"type":"join","name":"{name}","shard":{shard},"members":{count}}}"#)
+        .map(|(_, name, shard)| {
+            format!(r#"{{"type":"join","name":"{name}","shard":{shard},"room":"lobby"}}"#)
         })
         .collect();
     for (i, (client, name, _)) in members.iter_mut().enumerate() {
@@ -108,25 +116,18 @@ async fn every_member_on_every_shard_receives_each_message() {
     let mut members = members(&server).await;
     let (sender, sender_name, sender_shard) = members.last_mut().expect("members");
     let (sender_name, sender_shard) = (sender_name.clone(), *sender_shard);
-    sender
-        .send(WsMessage::text("hello, \"everyone\""))
-        .await
-        .expect("send");
+    send(sender, "hello, \"everyone\"").await;
     let want = format!(
-        r#"{{"type":"message","from":"{sender_name}","shard":{sender_shard},"text":"hello, \"everyone\""}}"#
+        r#"{{"type":"message","from":"{sender_name}","shard":{sender_shard},"text":"hello, \"everyone\"","room":"lobby"}}"#
     );
     for (client, name, _) in &mut members {
         assert_eq!(next_text(client).await, want, "{name}");
     }
     // A second message, from the first member, arrives in order after the first.
     let (first_name, first_shard) = (members[0].1.clone(), members[0].2);
-    members[0]
-        .0
-        .send(WsMessage::text("second"))
-        .await
-        .expect("send");
+    send(&mut members[0].0, "second").await;
     let want = format!(
-        r#"{{"type":"message","from":"{first_name}","shard":{first_shard},"text":"second"}}"#
+        r#"{{"type":"message","from":"{first_name}","shard":{first_shard},"text":"second","room":"lobby"}}"#
     );
     for (client, name, _) in &mut members {
         assert_eq!(next_text(client).await, want, "{name}");
@@ -134,53 +135,165 @@ async fn every_member_on_every_shard_receives_each_message() {
 }
 
 #[tokio::test]
+async fn html_is_relayed_as_text_not_markup() {
+    let server = chat_server();
+    let mut members = members(&server).await;
+    let (sender_name, sender_shard) = (members[0].1.clone(), members[0].2);
+    send(
+        &mut members[0].0,
+        "<img src=x onerror=alert(1)> & <b>bold</b>",
+    )
+    .await;
+    // Only JSON's escapes: no HTML entities, the page sets it as text.
+    let want = format!(
+        r#"{{"type":"message","from":"{sender_name}","shard":{sender_shard},"text":"<img src=x onerror=alert(1)> & <b>bold</b>","room":"lobby"}}"#
+    );
+    for (client, name, _) in &mut members {
+        assert_eq!(next_text(client).await, want, "{name}");
+    }
+    let script = include_str!("../assets/chat/chat.js");
+    assert!(script.contains("textContent"));
+    assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
+}
+
+#[tokio::test]
 async fn renames_and_departures_are_announced() {
     let server = chat_server();
     let mut members = members(&server).await;
     let (mut leaver, leaver_name, _) = members.remove(0);
-    leaver
-        .send(WsMessage::text("/nick Ada"))
-        .await
-        .expect("send");
-    let nick = format!(r#"{{"type":"nick","from":"{leaver_name}","to":"Ada"}}"#);
+    send(&mut leaver, "/nick Ada").await;
+    let nick = format!(r#"{{"type":"nick","from":"{leaver_name}","to":"Ada","room":"lobby"}}"#);
     for (client, name, _) in &mut members {
         assert_eq!(next_text(client).await, nick, "{name}");
     }
     // The renamed member's own copy says it is them (the page updates its name).
     assert_eq!(
         next_text(&mut leaver).await,
-        format!(r#"{{"type":"nick","from":"{leaver_name}","to":"Ada","self":true}}"#)
+        format!(
+            r#"{{"type":"nick","from":"{leaver_name}","to":"Ada","room":"lobby","self":true}}"#
+        )
     );
     leaver.close(None).await.expect("close");
-    let leave = format!(
-        r#"{{"type":"leave","name":"Ada","members":{}}}"#,
-        members.len()
-    );
+    let leave = r#"{"type":"leave","name":"Ada","room":"lobby"}"#;
     for (client, name, _) in &mut members {
         assert_eq!(next_text(client).await, leave, "{name}");
     }
-    // The room no longer counts the one who left.
-    let url = format!("ws://{}/chat", server.local_addr());
-    let (mut late, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("connect");
-    let welcome = next_text(&mut late).await;
-    let (name, shard) = (
-        format!("guest-{}", members.len() + 2),
-        number(&welcome, "shard"),
-    );
-    assert_eq!(
-        welcome,
-        format!(
-            r#"{{"type":"welcome","name":"{name}","shard":{shard},"members":{}}}"#,
-            members.len() + 1
-        )
-    );
-    // And the others hear of the newcomer, with the count.
-    let count = members.len() + 1;
-    let join = format!(r#"{{"type":"join","name":"{name}","shard":{shard},"members":{count}}}"#);
+    // A newcomer is welcomed to the lobby and the others hear of it.
+    let (_late, name, shard) = connect(&server, members.len() + 2).await;
+    let join = format!(r#"{{"type":"join","name":"{name}","shard":{shard},"room":"lobby"}}"#);
     for (client, member, _) in &mut members {
         assert_eq!(next_text(client).await, join, "{member}");
+    }
+}
+
+#[tokio::test]
+async fn rooms_keep_to_themselves() {
+    let server = chat_server();
+    let mut lobby = members(&server).await;
+    // Two members move to the room "x", on whichever shards they sit.
+    let (mut first, first_name, first_shard) = lobby.remove(0);
+    let (mut second, second_name, second_shard) = lobby.remove(0);
+    send(&mut first, "/join x").await;
+    assert_eq!(
+        next_text(&mut first).await,
+        format!(
+            r#"{{"type":"join","name":"{first_name}","shard":{first_shard},"room":"x","self":true}}"#
+        )
+    );
+    let leave = format!(r#"{{"type":"leave","name":"{first_name}","room":"lobby"}}"#);
+    for (client, name, _) in &mut lobby {
+        assert_eq!(next_text(client).await, leave, "{name}");
+    }
+    assert_eq!(next_text(&mut second).await, leave, "{second_name}");
+    // The second member's move is announced in both rooms.
+    send(&mut second, "/join   x ").await;
+    assert_eq!(
+        next_text(&mut second).await,
+        format!(
+            r#"{{"type":"join","name":"{second_name}","shard":{second_shard},"room":"x","self":true}}"#
+        )
+    );
+    assert_eq!(
+        next_text(&mut first).await,
+        format!(r#"{{"type":"join","name":"{second_name}","shard":{second_shard},"room":"x"}}"#)
+    );
+    let leave = format!(r#"{{"type":"leave","name":"{second_name}","room":"lobby"}}"#);
+    for (client, name, _) in &mut lobby {
+        assert_eq!(next_text(client).await, leave, "{name}");
+    }
+    // A line in the lobby reaches the lobby only...
+    let (lobby_name, lobby_shard) = (lobby[0].1.clone(), lobby[0].2);
+    send(&mut lobby[0].0, "lobby line").await;
+    let want = format!(
+        r#"{{"type":"message","from":"{lobby_name}","shard":{lobby_shard},"text":"lobby line","room":"lobby"}}"#
+    );
+    for (client, name, _) in &mut lobby {
+        assert_eq!(next_text(client).await, want, "{name}");
+    }
+    // ... and one in x reaches x only: the next thing both members of x hear is it.
+    send(&mut second, "x line").await;
+    let want = format!(
+        r#"{{"type":"message","from":"{second_name}","shard":{second_shard},"text":"x line","room":"x"}}"#
+    );
+    assert_eq!(next_text(&mut first).await, want, "{first_name}");
+    assert_eq!(next_text(&mut second).await, want, "{second_name}");
+    // Bad names and the same room are refused, to the one who asked only.
+    let long = "r".repeat(65);
+    for (line, reason) in [
+        ("/join", "a room needs a name: /join NAME"),
+        ("/join    ", "a room needs a name: /join NAME"),
+        (
+            &format!("/join {long}") as &str,
+            "a room name is at most 64 bytes",
+        ),
+        ("/join a\u{1}b", "a room name has no control characters"),
+        ("/join x", "you are in that room already"),
+    ] {
+        send(&mut first, line).await;
+        assert_eq!(
+            next_text(&mut first).await,
+            format!(r#"{{"type":"error","text":"{reason}"}}"#),
+            "{line:?}"
+        );
+    }
+    // A name of 64 bytes (and any text) is a room; leaving x for it is announced in x
+    // when the connection ends there too.
+    let room = format!("é{}", "r".repeat(62));
+    assert_eq!(room.len(), 64);
+    send(&mut first, &format!("/join {room}")).await;
+    assert_eq!(
+        next_text(&mut first).await,
+        format!(
+            r#"{{"type":"join","name":"{first_name}","shard":{first_shard},"room":"{room}","self":true}}"#
+        )
+    );
+    assert_eq!(
+        next_text(&mut second).await,
+        format!(r#"{{"type":"leave","name":"{first_name}","room":"x"}}"#)
+    );
+    send(&mut first, "/join x").await;
+    assert_eq!(
+        next_text(&mut first).await,
+        format!(
+            r#"{{"type":"join","name":"{first_name}","shard":{first_shard},"room":"x","self":true}}"#
+        )
+    );
+    assert_eq!(
+        next_text(&mut second).await,
+        format!(r#"{{"type":"join","name":"{first_name}","shard":{first_shard},"room":"x"}}"#)
+    );
+    first.close(None).await.expect("close");
+    assert_eq!(
+        next_text(&mut second).await,
+        format!(r#"{{"type":"leave","name":"{first_name}","room":"x"}}"#)
+    );
+    // Nothing of x reached the lobby: its next event is a lobby line.
+    send(&mut lobby[0].0, "still here").await;
+    let want = format!(
+        r#"{{"type":"message","from":"{lobby_name}","shard":{lobby_shard},"text":"still here","room":"lobby"}}"#
+    );
+    for (client, name, _) in &mut lobby {
+        assert_eq!(next_text(client).await, want, "{name}");
     }
 }
 

@@ -1,13 +1,14 @@
 // The ringws chat page: one WebSocket to /chat; the server sends JSON events
-// (welcome, join, leave, nick, message) and broadcasts every line we send. The header
-// shows our name and shard and how many are here: welcome, join and leave carry the
-// room's count ("members"), and the nick event we get for our own /nick says "self".
+// (welcome, join, leave, nick, message, error), each naming its room, and says every
+// line we send to our room. We start in "lobby"; "/join NAME" moves us (the join event
+// we get for it says "self", and so does the nick event for our own "/nick NAME"). The
+// header shows our name, shard and room. Text is shown as text, never as HTML.
 "use strict";
 
 const log = document.getElementById("log");
 const statusLine = document.getElementById("status");
 const meLine = document.getElementById("me");
-const countLine = document.getElementById("count");
+const roomLine = document.getElementById("room");
 const form = document.getElementById("send");
 const input = document.getElementById("text");
 const button = document.getElementById("button");
@@ -26,19 +27,14 @@ function add(parts, notice) {
   if (atBottom) item.scrollIntoView();
 }
 
-// Who we are and how many are here, while connected (null: not joined).
+// Who we are and where, while connected (null: not joined).
 let me = null;
 let myShard = null;
-let members = null;
+let room = null;
 
 function showRoom() {
   meLine.textContent = me === null ? "" : `you are ${me} (shard ${myShard})`;
-  countLine.textContent =
-    members === null ? "" : members === 1 ? "1 member here" : `${members} members here`;
-}
-
-function setMembers(m) {
-  if (typeof m.members === "number") members = m.members;
+  roomLine.textContent = room === null ? "" : `room: ${room}`;
 }
 
 function connect() {
@@ -56,16 +52,22 @@ function connect() {
       case "welcome":
         me = m.name;
         myShard = m.shard;
-        setMembers(m);
-        add([[null, `Welcome, ${m.name} (shard ${m.shard}). Type /nick NAME to change your name.`]], true);
+        room = m.room;
+        add([[null, `Welcome, ${m.name} (shard ${m.shard}), to the room ${m.room}. Type /join ROOM to change rooms, /nick NAME to change your name.`]], true);
         break;
       case "join":
-        setMembers(m);
-        add([[null, `${m.name} joined (shard ${m.shard})`]], true);
+        if (m.self === true) {
+          room = m.room;
+          add([[null, `you joined the room ${m.room}`]], true);
+        } else {
+          add([[null, `${m.name} joined (shard ${m.shard})`]], true);
+        }
         break;
       case "leave":
-        setMembers(m);
         add([[null, `${m.name} left`]], true);
+        break;
+      case "error":
+        add([[null, `error: ${m.text}`]], true);
         break;
       case "nick":
         if (m.self === true) me = m.to;
@@ -76,7 +78,7 @@ function connect() {
     showRoom();
   };
   socket.onclose = () => {
-    me = myShard = members = null;
+    me = myShard = room = null;
     showRoom();
     statusLine.textContent = "disconnected; retrying…";
     input.disabled = button.disabled = true;

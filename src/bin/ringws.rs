@@ -1,12 +1,15 @@
-//! The `ringws` command: `ringws serve` runs a chat page at `/` with its WebSocket room
+//! The `ringws` command: `ringws serve` runs a chat page at `/` with its WebSocket rooms
 //! at `/chat` (see `chat.rs`), an echo server on `/echo` with a short page at `/help`
-//! that tells a person how to connect, the four SockJS services the SockJS protocol
+//! that tells a person how to connect, the pub/sub services `/broadcast` and `/pubsub`
+//! (see `routes.rs`; with `--redis`, shared by every node on the Redis server), the four SockJS services the SockJS protocol
 //! suites expect (`/echo`, `/close`, `/disabled_websocket_echo`, `/cookie_needed_echo`)
 //! and, with `--static DIR`, the files of DIR under `/static/`. `ringws bridge` bridges
 //! WebSocket connections to a TCP service (websockify's job).
 
 #[path = "ringws/chat.rs"]
 mod chat;
+#[path = "ringws/routes.rs"]
+mod routes;
 
 use std::io;
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ringws::pubsub::SlowSubscribers;
 use ringws::sockjs::{Flavour, SockJsOptions};
 use ringws::{Backend, Conn, Handler, HttpResponse, Message, Server};
 
@@ -33,8 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a chat page at / (WebSocket room at /chat), a WebSocket echo endpoint at
-    /// /echo and a help page at /help.
+    /// Serve a chat page at / (WebSocket rooms at /chat), a WebSocket echo endpoint at
+    /// /echo, the pub/sub services /broadcast and /pubsub, and a help page at /help.
     Serve(ServeArgs),
     /// Bridge WebSocket connections to a TCP service: each connection opens its own TCP
     /// connection to --to and bytes are copied both ways (subprotocols `binary` and
@@ -154,6 +158,46 @@ struct ServeArgs {
         value_name = "any|same|ORIGIN[,ORIGIN...]"
     )]
     allowed_origins: ringws::handshake::OriginPolicy,
+    /// What happens to a pub/sub subscriber (chat, /broadcast, /pubsub) whose queued
+    /// output would go over 16 MiB: `drop` skips the message for it, `close` closes it
+    /// with 1008 "slow subscriber".
+    #[arg(long, value_enum, default_value_t = SlowArg::Drop)]
+    slow_subscribers: SlowArg,
+    /// Share pub/sub (the chat's rooms, /broadcast, /pubsub) with every `ringws serve`
+    /// linked to the Redis server at this URL (`redis://[user:password@]HOST[:PORT][/DB]`).
+    /// An unreachable Redis is retried with backoff; a URL that is not a Redis URL is
+    /// refused.
+    #[cfg(feature = "redis")]
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    redis: Option<String>,
+    /// How messages cross Redis: `pubsub` (PUBLISH/SUBSCRIBE, at most once) or `streams`
+    /// (Redis streams: nothing lost across a reconnect while the stream retains it).
+    #[cfg(feature = "redis")]
+    #[arg(long, value_enum, default_value_t = RedisModeArg::Pubsub, requires = "redis")]
+    redis_mode: RedisModeArg,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy, ValueEnum)]
+enum RedisModeArg {
+    Pubsub,
+    Streams,
+}
+
+/// Checks that `text` is a Redis URL the client library accepts.
+#[cfg(feature = "redis")]
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    redis::IntoConnectionInfo::into_connection_info(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| {
+            format!("not a Redis URL ({error}); expected redis://[user:password@]HOST[:PORT][/DB]")
+        })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SlowArg {
+    Drop,
+    Close,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -278,7 +322,11 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     builder = builder
         .idle_timeout(args.idle_timeout)
         .pause_reading_on_backpressure(args.pause_on_backpressure)
-        .close_on_backpressure_limit(args.close_on_backpressure_limit);
+        .close_on_backpressure_limit(args.close_on_backpressure_limit)
+        .slow_subscribers(match args.slow_subscribers {
+            SlowArg::Drop => SlowSubscribers::Drop,
+            SlowArg::Close => SlowSubscribers::Close,
+        });
     let flavour = match args.sockjs_flavour {
         FlavourArg::V033 => Flavour::V0_3_3,
         FlavourArg::Current => Flavour::Current,
@@ -294,6 +342,26 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     }
     let origins = ringws::WebSocketOptions::default().allowed_origins(args.allowed_origins);
     let builder = chat::add_chat(builder, origins.origin_policy().clone());
+    let builder = routes::add_pubsub_routes(builder, origins.origin_policy().clone());
+    #[cfg(feature = "redis")]
+    let builder = match &args.redis {
+        Some(url) => {
+            let mode = match args.redis_mode {
+                RedisModeArg::Pubsub => ringws::pubsub::BrokerMode::PubSub,
+                RedisModeArg::Streams => ringws::pubsub::BrokerMode::Streams,
+            };
+            builder
+                .redis(url, mode)
+                // The link logs its connects and outages itself; gaps and lost
+                // publishes are the application's to report.
+                .on_broker_event(|event| match event {
+                    ringws::pubsub::BrokerEvent::Connected
+                    | ringws::pubsub::BrokerEvent::Disconnected { .. } => {}
+                    event => tracing::warn!(?event, "redis broker"),
+                })
+        }
+        None => builder,
+    };
     // The SockJS services the protocol suites expect. `/echo` is also the plain
     // WebSocket echo: an upgrade of `/echo` itself goes to the WebSocket route, every
     // other request under `/echo` to the SockJS service.
@@ -311,7 +379,8 @@ fn serve(args: ServeArgs) -> io::Result<()> {
             HttpResponse::text(
                 200,
                 "ringws: a WebSocket echo server.\n\
-                 Open / in a browser for the chat demo (its WebSocket room is /chat).\n\
+                 Open / in a browser for the chat demo (its WebSocket rooms are /chat;\n\
+                 /join NAME changes rooms, /nick NAME names you).\n\
                  Connect a WebSocket client to /echo on this host and port, for example:\n\
                  \n    websocat ws://HOST:PORT/echo\n\n\
                  Every text or binary message is sent back unchanged. Clients of every\n\
@@ -320,16 +389,33 @@ fn serve(args: ServeArgs) -> io::Result<()> {
                  SockJS services: /echo (echo, streaming responses end at 4096 bytes),\n\
                  /close (closes each session with 3000 \"Go away!\"),\n\
                  /disabled_websocket_echo (echo without the websocket transport) and\n\
-                 /cookie_needed_echo (echo with the JSESSIONID cookie).\n",
+                 /cookie_needed_echo (echo with the JSESSIONID cookie).\n\
+                 \n\
+                 Pub/sub: ws://HOST:PORT/broadcast sends every message to every\n\
+                 /broadcast client, the sender included. ws://HOST:PORT/pubsub speaks\n\
+                 JSON: {\"subscribe\":\"T\"} -> {\"subscribed\":\"T\"},\n\
+                 {\"unsubscribe\":\"T\"} -> {\"unsubscribed\":\"T\"},\n\
+                 {\"publish\":\"T\",\"data\":\"TEXT\"} -> TEXT, as is, to every other\n\
+                 subscriber of T; anything else -> {\"error\":\"REASON\"}.\n",
             )
         })
         .build()?;
     let backend = server.backend();
     let running = server.start()?;
     eprintln!(
-        "ringws: chat at http://{0}/, help at http://{0}/help; serving ws://{0}/echo and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
+        "ringws: chat at http://{0}/, help at http://{0}/help; serving ws://{0}/echo, ws://{0}/broadcast, ws://{0}/pubsub and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
         running.local_addr()
     );
+    #[cfg(feature = "redis")]
+    if args.redis.is_some() {
+        let mode = match args.redis_mode {
+            RedisModeArg::Pubsub => "pubsub",
+            RedisModeArg::Streams => "streams",
+        };
+        eprintln!(
+            "ringws: pub/sub (chat rooms, /broadcast, /pubsub) shared through Redis ({mode} mode)"
+        );
+    }
     if let Some(dir) = &args.static_dir {
         eprintln!(
             "ringws: the files of {} at http://{}/static/",

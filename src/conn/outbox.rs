@@ -624,4 +624,328 @@ mod tests {
         );
         assert!(out.closed && !out.abandon);
     }
+    // --- published messages (`send_published`) -----------------------------------
+
+    use crate::handler::Message;
+
+    fn roomy(framing: Framing) -> Outbox {
+        let mut out = Outbox::new(OutLimits {
+            backpressure_threshold: 1 << 20,
+            max_buffered: 1 << 20,
+            pause_on_backpressure: false,
+            close_on_limit: false,
+        });
+        out.framing = framing;
+        out
+    }
+
+    fn text(t: &str) -> Publication {
+        Publication::new("t", Message::Text(t), None)
+    }
+
+    fn binary(b: &[u8]) -> Publication {
+        Publication::new("t", Message::Binary(b), None)
+    }
+
+    /// Everything the outbox would hand the backend, in order, as plain bytes.
+    fn drain_all(out: &mut Outbox) -> Vec<u8> {
+        let mut all = Vec::new();
+        for _ in 0..1000 {
+            let Some(chunk) = out.take_output() else {
+                break;
+            };
+            all.extend_from_slice(&chunk);
+            out.in_flight = 0;
+        }
+        assert!(!out.has_output());
+        all
+    }
+
+    #[test]
+    fn a_small_publication_is_copied_into_the_queue_byte_exact() {
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_frame(OpCode::Text, b"own");
+        let publication = text("hello");
+        assert_eq!(
+            out.send_published(&publication, true, false),
+            SendStatus::Queued
+        );
+        let mut expected = vec![0x81, 3, b'o', b'w', b'n'];
+        expected.extend_from_slice(publication.frame());
+        assert_eq!(out.queued, expected);
+        assert!(out.ahead.is_none(), "a small frame is never shared");
+        assert_eq!(out.buffered(), expected.len());
+    }
+
+    #[test]
+    fn a_large_publication_is_shared_after_the_bytes_queued_before_it() {
+        let payload = vec![3u8; SHARED_SEND_MIN];
+        let publication = binary(&payload);
+        assert!(publication.frame().len() >= SHARED_SEND_MIN);
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_frame(OpCode::Text, b"before");
+        let before = out.queued.clone();
+        assert_eq!(
+            out.send_published(&publication, true, false),
+            SendStatus::Queued
+        );
+        out.send_frame(OpCode::Text, b"after");
+        let after = out.queued.clone();
+        let total = before.len() + publication.frame().len() + after.len();
+        assert_eq!(out.buffered(), total, "ahead bytes count as buffered");
+        assert!(out.has_output());
+
+        let first = out.take_output().expect("the owned bytes queued before");
+        assert!(matches!(first, SendBuf::Owned(_)));
+        assert_eq!(&first[..], &before[..]);
+        assert_eq!(out.in_flight, before.len());
+        assert_eq!(out.buffered(), total);
+        out.in_flight = 0;
+        let second = out.take_output().expect("the shared frame");
+        let SendBuf::Shared(ref bytes) = second else {
+            panic!("not shared: {second:?}");
+        };
+        assert_eq!(
+            bytes.as_ptr(),
+            publication.frame().as_ptr(),
+            "the same bytes"
+        );
+        assert_eq!(bytes.len(), publication.frame().len());
+        out.in_flight = 0;
+        let third = out.take_output().expect("the queue");
+        assert!(matches!(third, SendBuf::Owned(_)));
+        assert_eq!(&third[..], &after[..]);
+        out.in_flight = 0;
+        assert!(out.take_output().is_none());
+        assert_eq!(out.buffered(), 0);
+    }
+
+    #[test]
+    fn a_large_publication_without_share_or_below_the_line_is_copied() {
+        let big = binary(&vec![4u8; SHARED_SEND_MIN]);
+        let mut out = roomy(Framing::Rfc6455);
+        assert_eq!(out.send_published(&big, false, false), SendStatus::Queued);
+        assert!(out.ahead.is_none());
+        assert_eq!(out.queued, big.frame()[..]);
+        assert_ne!(out.queued.as_ptr(), big.frame().as_ptr());
+        // A frame one byte short of the line: copied even with share.
+        let header = 4; // 126 and a 16-bit length
+        let short = binary(&vec![5u8; SHARED_SEND_MIN - header - 1]);
+        assert_eq!(short.frame().len(), SHARED_SEND_MIN - 1);
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_published(&short, true, false);
+        assert!(out.ahead.is_none());
+        assert_eq!(out.queued, short.frame()[..]);
+    }
+
+    #[test]
+    fn hixie_subscribers_get_text_frames_and_binary_is_unsupported() {
+        for framing in [Framing::Hixie76, Framing::Hixie75] {
+            let mut out = roomy(framing);
+            assert_eq!(
+                out.send_published(&text("hé"), true, false),
+                SendStatus::Queued
+            );
+            assert_eq!(out.queued, [0x00, b'h', 0xc3, 0xa9, 0xff]);
+            let big = "x".repeat(SHARED_SEND_MIN * 2);
+            assert_eq!(
+                out.send_published(&text(&big), true, false),
+                SendStatus::Queued
+            );
+            assert!(out.ahead.is_none(), "hixie never shares the RFC 6455 frame");
+            assert_eq!(out.queued.len(), 5 + big.len() + 2);
+            assert_eq!(
+                out.send_published(&binary(b"b"), true, false),
+                SendStatus::Unsupported
+            );
+            assert_eq!(
+                out.send_published(&binary(&vec![0; SHARED_SEND_MIN]), true, false),
+                SendStatus::Unsupported
+            );
+            assert_eq!(out.queued.len(), 5 + big.len() + 2);
+        }
+    }
+
+    #[test]
+    fn sockjs_subscribers_collect_the_text() {
+        let mut out = Outbox::sockjs(roomy(Framing::Rfc6455).limits);
+        assert_eq!(
+            out.send_published(&text("a\"b"), true, false),
+            SendStatus::Queued
+        );
+        assert_eq!(out.messages, ["a\"b"]);
+        assert!(out.queued.is_empty() && out.ahead.is_none());
+        assert_eq!(
+            out.send_published(&binary(b"b"), true, false),
+            SendStatus::Unsupported
+        );
+        assert_eq!(out.messages.len(), 1);
+    }
+
+    #[test]
+    fn over_max_buffered_a_publication_is_dropped_or_closes_with_1008() {
+        let small = binary(&[1; 60]);
+        let mut out = outbox(false);
+        assert_eq!(
+            out.send_published(&small, true, false),
+            SendStatus::Backpressure
+        );
+        assert_eq!(out.send_published(&small, true, false), SendStatus::Dropped);
+        assert!(!out.closed && out.overflowed.is_none());
+        assert_eq!(out.queued, small.frame()[..]);
+
+        let mut out = outbox(false);
+        out.send_published(&small, true, true);
+        assert_eq!(out.send_published(&small, true, true), SendStatus::Dropped);
+        assert!(out.closed && !out.abandon);
+        assert_eq!(out.overflowed, Some((CloseCode(1008), "slow subscriber")));
+        let mut expected = Vec::new();
+        encode_close(
+            &mut expected,
+            Some(CloseCode(1008)),
+            "slow subscriber",
+            None,
+        );
+        assert_eq!(
+            out.queued, expected,
+            "the unsent messages give way to the close"
+        );
+        assert_eq!(out.send_published(&small, true, true), SendStatus::Dropped);
+
+        // A shared frame half-written: no clean place for a close frame, abandon.
+        let big = binary(&vec![2; SHARED_SEND_MIN]);
+        let mut out = roomy(Framing::Rfc6455);
+        out.limits.max_buffered = SHARED_SEND_MIN + 100;
+        out.send_published(&big, true, true);
+        let mut chunk = out.take_output().unwrap();
+        chunk.advance(10);
+        out.unsent(chunk);
+        assert_eq!(out.send_published(&big, true, true), SendStatus::Dropped);
+        assert!(out.closed && out.abandon);
+
+        // A SockJS session closes through its own close frame.
+        let mut out = Outbox::sockjs(outbox(false).limits);
+        assert_eq!(
+            out.send_published(&text(&"a".repeat(60)), true, true),
+            SendStatus::Queued
+        );
+        out.in_flight = 60;
+        assert_eq!(
+            out.send_published(&text(&"b".repeat(60)), true, true),
+            SendStatus::Dropped
+        );
+        assert_eq!(
+            out.close_started.as_deref(),
+            Some(&(CloseCode(1008), "slow subscriber".to_owned()))
+        );
+    }
+
+    #[test]
+    fn short_writes_keep_the_order_of_ahead_chunks_and_queued_bytes() {
+        let big = binary(&(0..SHARED_SEND_MIN).map(|i| i as u8).collect::<Vec<_>>());
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_frame(OpCode::Text, b"one");
+        out.send_published(&big, true, false);
+        out.send_frame(OpCode::Text, b"two");
+        out.send_published(&big, true, false);
+        out.send_frame(OpCode::Text, b"three");
+        let mut expected = roomy(Framing::Rfc6455);
+        expected.send_frame(OpCode::Text, b"one");
+        expected.send_published(&big, false, false);
+        expected.send_frame(OpCode::Text, b"two");
+        expected.send_published(&big, false, false);
+        expected.send_frame(OpCode::Text, b"three");
+        let expected = expected.queued;
+        let mut total = expected.len();
+        assert_eq!(out.buffered(), total);
+
+        // Write in odd-sized pieces: every send is cut short, the rest handed back.
+        let mut written = Vec::new();
+        for step in 0..10_000 {
+            let Some(mut chunk) = out.take_output() else {
+                break;
+            };
+            assert_eq!(out.buffered(), total - written.len(), "step {step}");
+            let n = (997 + step * 131) % 5000 + 1;
+            let n = n.min(chunk.len());
+            written.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                chunk.advance(n);
+                out.unsent(chunk);
+                assert!(out.partial);
+            } else {
+                out.in_flight = 0;
+            }
+            // Something queued meanwhile goes after everything before it.
+            if step == 3 {
+                out.send_frame(OpCode::Text, b"late");
+                total += 6;
+            }
+        }
+        let mut with_late = expected.clone();
+        with_late.extend_from_slice(&[0x81, 4, b'l', b'a', b't', b'e']);
+        assert_eq!(written.len(), with_late.len());
+        assert!(written == with_late, "the bytes left in order");
+        assert_eq!(out.buffered(), 0);
+    }
+
+    #[test]
+    fn an_owned_short_write_takes_back_the_queue_behind_it() {
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_frame(OpCode::Text, b"abc");
+        let mut chunk = out.take_output().unwrap();
+        out.send_frame(OpCode::Text, b"def");
+        chunk.advance(2);
+        let spare = out.unsent(chunk);
+        assert!(spare.is_some_and(|buffer| buffer.is_empty()));
+        assert_eq!(out.queued, [b'a', b'b', b'c', 0x81, 3, b'd', b'e', b'f']);
+        assert_eq!(out.buffered(), 8);
+        // A shared chunk cut short with no ahead: it goes ahead of the queue.
+        let big = binary(&vec![8; SHARED_SEND_MIN]);
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_published(&big, true, false);
+        let mut chunk = out.take_output().unwrap();
+        out.send_frame(OpCode::Text, b"x");
+        chunk.advance(100);
+        assert!(out.unsent(chunk).is_none());
+        let mut rest = big.frame()[100..].to_vec();
+        rest.extend_from_slice(&[0x81, 1, b'x']);
+        assert_eq!(out.buffered(), rest.len());
+        assert_eq!(drain_all(&mut out), rest);
+        // `advance` past the end empties, never panics.
+        let mut chunk = SendBuf::Shared(big.frame().clone());
+        chunk.advance(usize::MAX);
+        assert!(chunk.is_empty());
+        let mut chunk = SendBuf::Owned(vec![1, 2]);
+        chunk.advance(5);
+        assert!(chunk.is_empty());
+        assert_eq!(
+            SendBuf::Shared(big.frame().clone()).into_vec(),
+            big.frame()[..]
+        );
+    }
+
+    #[test]
+    fn clear_output_and_flatten() {
+        let big = binary(&vec![6; SHARED_SEND_MIN]);
+        let mut out = roomy(Framing::Rfc6455);
+        out.send_frame(OpCode::Text, b"a");
+        out.send_published(&big, true, false);
+        out.send_frame(OpCode::Text, b"b");
+        let expected = [&[0x81, 1, b'a'][..], big.frame(), &[0x81, 1, b'b']].concat();
+        assert_eq!(out.buffered(), expected.len());
+        out.flatten();
+        assert!(out.ahead.is_none());
+        assert_eq!(out.queued, expected);
+        assert_eq!(out.buffered(), expected.len());
+        out.flatten();
+        assert_eq!(out.queued, expected, "flatten twice changes nothing");
+
+        out.send_published(&big, true, false);
+        assert!(out.ahead.is_some());
+        out.clear_output();
+        assert!(!out.has_output());
+        assert_eq!(out.buffered(), 0);
+        assert!(out.take_output().is_none());
+    }
 }

@@ -363,10 +363,34 @@ impl Connection {
             let Some(text) = publication.text() else {
                 return Delivery::Unsupported;
             };
+            // The adapter sends it as `a["…"]`: the text and at least 4 bytes of framing
+            // (JSON escapes only add). Held to `max_buffered` like any published
+            // message, with the slow-subscriber policy.
+            if self.out.buffered() + text.len() + 4 > self.out.limits.max_buffered {
+                if ctx.config.slow_subscribers != SlowSubscribers::Close {
+                    return Delivery::Dropped;
+                }
+                let (code, reason) = crate::pubsub::SLOW_SUBSCRIBER;
+                // Unsent messages give way to the session's close frame (when nothing
+                // is half-written ahead of them).
+                if self.out.in_flight == 0 && !self.out.partial {
+                    self.out.clear_output();
+                }
+                self.with_handler(ctx, now, |handler, conn| {
+                    super::sockjs::remote(handler, conn, Remote::Close(code.0, reason));
+                });
+                return Delivery::Closed;
+            }
+            let before = self.out.buffered();
             self.with_handler(ctx, now, |handler, conn| {
                 super::sockjs::remote(handler, conn, Remote::Text(text));
             });
-            return Delivery::Queued;
+            // The adapter's send is dropped when an escaped text does not fit after all.
+            return if self.out.buffered() > before {
+                Delivery::Queued
+            } else {
+                Delivery::Dropped
+            };
         }
         let close_slow = ctx.config.slow_subscribers == SlowSubscribers::Close;
         match self.out.send_published(publication, share, close_slow) {

@@ -39,7 +39,6 @@ pub(crate) struct Publication {
     skip: Option<ConnId>,
 }
 
-#[allow(dead_code)] // the broker link's part arrives with it
 impl Publication {
     /// Encodes `message` for `topic`: the payload is copied once, into the frame.
     pub(crate) fn new(topic: &str, message: Message<'_>, skip: Option<ConnId>) -> Publication {
@@ -61,6 +60,7 @@ impl Publication {
 
     /// A message another node published, as the broker brought it: `None` when a text
     /// message is not valid UTF-8 (the broker link drops it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis link only
     pub(crate) fn remote(topic: &str, text: bool, payload: &[u8]) -> Option<Publication> {
         let message = if text {
             Message::Text(simdutf8::basic::from_utf8(payload).ok()?)
@@ -86,6 +86,7 @@ impl Publication {
     }
 
     /// The message, as a handler would see it.
+    #[cfg(test)]
     pub(crate) fn message(&self) -> Message<'_> {
         match self.text() {
             Some(text) => Message::Text(text),
@@ -138,7 +139,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-#[allow(dead_code)] // the broker link's part arrives with it
 impl Hub {
     /// The hub of a server with `shards` shards, whose mailboxes are `post`.
     pub(crate) fn new(shards: usize, post: Arc<dyn Post>) -> Hub {
@@ -152,6 +152,7 @@ impl Hub {
     }
 
     /// Connects the hub to a broker (once, before the server starts).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis link only
     pub(crate) fn set_broker(&self, link: Arc<dyn BrokerLink>) {
         let _ = self.broker.set(link);
     }
@@ -274,6 +275,7 @@ impl Hub {
 
     /// A message from another node (see [`Publication::remote`]): delivered to this
     /// node's subscribers, never passed back to the broker.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis link only
     pub(crate) fn deliver_remote(&self, publication: Publication) -> Result<(), Stopped> {
         self.counters.from_broker.fetch_add(1, Ordering::Relaxed);
         self.deliver(Arc::new(publication))
@@ -294,6 +296,7 @@ impl Hub {
 
     /// Topics with at least one subscriber on this node (for a broker that reconnects
     /// and subscribes again).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis link only
     pub(crate) fn topics(&self) -> Vec<Arc<str>> {
         self.interest
             .iter()

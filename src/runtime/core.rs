@@ -201,7 +201,9 @@ pub(crate) trait ShardCore {
     /// user's close hook if it has not run yet) and may reuse the token's slot.
     fn on_closed(&mut self, token: Token);
 
-    /// The shard's mailbox was signalled: process cross-shard commands.
+    /// The shard's mailbox was signalled: process cross-shard commands. The backend
+    /// has drained the wake-up eventfd first (the core only clears the mailbox's
+    /// pending-wake flag, `Mailbox::take_wake`).
     fn on_wake(&mut self, now: Instant);
 
     /// Time passed: fire due timers (close handshake timeouts and the like).

@@ -134,6 +134,7 @@ pub(crate) fn run<C: ShardCore + 'static>(
         state_changed: Notify::new(),
     });
     let wake_fd = wake.as_raw_fd();
+    let eventfd = wake;
     let result = local.block_on(&runtime, async move {
         let mut accepting = Vec::with_capacity(listeners.len());
         for listener in listeners {
@@ -155,6 +156,7 @@ pub(crate) fn run<C: ShardCore + 'static>(
                 guard = wake.readable() => {
                     let mut guard = guard?;
                     guard.clear_ready();
+                    eventfd.drain();
                     shared.core.borrow_mut().on_wake(Instant::now());
                     shared.dispatch();
                 }

@@ -15,6 +15,8 @@ pub(crate) mod files;
 pub(crate) mod link;
 pub(crate) mod mailbox;
 mod paged;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod reflector;
 pub(crate) mod shard;
 pub(crate) mod tls;

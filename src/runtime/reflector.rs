@@ -214,7 +214,7 @@ impl ShardCore for Reflector {
     fn on_wake(&mut self, _now: Instant) {
         let registry = Arc::clone(&self.registry);
         let mailbox = registry.mailbox(self.shard);
-        mailbox.wake.drain();
+        mailbox.take_wake();
         while let Some(command) = mailbox.pop() {
             if let Command::Shutdown = command {
                 self.shutting_down = true;

@@ -885,7 +885,7 @@ impl ShardCore for Shard {
         self.now = now;
         let registry = std::sync::Arc::clone(&self.registry);
         let mailbox = registry.mailbox(self.ctx.shard as usize);
-        mailbox.wake.drain();
+        mailbox.take_wake();
         while let Some(command) = mailbox.pop() {
             self.run_command(command, now);
             // Per command: handles may have posted far more than the budget at once.

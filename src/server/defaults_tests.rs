@@ -51,7 +51,7 @@ fn row(method: &str) -> [String; 4] {
 }
 
 /// The rows the tests below pin, by the start of their "Builder method" cell.
-const PINNED: [&str; 19] = [
+const PINNED: [&str; 20] = [
     "max_message_size",
     "memory_budget",
     "max_frame_size",
@@ -61,6 +61,7 @@ const PINNED: [&str; 19] = [
     "max_buffered",
     "pause_reading_on_backpressure",
     "close_on_backpressure_limit",
+    "slow_subscribers",
     "max_head_bytes",
     "max_body_bytes",
     "max_static_file_size",
@@ -167,6 +168,14 @@ fn readme_limits_and_defaults_match_the_builder() {
     assert_eq!(bin_defaults("pause_on_backpressure"), ["true"]);
     assert_eq!(readme_default("close_on_backpressure_limit"), "off");
     assert!(!c.out_limits.close_on_limit);
+    let slow = row("slow_subscribers");
+    assert_eq!(slow[3], "drop");
+    assert!(
+        slow[2].contains("`--slow-subscribers drop|close`"),
+        "{slow:?}"
+    );
+    assert_eq!(c.slow_subscribers, crate::pubsub::SlowSubscribers::Drop);
+    assert_eq!(bin_defaults("slow_subscribers"), ["SlowArg::Drop"]);
 
     assert_eq!(readme_default("max_head_bytes"), "16 KiB (431)");
     assert_eq!(c.max_head_bytes, 16 * KIB);

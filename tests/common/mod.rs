@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: start a server, speak raw frames.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod seccomp;
 pub mod skip;
 

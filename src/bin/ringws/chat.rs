@@ -1,29 +1,36 @@
 //! The chat demo of `ringws serve`: a page at `/` (embedded from `assets/chat/`, so the
-//! binary is self-contained) and a WebSocket room at `/chat` where every text message
-//! a member sends is broadcast, as JSON, to every member, the sender included.
+//! binary is self-contained) and WebSocket rooms at `/chat`. A member starts in the room
+//! `lobby`; `/join NAME` moves it to the room NAME, `/nick NAME` renames it, and any
+//! other text line is said to its room, as JSON, to every member of the room, the
+//! sender included.
 //!
-//! Members live on whichever shard accepted them; the room is a shared list of
-//! [`ConnHandle`]s, and a broadcast posts to each member's owning shard through its
-//! mailbox, under the room's lock, so every member gets the events in the same order.
-//! Events sent to members (one JSON object per message; `members` is the count after
-//! the event):
+//! Rooms are pub/sub topics (`chat/NAME`, see `ringws::pubsub`): a member subscribes to
+//! its room's topic and every event of the room is published there, so members on every
+//! shard (and, with `ringws serve --redis`, on every node sharing the Redis server) hear
+//! it. There is no shared list of members; the order of events is pub/sub's (each
+//! member's own events reach the others in the order it caused them). No event carries
+//! a member count: it could not be honest across nodes. Events sent to members (one
+//! JSON object per message, strings escaped but never HTML-escaped: the page shows
+//! them as text):
 //!
-//! - `{"type":"welcome","name":"guest-1","shard":0,"members":1}` to a new member;
-//! - `{"type":"join","name":..,"shard":..,"members":..}` to the others, and
-//!   `{"type":"leave","name":..,"members":..}`;
-//! - `{"type":"nick","from":..,"to":..}` after `/nick NAME`, with `"self":true` added
-//!   in the copy the renamed member gets;
-//! - `{"type":"message","from":..,"shard":..,"text":..}`.
+//! - `{"type":"welcome","name":"guest-1","shard":0,"room":"lobby"}` to a new member;
+//! - `{"type":"join","name":..,"shard":..,"room":..}` to the room's others when a
+//!   member arrives, with `"self":true` added in the copy a member that used `/join`
+//!   gets; `{"type":"leave","name":..,"room":..}` when one leaves the room (`/join`
+//!   elsewhere, or its connection ends);
+//! - `{"type":"nick","from":..,"to":..,"room":..}` after `/nick NAME`, with
+//!   `"self":true` added in the copy the renamed member gets;
+//! - `{"type":"message","from":..,"shard":..,"text":..,"room":..}`;
+//! - `{"type":"error","text":..}` to the one member whose `/join` was refused (a room
+//!   name is 1 to 64 bytes, no control characters), or who is in that room already.
 //!
 //! (tests/chat.rs includes this file, so it uses the public API only.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ringws::handshake::OriginPolicy;
-use ringws::{
-    Accept, Builder, Conn, ConnHandle, ConnId, Handler, HttpResponse, Message, WebSocketOptions,
-};
+use ringws::{Accept, Builder, Conn, Handler, HttpResponse, Message, WebSocketOptions};
 
 const INDEX: &str = include_str!("../../../assets/chat/index.html");
 const SCRIPT: &str = include_str!("../../../assets/chat/chat.js");
@@ -34,13 +41,19 @@ const ICON: &str = include_str!("../../../assets/chat/favicon.svg");
 const MAX_LINE: usize = 4096;
 /// The longest name kept, in characters.
 const MAX_NAME: usize = 32;
+/// The longest room name, in bytes.
+pub const MAX_ROOM: usize = 64;
+/// The room every member starts in.
+pub const LOBBY: &str = "lobby";
+/// The prefix of the rooms' topics, so that a room cannot be another service's topic.
+pub const ROOM_TOPIC_PREFIX: &str = "chat/";
 
 /// Adds the chat page (`/`, `/chat.js`, `/chat.css`, the icon `/favicon.svg`, and an
 /// empty `204` for `/favicon.ico`, which browsers ask for on every page; any other
-/// path not taken by a longer route gets 404) and the room (`/chat`, accepting the
+/// path not taken by a longer route gets 404) and the rooms (`/chat`, accepting the
 /// browser origins `origins` allows) to `builder`.
 pub fn add_chat(builder: Builder, origins: OriginPolicy) -> Builder {
-    let room = Arc::new(Room::default());
+    let guests = Arc::new(AtomicU64::new(0));
     let options = WebSocketOptions::default().allowed_origins(origins);
     builder
         .http("/", |request| match request.path() {
@@ -52,84 +65,120 @@ pub fn add_chat(builder: Builder, origins: OriginPolicy) -> Builder {
             other => HttpResponse::text(404, format!("no route for {other}\n")),
         })
         .websocket_with_options("/chat", options, move |_| {
-            Ok(Accept::new(Member::new(Arc::clone(&room))))
+            Ok(Accept::new(Member::new(Arc::clone(&guests))))
         })
 }
 
-/// Everyone in the chat, on every shard.
-#[derive(Default)]
-struct Room {
-    members: Mutex<Vec<ConnHandle>>,
-    joined: AtomicU64,
+/// The topic of room `room`.
+fn topic(room: &str) -> String {
+    format!("{ROOM_TOPIC_PREFIX}{room}")
 }
 
-// Events are posted under the room's lock (a post only queues on a lock-free mailbox),
-// so each member's mailbox gets them in the order the room changed: the counts a
-// member sees follow one another.
-impl Room {
-    /// Adds a member and tells the others, with the new count (returned).
-    fn join(&self, handle: ConnHandle, name: &str, shard: usize) -> usize {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        let count = members.len() + 1;
-        let event = format!(r#"{{"type":"join","name":{name},"shard":{shard},"members":{count}}}"#);
-        send_all(&members, &event, None);
-        members.push(handle);
-        count
-    }
-
-    /// Removes a member and tells the others, with the new count.
-    fn leave(&self, id: ConnId, name: &str) {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members.retain(|member| member.id() != id);
-        let count = members.len();
-        let event = format!(r#"{{"type":"leave","name":{name},"members":{count}}}"#);
-        send_all(&members, &event, None);
-    }
-
-    /// Sends `text` to every member (through each owner shard's mailbox); the member
-    /// `own.0` gets `own.1` instead.
-    fn broadcast(&self, text: &str, own: Option<(ConnId, &str)>) {
-        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        send_all(&members, text, own);
-    }
-}
-
-fn send_all(members: &[ConnHandle], text: &str, own: Option<(ConnId, &str)>) {
-    for member in members {
-        let text = match own {
-            Some((id, own_text)) if member.id() == id => own_text,
-            _ => text,
-        };
-        // A member whose shard stopped is leaving anyway.
-        let _ = member.send_text(text);
+/// Why `room` cannot be a room's name, if it cannot.
+fn room_error(room: &str) -> Option<&'static str> {
+    if room.is_empty() {
+        Some("a room needs a name: /join NAME")
+    } else if room.len() > MAX_ROOM {
+        Some("a room name is at most 64 bytes")
+    } else if room.chars().any(char::is_control) {
+        Some("a room name has no control characters")
+    } else {
+        None
     }
 }
 
 /// One member's connection.
 struct Member {
-    room: Arc<Room>,
+    /// Numbers the guests of this process (`guest-N`).
+    guests: Arc<AtomicU64>,
     name: String,
+    room: String,
 }
 
 impl Member {
-    fn new(room: Arc<Room>) -> Member {
+    fn new(guests: Arc<AtomicU64>) -> Member {
         Member {
-            room,
+            guests,
             name: String::new(),
+            room: LOBBY.to_owned(),
         }
+    }
+
+    /// Publishes `event` (a JSON object without its closing brace) to the room's
+    /// others, with the room added.
+    fn tell_others(&self, conn: &mut Conn<'_>, event: &str) {
+        let room = json_string(&self.room);
+        conn.publish(
+            &topic(&self.room),
+            Message::Text(&format!(r#"{event},"room":{room}}}"#)),
+        );
+    }
+
+    /// Enters `self.room`: subscribes and announces the arrival to the others; returns
+    /// the join event (without its closing brace).
+    fn enter(&self, conn: &mut Conn<'_>) -> String {
+        conn.subscribe(&topic(&self.room));
+        let (name, shard) = (json_string(&self.name), conn.id().shard());
+        let join = format!(r#"{{"type":"join","name":{name},"shard":{shard}"#);
+        self.tell_others(conn, &join);
+        join
+    }
+
+    /// Leaves `self.room`: unsubscribes and announces the departure to the others.
+    fn leave(&self, conn: &mut Conn<'_>) {
+        conn.unsubscribe(&topic(&self.room));
+        let name = json_string(&self.name);
+        self.tell_others(conn, &format!(r#"{{"type":"leave","name":{name}"#));
+    }
+
+    fn join(&mut self, conn: &mut Conn<'_>, room: &str) {
+        let refusal = if room == self.room {
+            Some("you are in that room already")
+        } else {
+            room_error(room)
+        };
+        if let Some(reason) = refusal {
+            let reason = json_string(reason);
+            conn.send_text(&format!(r#"{{"type":"error","text":{reason}}}"#));
+            return;
+        }
+        self.leave(conn);
+        self.room = room.to_owned();
+        let join = self.enter(conn);
+        let room = json_string(&self.room);
+        conn.send_text(&format!(r#"{join},"room":{room},"self":true}}"#));
+    }
+
+    fn rename(&mut self, conn: &mut Conn<'_>, name: &str) {
+        let name: String = name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_NAME)
+            .collect();
+        if name.is_empty() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.name, name);
+        let (from, to) = (json_string(&old), json_string(&self.name));
+        let event = format!(r#"{{"type":"nick","from":{from},"to":{to}"#);
+        self.tell_others(conn, &event);
+        let room = json_string(&self.room);
+        conn.send_text(&format!(r#"{event},"room":{room},"self":true}}"#));
     }
 }
 
 impl Handler for Member {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        let number = self.room.joined.fetch_add(1, Ordering::Relaxed) + 1;
+        let number = self.guests.fetch_add(1, Ordering::Relaxed) + 1;
         self.name = format!("guest-{number}");
         let shard = conn.id().shard();
-        let name = json_string(&self.name);
-        let members = self.room.join(conn.handle(), &name, shard);
+        let (name, room) = (json_string(&self.name), json_string(&self.room));
+        // The welcome is queued before the arrival is published: the new member hears
+        // of itself first.
         conn.send_text(&format!(
-            r#"{{"type":"welcome","name":{name},"shard":{shard},"members":{members}}}"#
+            r#"{{"type":"welcome","name":{name},"shard":{shard},"room":{room}}}"#
         ));
+        self.enter(conn);
     }
 
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
@@ -140,31 +189,33 @@ impl Handler for Member {
             return;
         }
         if let Some(name) = text.strip_prefix("/nick ") {
-            let name: String = name
-                .trim()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_NAME)
-                .collect();
-            if !name.is_empty() {
-                let old = std::mem::replace(&mut self.name, name);
-                let (from, to) = (json_string(&old), json_string(&self.name));
-                let event = format!(r#"{{"type":"nick","from":{from},"to":{to}}}"#);
-                let own = format!(r#"{{"type":"nick","from":{from},"to":{to},"self":true}}"#);
-                self.room.broadcast(&event, Some((conn.id(), &own)));
-            }
+            self.rename(conn, name.trim());
             return;
         }
-        let (from, text) = (json_string(&self.name), json_string(text));
+        if let Some(room) = text.strip_prefix("/join ") {
+            self.join(conn, room.trim());
+            return;
+        }
+        if text.trim() == "/join" {
+            self.join(conn, "");
+            return;
+        }
+        let (from, text, room) = (
+            json_string(&self.name),
+            json_string(text),
+            json_string(&self.room),
+        );
         let shard = conn.id().shard();
-        self.room.broadcast(
-            &format!(r#"{{"type":"message","from":{from},"shard":{shard},"text":{text}}}"#),
-            None,
+        conn.publish_to_all(
+            &topic(&self.room),
+            Message::Text(&format!(
+                r#"{{"type":"message","from":{from},"shard":{shard},"text":{text},"room":{room}}}"#
+            )),
         );
     }
 
     fn on_close(&mut self, conn: &mut Conn<'_>, _reason: ringws::CloseReason) {
-        self.room.leave(conn.id(), &json_string(&self.name));
+        self.leave(conn);
     }
 }
 

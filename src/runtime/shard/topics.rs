@@ -100,10 +100,18 @@ impl Shard {
                 self.apply(fx);
                 delivery
             } else {
-                let Shard { conns, ctx, .. } = self;
+                let Shard {
+                    conns,
+                    ctx,
+                    out_pool,
+                    ..
+                } = self;
                 let Some(entry) = conns.get_mut(token) else {
                     continue;
                 };
+                // Lend an idle subscriber a pooled buffer for its batch (`touch` takes it
+                // back if nothing was queued), rather than growing a fresh one.
+                out_pool.attach(&mut entry.conn.out.queued);
                 // TLS encrypts per connection: only a plaintext socket can send the
                 // shared bytes themselves.
                 let share = entry.tls.is_none();

@@ -668,11 +668,13 @@ impl<'w> Driver<'w> {
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
                 .user_data(ops::encode(Op::Send, Some(token)));
-            // Moving the Vec into the table does not move its heap buffer.
+            // Moving the buffer into the table does not move its heap bytes (an owned
+            // Vec's, or a shared `Bytes`' refcounted ones, which this value keeps alive).
             conn.send = Some(buf);
-            // SAFETY: the buffer is owned by `conn.send` until this send's completion
-            // (`on_send_cqe`); the connection is not removed while a send is in flight,
-            // and error paths leak it rather than free it.
+            // SAFETY: the bytes are owned (or, shared, kept alive) by `conn.send` until
+            // this send's completion (`on_send_cqe`); the connection is not removed while
+            // a send is in flight, and error paths leak it rather than free it. Nothing
+            // writes shared bytes: a `Bytes` is immutable.
             unsafe { self.push(e) };
             return;
         }
