@@ -119,6 +119,7 @@ impl Default for Builder {
                     max_buffered: 16 * 1024 * 1024,
                     pause_on_backpressure: true,
                     close_on_limit: false,
+                    shared_send_min: crate::pubsub::SHARED_SEND_MIN,
                 },
                 max_head_bytes: 16 * 1024,
                 max_body_bytes: 1024 * 1024,

@@ -1,10 +1,11 @@
 //! ringws-loadtest: a WebSocket load generator built on ringws's sans-I/O client role.
 //!
-//! Four scenarios, each a library function so tests can drive them in-process:
+//! Five scenarios, each a library function so tests can drive them in-process:
 //! [`echo::run`] (message round trips), [`connect::run`] (handshake rate),
 //! [`idle::run`] (many held connections, server memory per connection) and
 //! [`churn::run`] (connect → echoes → close cycles; whether the server's RSS and fds
-//! return to baseline). [`Workers`] spreads a scenario's connections over OS threads,
+//! return to baseline), and [`fanout::run`] (pub/sub fan-out: subscribers, publishers at
+//! a set rate, publish → deliver latency, loss and order). [`Workers`] spreads a scenario's connections over OS threads,
 //! each with its own tokio current-thread runtime; each thread keeps its own counters
 //! and histogram, merged at the end.
 
@@ -12,6 +13,7 @@ pub mod churn;
 pub mod client;
 pub mod connect;
 pub mod echo;
+pub mod fanout;
 pub mod idle;
 pub mod report;
 pub mod target;

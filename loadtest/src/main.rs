@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringws_loadtest::client::Protocol;
 use ringws_loadtest::target::Target;
-use ringws_loadtest::{churn, connect, echo, idle, report};
+use ringws_loadtest::{churn, connect, echo, fanout, idle, report};
 use ringws_loadtest::{default_threads, ensure_nofile, parse_duration, HARD_CAP_GRACE};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -41,6 +41,11 @@ enum Scenario {
     /// open fds before, right after and after --settle, to see whether they return to
     /// baseline.
     Churn(ChurnArgs),
+    /// Pub/sub fan-out over a JSON pub/sub route (`ringws serve`'s /pubsub): subscribers
+    /// on one topic (or many topics), publishers at a set total rate; reports
+    /// deliveries/s, publish → deliver latency, messages lost, duplicated or out of
+    /// order, and with --server-pid the server CPU per delivery.
+    Fanout(FanoutArgs),
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +173,52 @@ struct ChurnArgs {
     /// Wait this long after the run before the last RSS/fd sample (with --server-pid).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     settle: Duration,
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Where the publishers connect (default: --url); another node of a cluster
+    /// (e.g. a second `ringws serve --redis`) for cross-node latency.
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Subscriber connections; subscriber i subscribes to topic i % --topics.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publisher connections (not subscribed to anything).
+    #[arg(long, default_value_t = 10)]
+    publishers: usize,
+    /// Topics (1: everyone on one topic; e.g. 1000 with -c 10000: 10 per topic).
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Messages published per second, all publishers together (open loop: the route
+    /// does not acknowledge publishes). Deliveries/s = rate × subscribers per topic.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Bytes of data per message (at least 40: publisher, sequence, send time, padding).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measured time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Published and checked for loss, not measured.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Wait after every subscription is acknowledged before publishing (a broker's
+    /// subscription may lag the acknowledgement).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    settle: Duration,
+    /// Longest wait for the last deliveries after publishing stops.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Longest time for opening and subscribing all connections.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    open_timeout: Duration,
+    /// A server process whose CPU time (/proc/PID/stat utime + stime) is read at the
+    /// start and end of the measured window; repeat for several (two nodes, Redis).
+    #[arg(long)]
+    server_pid: Vec<u32>,
 }
 
 /// The last-resort stop: exits the process if the run outlives its hard cap.
@@ -352,6 +403,54 @@ fn run(cli: Cli) -> Result<u64, String> {
                 println!("{}", r.summary());
             }
             Ok(r.errors.total())
+        }
+        Scenario::Fanout(a) => {
+            let (target, threads) = prepare(&a.common, a.subscribers + a.publishers)?;
+            let publish_target = match &a.publish_url {
+                Some(url) => {
+                    let t = Target::parse(url)?;
+                    t.check_allowed(a.common.i_own_the_target)?;
+                    t
+                }
+                None => target.clone(),
+            };
+            if !(a.rate > 0.0 && a.rate.is_finite()) {
+                return Err("--rate must be a positive number of messages per second".into());
+            }
+            let opts = fanout::FanoutOptions {
+                target,
+                publish_target,
+                subscribers: a.subscribers,
+                publishers: a.publishers.max(1),
+                topics: a.topics.max(1),
+                rate: a.rate,
+                size: a.size.max(fanout::MIN_SIZE),
+                settle: a.settle,
+                warmup: a.warmup,
+                duration: a.duration,
+                drain: a.drain,
+                open_timeout: a.open_timeout,
+                server_pids: a.server_pid.clone(),
+                threads,
+            };
+            watchdog(opts.hard_cap() + Duration::from_secs(5));
+            let bar = progress_bar(a.common.json);
+            let r = fanout::run(&opts, &bar);
+            if a.common.json {
+                report::print_json("fanout", &a.common.url, &opts.settings(), &r);
+            } else {
+                println!(
+                    "fanout {} ({} subscribers on {} topic(s), {} publishers at {} msgs/s, {} B)",
+                    a.common.url,
+                    opts.subscribers,
+                    opts.topics,
+                    opts.publishers,
+                    opts.rate,
+                    opts.size
+                );
+                println!("{}", r.summary());
+            }
+            Ok(r.errors.total() + r.lost + r.duplicated + r.out_of_order)
         }
     }
 }

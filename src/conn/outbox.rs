@@ -10,7 +10,7 @@ use crate::handle::Outgoing;
 use crate::proto::encode::{encode_close, encode_frame};
 use crate::proto::{encode_hixie_close, encode_hixie_text, CloseCode, OpCode};
 use crate::pubsub::hub::Publication;
-use crate::pubsub::{SHARED_SEND_MIN, SLOW_SUBSCRIBER};
+use crate::pubsub::SLOW_SUBSCRIBER;
 
 /// Bytes handed to the backend for one send: the connection's own buffer, or a
 /// published frame shared with other subscribers (see [`Outbox::send_published`]).
@@ -107,6 +107,10 @@ pub(crate) struct OutLimits {
     /// A send over `max_buffered` closes the connection instead of being dropped
     /// alone (`Builder::close_on_backpressure_limit`).
     pub(crate) close_on_limit: bool,
+    /// Published frames of this size or more are sent from the shared buffer rather
+    /// than copied ([`crate::pubsub::SHARED_SEND_MIN`]; the fuzz target lowers it to
+    /// reach that path).
+    pub(crate) shared_send_min: usize,
 }
 
 /// The close code and reason of a connection closed for going over `max_buffered`
@@ -266,7 +270,7 @@ impl Outbox {
 
     /// Queues a published message (see [`crate::pubsub`]). An RFC 6455 connection gets
     /// the publication's own frame: with `share` (a plaintext socket) and a frame of
-    /// [`SHARED_SEND_MIN`] bytes or more, the shared buffer itself goes out, else the
+    /// `shared_send_min` bytes or more, the shared buffer itself goes out, else the
     /// frame is copied into the batch; hixie and SockJS framings write the text. Over
     /// `max_buffered` the message is dropped, or with `close_slow` the connection is
     /// closed with 1008 "slow subscriber".
@@ -290,7 +294,7 @@ impl Outbox {
         if self.buffered() + publication.payload().len() > self.limits.max_buffered {
             return self.over_limit(on_limit);
         }
-        if share && frame.len() >= SHARED_SEND_MIN {
+        if share && frame.len() >= self.limits.shared_send_min {
             let ahead = self.ahead.get_or_insert_with(Box::default);
             if !self.queued.is_empty() {
                 ahead.push_back(SendBuf::Owned(std::mem::take(&mut self.queued)));
@@ -445,6 +449,8 @@ impl Outbox {
 mod tests {
     use std::sync::Arc;
 
+    use crate::pubsub::SHARED_SEND_MIN;
+
     use super::*;
 
     fn outbox(close_on_limit: bool) -> Outbox {
@@ -453,6 +459,7 @@ mod tests {
             max_buffered: 100,
             pause_on_backpressure: true,
             close_on_limit,
+            shared_send_min: SHARED_SEND_MIN,
         })
     }
 
@@ -634,6 +641,7 @@ mod tests {
             max_buffered: 1 << 20,
             pause_on_backpressure: false,
             close_on_limit: false,
+            shared_send_min: SHARED_SEND_MIN,
         });
         out.framing = framing;
         out

@@ -13,6 +13,7 @@ use crate::conn::{Conn, ConnId, Framing, Token};
 use crate::handle::{Outgoing, Post, Stopped};
 use crate::handler::{CloseReason, Handler, Message};
 use crate::proto::{CloseCode, Limits};
+use crate::pubsub::hub::Publication;
 use crate::route::{Accept, HttpResponse, Route, Routes, WebSocketOptions};
 
 /// Something the handler does (at its next callback, or posted as a handle would).
@@ -28,18 +29,24 @@ pub enum Action {
     Pause,
     /// Resumes reading.
     Resume,
+    /// Publishes a text (or binary) message of `len` bytes to the topic `fz`: the
+    /// handler subscribes and `publish_to_all`s it; a post delivers it to the
+    /// connection as the shard's fan-out would.
+    Publish { len: usize, binary: bool },
 }
 
 impl Action {
     /// An action from one byte and a length.
     pub fn from_byte(byte: u8, len: usize) -> Action {
-        match byte % 6 {
+        match byte % 8 {
             0 => Action::Send { len, binary: false },
             1 => Action::Send { len, binary: true },
             2 => Action::Ping,
             3 => Action::Close(1000 + u16::from(byte >> 3)),
             4 => Action::Pause,
-            _ => Action::Resume,
+            5 => Action::Resume,
+            6 => Action::Publish { len, binary: false },
+            _ => Action::Publish { len, binary: true },
         }
     }
 }
@@ -90,6 +97,22 @@ fn apply(action: Action, conn: &mut Conn<'_>) {
         Action::Close(code) => conn.close(code, "fuzz"),
         Action::Pause => conn.pause_reading(),
         Action::Resume => conn.resume_reading(),
+        Action::Publish { len, binary } => {
+            conn.subscribe(TOPIC);
+            let text = "y".repeat(len);
+            let bytes = vec![0x3C; len];
+            conn.publish_to_all(TOPIC, published(&text, &bytes, binary));
+        }
+    }
+}
+
+/// The topic the fuzzed handler publishes to.
+const TOPIC: &str = "fz";
+
+fn published<'a>(text: &'a str, bytes: &'a [u8], binary: bool) -> Message<'a> {
+    match binary {
+        true => Message::Binary(bytes),
+        false => Message::Text(text),
     }
 }
 
@@ -172,6 +195,8 @@ impl Session {
         config.out_limits.max_buffered = limits.max_buffered;
         config.out_limits.pause_on_backpressure = limits.pause_on_backpressure;
         config.out_limits.close_on_limit = limits.close_on_limit;
+        // Low enough that published messages of the fuzzed sizes take the shared path.
+        config.out_limits.shared_send_min = 256;
         config.idle_timeout = Some(Duration::from_secs(10));
         config.handshake_timeout = Duration::from_secs(3);
         config.close_timeout = Duration::from_secs(2);
@@ -228,9 +253,18 @@ impl Session {
             .push_back(action);
     }
 
-    /// A handle posts `action` (as `ConnHandle` would, applied on the shard).
+    /// A handle posts `action` (as `ConnHandle` would, applied on the shard); a
+    /// publish is delivered as the shard's fan-out does.
     pub fn post(&mut self, action: Action) {
         let message = match action {
+            Action::Publish { len, binary } => {
+                let text = "z".repeat(len);
+                let bytes = vec![0xC3; len];
+                let message = published(&text, &bytes, binary);
+                let publication = Publication::new(TOPIC, message, None);
+                self.conn.deliver(&publication, true, &self.ctx, self.now);
+                return;
+            }
             Action::Send { len, binary: false } => Outgoing::Text("x".repeat(len).into()),
             Action::Send { len, binary: true } => Outgoing::Binary(vec![0x5A; len].into()),
             Action::Ping => Outgoing::Ping(b"fz".to_vec().into()),
@@ -244,11 +278,35 @@ impl Session {
         self.conn.posted(message, &self.ctx, self.now);
     }
 
-    /// Writes everything queued, as the shard would; returns the bytes written.
+    /// Writes everything queued, as the shard would (one send per chunk); returns the
+    /// bytes written.
     pub fn write(&mut self) -> Vec<u8> {
-        let queued = std::mem::take(&mut self.conn.out.queued);
+        let mut written = Vec::new();
+        while let Some(chunk) = self.conn.out.take_output() {
+            written.extend_from_slice(&chunk);
+            self.conn.out.in_flight = 0;
+            self.conn.on_written(&self.ctx, self.now);
+        }
         self.conn.on_written(&self.ctx, self.now);
-        queued
+        written
+    }
+
+    /// One send that the socket takes only `n` bytes of (a short write); the rest goes
+    /// back to the front of the output. Returns the bytes written.
+    pub fn write_part(&mut self, n: usize) -> Vec<u8> {
+        let Some(mut chunk) = self.conn.out.take_output() else {
+            return Vec::new();
+        };
+        let n = n.min(chunk.len());
+        let written = chunk[..n].to_vec();
+        if n < chunk.len() {
+            chunk.advance(n);
+            self.conn.out.unsent(chunk);
+        } else {
+            self.conn.out.in_flight = 0;
+        }
+        self.conn.on_written(&self.ctx, self.now);
+        written
     }
 
     /// Bytes queued or in flight (what `max_buffered` counts).

@@ -1,7 +1,8 @@
 //! Drives one connection (`ringws::fuzzing::Session`: the HTTP front, then the open
 //! session for RFC 6455 or hixie, or a session built already open) with operations decoded from the input: raw bytes,
-//! masked frames, clock ticks, writes, and handler actions (send, ping, close, pause,
-//! resume) done at the next callback or posted as a handle would. Checks: no panic;
+//! masked frames, clock ticks, writes (whole or short), and handler actions (send, ping,
+//! close, pause, resume, subscribe and publish) done at the next callback, or posted as
+//! a handle (or the shard's pub/sub fan-out) would. Checks: no panic;
 //! the output never goes past `max_buffered` (plus room for a close frame or an HTTP
 //! head); once the connection wants to close and its output was written, nothing more
 //! is ever queued; the handler hears nothing after `on_close`.
@@ -82,8 +83,12 @@ pub fn run(data: &[u8]) {
                 session.receive(&frame(arg, &payload));
             }
             3 => session.advance(Duration::from_millis(u64::from(arg) * 50)),
-            4 => {
+            // A whole write, or a short one of `arg × 37` bytes.
+            4 if arg & 1 == 0 => {
                 session.write();
+            }
+            4 => {
+                session.write_part(usize::from(arg) * 37);
             }
             5 => session.act(Action::from_byte(arg, usize::from(op >> 3) * 64)),
             6 => session.post(Action::from_byte(arg, usize::from(op >> 3) * 64)),
