@@ -47,6 +47,8 @@ struct Entry {
     conn: Connection,
     /// Already listed in `Shard::ready`.
     listed: bool,
+    /// Got published messages since its last `touch` (listed in `Shard::delivered`).
+    delivered: bool,
     /// The deadline this entry has in `Shard::timers`, so each is pushed once.
     armed: Option<Instant>,
     /// The TLS session on a TLS listener: `conn` sees plaintext, the backend ciphertext.
@@ -163,6 +165,11 @@ pub(crate) struct Shard {
     file_reads: Vec<FileRead>,
     /// The subscribers of the publication being delivered (kept for its capacity).
     fanout: Vec<Token>,
+    /// Connections that got published messages and are not touched yet, and the bytes
+    /// queued for them meanwhile (`topics.rs`: one `touch` per subscriber per batch of
+    /// publications, not per publication).
+    delivered: Vec<Token>,
+    delivered_bytes: usize,
     /// Pub/sub counters, and what was last stored for other threads (`topics.rs`).
     fanout_counts: topics::FanoutCounts,
     fanout_published: topics::FanoutCounts,
@@ -211,6 +218,8 @@ impl Shard {
         let budget = Budget::new(ctx.config.memory_budget);
         Shard {
             fanout: Vec::new(),
+            delivered: Vec::new(),
+            delivered_bytes: 0,
             fanout_counts: topics::FanoutCounts::default(),
             fanout_published: topics::FanoutCounts::default(),
             budget,
@@ -631,6 +640,7 @@ impl ShardCore for Shard {
             generation,
             conn,
             listed: false,
+            delivered: false,
             armed: None,
             flush_deadline: None,
             pending: true,
@@ -888,9 +898,12 @@ impl ShardCore for Shard {
         mailbox.take_wake();
         while let Some(command) = mailbox.pop() {
             self.run_command(command, now);
-            // Per command: handles may have posted far more than the budget at once.
+            // Per command: handles may have posted far more than the budget at once
+            // (publications are recounted at least every `TOUCH_AFTER_BYTES`).
+            self.touch_delivered_over(topics::TOUCH_AFTER_BYTES);
             self.check_budget();
         }
+        self.touch_delivered_over(0);
         self.run_work(now);
     }
 

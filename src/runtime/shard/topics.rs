@@ -16,6 +16,10 @@ use crate::pubsub::hub::Publication;
 use crate::pubsub::{Delivery, SlowSubscribers};
 use crate::runtime::core::{Token, TokenKind};
 
+/// The bytes of publications a shard queues for its subscribers before it touches them
+/// (lists them for sending, recounts the memory budget), within one mailbox batch.
+pub(crate) const TOUCH_AFTER_BYTES: usize = 1024 * 1024;
+
 /// This shard's pub/sub counters (plain integers: only this thread writes them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FanoutCounts {
@@ -116,13 +120,41 @@ impl Shard {
                 // shared bytes themselves.
                 let share = entry.tls.is_none();
                 let delivery = entry.conn.deliver(&publication, share, ctx, now);
-                self.touch(token);
+                // Touched once for the whole batch of publications (`on_wake`), so a
+                // subscriber that gets a hundred messages in a turn is looked at once.
+                if !entry.delivered {
+                    entry.delivered = true;
+                    self.delivered.push(token);
+                }
+                if delivery == Delivery::Queued {
+                    self.delivered_bytes += publication.frame().len();
+                }
                 delivery
             };
             self.fanout_counts.count(delivery);
         }
         self.fanout = subscribers;
         self.run_work(now);
+    }
+
+    /// Touches the connections that got publications since their last touch, once the
+    /// bytes queued for them are over `bytes` (0: always): `on_wake` calls this after
+    /// each command with [`TOUCH_AFTER_BYTES`] and at its end with 0, so the memory
+    /// budget never lags the queues by more than that.
+    pub(super) fn touch_delivered_over(&mut self, bytes: usize) {
+        if self.delivered.is_empty() || self.delivered_bytes < bytes {
+            return;
+        }
+        self.delivered_bytes = 0;
+        let mut delivered = std::mem::take(&mut self.delivered);
+        for &token in &delivered {
+            if let Some(entry) = self.conns.get_mut(token) {
+                entry.delivered = false;
+                self.touch(token);
+            }
+        }
+        delivered.clear();
+        self.delivered = delivered;
     }
 
     /// A connection or session of this shard ended: it leaves its topics.
