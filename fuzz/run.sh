@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-600}
 [ $# -gt 0 ] && shift
-all=(decode decode_client handshake hixie http_request sockjs_body session)
+all=(decode decode_client handshake hixie http_request sockjs_body session deflate_offer inflate)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

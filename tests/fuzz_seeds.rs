@@ -5,12 +5,16 @@
 
 #[path = "../fuzz/fuzz_targets/common/decode.rs"]
 mod decode;
+#[path = "../fuzz/fuzz_targets/common/deflate_offer.rs"]
+mod deflate_offer;
 #[path = "../fuzz/fuzz_targets/common/handshake.rs"]
 mod handshake;
 #[path = "../fuzz/fuzz_targets/common/hixie.rs"]
 mod hixie;
 #[path = "../fuzz/fuzz_targets/common/http_request.rs"]
 mod http_request;
+#[path = "../fuzz/fuzz_targets/common/inflate.rs"]
+mod inflate;
 #[path = "../fuzz/fuzz_targets/common/session.rs"]
 mod session;
 #[path = "../fuzz/fuzz_targets/common/sockjs_body.rs"]
@@ -49,6 +53,11 @@ fn decode_client_seeds() {
 }
 
 #[test]
+fn deflate_offer_seeds() {
+    replay("deflate_offer", deflate_offer::run);
+}
+
+#[test]
 fn handshake_seeds() {
     replay("handshake", handshake::run);
 }
@@ -66,6 +75,11 @@ fn http_request_seeds() {
 #[test]
 fn sockjs_body_seeds() {
     replay("sockjs_body", sockjs_body::run);
+}
+
+#[test]
+fn inflate_seeds() {
+    replay("inflate", inflate::run);
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! and are answered by [`write_hixie76_head`] / [`hixie76_answer`] and
 //! [`write_hixie75_head`]; [`client`] is the hixie-76 client role. [`check_origin`]
 //! applies a route's [`OriginPolicy`] (cross-site WebSocket hijacking) to an upgrade.
+//! [`deflate`] negotiates permessage-deflate (RFC 7692): [`negotiate_request`] gives a
+//! [`DeflateAgreement`] whose answer goes into the 101 as an extra header.
 //!
 //! ```
 //! use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
@@ -35,6 +37,7 @@
 
 mod accept;
 pub mod client;
+pub mod deflate;
 mod hixie;
 mod origin;
 mod response;
@@ -46,6 +49,10 @@ mod tests;
 pub use accept::{accept_key, AcceptKey, WEBSOCKET_GUID};
 pub use client::{
     client_key, read_server_response, write_client_request, ClientHandshakeError, ClientKey,
+};
+pub use deflate::{
+    negotiate, negotiate_request, DeflateAgreement, DeflateConfig, EXTENSIONS_HEADER,
+    PERMESSAGE_DEFLATE,
 };
 pub use hixie::{
     hixie76_answer, parse_hixie76_key, write_hixie75_head, write_hixie76_head, HixieHead,

@@ -1,6 +1,7 @@
 //! RFC 6455 framing, sans-I/O: frame headers, masking, incremental UTF-8, close
 //! payloads, the receive state machine ([`Decoder`]) and the frame encoder; and the
-//! legacy hixie-75/76 framing ([`HixieDecoder`], [`encode_hixie_text`]).
+//! legacy hixie-75/76 framing ([`HixieDecoder`], [`encode_hixie_text`]); and the
+//! permessage-deflate codec ([`MessageDeflater`], [`MessageInflater`]).
 //!
 //! Nothing here touches a socket, a clock or a thread: bytes go in, events and bytes
 //! come out. The runtime feeds each connection's read buffer to its [`Decoder`] and
@@ -22,6 +23,7 @@
 pub mod close;
 pub mod copy;
 pub mod decode;
+pub mod deflate;
 pub mod encode;
 pub mod frame;
 pub mod hixie;
@@ -30,6 +32,7 @@ pub mod utf8;
 
 pub use close::{parse_close_payload, CloseCode, CloseFrame};
 pub use decode::{Decoder, Event, ProtocolError};
+pub use deflate::{InflateError, MessageDeflater, MessageInflater};
 pub use encode::{encode_close, encode_frame, frame_len};
 pub use frame::{FrameHeader, OpCode};
 pub use hixie::{encode_hixie_close, encode_hixie_text, HixieDecoder, HixieEvent};
