@@ -3,12 +3,16 @@
 //! The crate is layered (`ARCHITECTURE.md` at the repository root is the map):
 //!
 //! - [`proto`]: RFC 6455 frames, masks, UTF-8 and message assembly, sans-I/O, both roles,
-//!   and the legacy hixie-75/76 framing;
+//!   the legacy hixie-75/76 framing, and the permessage-deflate codec (not yet used by
+//!   the server: see [`handshake::deflate`]);
 //! - [`http`] and [`handshake`]: request parsing and the WebSocket upgrade (RFC 6455,
 //!   hybi-07/08, hixie-76 / hybi-00, hixie-75), sans-I/O;
 //! - the connection state machine (HTTP head → upgrade → frames → handler), sans-I/O;
 //! - the runtime: shard threads that own sockets and drive the state machines on
 //!   io_uring or epoll (the only layer that does I/O);
+//! - [`pubsub`]: topics across shards and, through Redis, across servers
+//!   ([`Conn::subscribe`], [`Conn::publish`], [`ServerHandle::publish`]): each message
+//!   encoded once, fanned out per shard in one write per subscriber and loop turn;
 //! - [`sockjs`]: the SockJS options ([`sockjs::SockJsOptions`], [`sockjs::Flavour`]) for
 //!   the services [`Builder::sockjs`] serves next to the WebSocket routes; the SockJS
 //!   protocol core behind them (sessions, transports, pages) is sans-I/O and internal;
