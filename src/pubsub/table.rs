@@ -36,22 +36,18 @@ pub(crate) struct TopicTable {
     topics: HashMap<Arc<str>, Topic>,
     /// Each subscriber's topics, to drop them all when it ends.
     by_subscriber: HashMap<Token, Vec<Arc<str>>>,
+    /// Subscriber × topic pairs (kept as it changes: the shard reads it every turn).
+    subscriptions: usize,
 }
 
 impl TopicTable {
     /// Subscribes `token` to `topic` (idempotent).
     pub(crate) fn subscribe(&mut self, token: Token, topic: &str) -> Change {
-        if let Some(entry) = self.topics.get_mut(topic) {
+        if let Some((name, entry)) = self.topics.get_key_value(topic) {
             if entry.position.contains_key(&token) {
                 return Change::None;
             }
-            let name = self
-                .topics
-                .get_key_value(topic)
-                .map(|(name, _)| Arc::clone(name));
-            let Some(name) = name else {
-                return Change::None;
-            };
+            let name = Arc::clone(name);
             self.insert(token, name);
             return Change::Added { first: false };
         }
@@ -67,6 +63,7 @@ impl TopicTable {
             entry.subscribers.push(token);
         }
         self.by_subscriber.entry(token).or_default().push(name);
+        self.subscriptions += 1;
     }
 
     /// Unsubscribes `token` from `topic` (idempotent).
@@ -91,6 +88,7 @@ impl TopicTable {
             return Change::None;
         };
         entry.subscribers.swap_remove(at);
+        self.subscriptions -= 1;
         if let Some(&moved) = entry.subscribers.get(at) {
             entry.position.insert(moved, at);
         }
@@ -144,7 +142,7 @@ impl TopicTable {
 
     /// Subscriptions on this shard (subscriber × topic pairs).
     pub(crate) fn subscriptions(&self) -> usize {
-        self.by_subscriber.values().map(Vec::len).sum()
+        self.subscriptions
     }
 }
 

@@ -464,20 +464,8 @@ impl SessionTable {
         let Some(text) = publication.text() else {
             return Delivery::Unsupported;
         };
-        if slot.session.pending_bytes() + text.len() > self.limits.max_buffered {
-            if !close_slow {
-                return Delivery::Dropped;
-            }
-            let (code, reason) = SLOW_SUBSCRIBER;
-            slot.session.close(code.0, reason);
-            self.run_and_flush(index, ctx, now, fx);
-            self.arm(index, fx);
-            return Delivery::Closed;
-        }
-        slot.session.send(text);
-        self.flush(index, now, fx);
-        self.arm(index, fx);
-        Delivery::Queued
+        let on_limit = close_slow.then_some(SLOW_SUBSCRIBER);
+        self.send_limited(index, text, on_limit, ctx, now, fx)
     }
 
     /// A `ConnHandle` sent a text message to a session.
@@ -492,20 +480,40 @@ impl SessionTable {
         let Some(index) = self.slot_of(token) else {
             return;
         };
-        let slot = &mut self.slots[index];
         // A handle's sends are held to `max_buffered` like the handler's own.
+        let on_limit = self
+            .limits
+            .close_on_limit
+            .then_some(crate::conn::BACKPRESSURE_LIMIT);
+        self.send_limited(index, text, on_limit, ctx, now, fx);
+    }
+
+    /// Queues `text` on session `index` unless it would take the session's pending
+    /// bytes over `max_buffered`: then it is dropped, or with `on_limit` the session
+    /// closes with that code and reason.
+    fn send_limited(
+        &mut self,
+        index: usize,
+        text: &str,
+        on_limit: Option<(CloseCode, &str)>,
+        ctx: &ShardContext,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Delivery {
+        let slot = &mut self.slots[index];
         if slot.session.pending_bytes() + text.len() > self.limits.max_buffered {
-            if self.limits.close_on_limit {
-                let (code, reason) = crate::conn::BACKPRESSURE_LIMIT;
-                slot.session.close(code.0, reason);
-                self.run_and_flush(index, ctx, now, fx);
-                self.arm(index, fx);
-            }
-            return;
+            let Some((code, reason)) = on_limit else {
+                return Delivery::Dropped;
+            };
+            slot.session.close(code.0, reason);
+            self.run_and_flush(index, ctx, now, fx);
+            self.arm(index, fx);
+            return Delivery::Closed;
         }
         slot.session.send(text);
         self.flush(index, now, fx);
         self.arm(index, fx);
+        Delivery::Queued
     }
 
     /// The server shuts down: every open session closes with 1001 (its handler hears
