@@ -120,13 +120,15 @@ impl Conn<'_> {
 
     /// Sends a text message (to a client of any version).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.out.send_frame(OpCode::Text, text.as_bytes())
+        self.out
+            .send_message(OpCode::Text, text.as_bytes(), &self.ctx.codecs)
     }
 
     /// Sends a binary message. A hixie-75/76 client cannot receive one:
     /// [`SendStatus::Unsupported`].
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
-        self.out.send_frame(OpCode::Binary, bytes)
+        self.out
+            .send_message(OpCode::Binary, bytes, &self.ctx.codecs)
     }
 
     /// True when the client speaks a hixie draft: text messages only, no ping, no close
@@ -302,7 +304,7 @@ impl Conn<'_> {
                 Message::Text(text) => (OpCode::Text, text.as_bytes()),
                 Message::Binary(bytes) => (OpCode::Binary, bytes),
             };
-            self.out.send_frame(opcode, payload);
+            self.out.send_message(opcode, payload, &self.ctx.codecs);
         }
         let _ = self.ctx.topics.hub.publish(topic, message, Some(self.id));
     }

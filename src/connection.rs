@@ -22,6 +22,7 @@
 //! it.
 
 mod budget;
+mod compression;
 mod front;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -41,6 +42,7 @@ pub(crate) use session::guard;
 pub(crate) use timers::{Timer, Timers};
 
 pub(crate) use budget::{budget_close_for, Held};
+pub(crate) use compression::{Compression, ShardCodecs};
 #[cfg(feature = "test-hooks")]
 pub(crate) use sockjs::owner_shard;
 pub(crate) use sockjs::{
@@ -115,6 +117,8 @@ pub(crate) struct ShardContext {
     /// The shard's topic table and the server's pub/sub hub (`Conn::subscribe`,
     /// `Conn::publish`).
     pub(crate) topics: ShardTopics,
+    /// What the shard's permessage-deflate connections share (`compression.rs`).
+    pub(crate) codecs: ShardCodecs,
 }
 
 impl ShardContext {
@@ -136,6 +140,7 @@ impl ShardContext {
             config,
             wall: WallClock::default(),
             topics: ShardTopics::new(hub),
+            codecs: ShardCodecs::default(),
         }
     }
 }
@@ -380,6 +385,7 @@ impl Connection {
             }
             Timer::Idle => self.idle_timer(ctx, now),
             Timer::Heartbeat => self.heartbeat(ctx, now),
+            Timer::Hibernate => self.hibernation_timer(ctx, now),
             Timer::Handshake | Timer::Shutdown => self.finish_http_timeout(),
             Timer::Close | Timer::FileStall => {}
         }

@@ -52,6 +52,7 @@ pub mod sockjs;
 
 mod conn;
 mod connection;
+mod deflate_options;
 mod handle;
 mod handler;
 mod protocol;
@@ -67,6 +68,9 @@ mod test_support;
 pub use connection::fuzzing;
 
 pub use conn::{Conn, ConnId, SendStatus};
+pub use deflate_options::{
+    DeflateOptions, DEFAULT_DEFLATE_THRESHOLD, DEFAULT_HIBERNATE_AFTER, DEFAULT_MAX_LIVE_STREAMS,
+};
 pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
 pub use protocol::{Protocol, Transport};

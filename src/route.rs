@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::connection::FileAnswer;
+use crate::deflate_options::DeflateOptions;
 use crate::handler::Handler;
 use crate::handshake::{OriginPolicy, Upgrade, Version};
 use crate::http::Request;
@@ -185,6 +186,8 @@ impl HttpResponse {
 /// (not a browser) passes every policy. SockJS services do not use these options: they
 /// answer any origin, with CORS headers.
 ///
+/// `deflate` (off by default): permessage-deflate, see [`DeflateOptions`].
+///
 /// ```
 /// use ringws::handshake::OriginPolicy;
 /// use ringws::WebSocketOptions;
@@ -206,6 +209,7 @@ impl HttpResponse {
 pub struct WebSocketOptions {
     legacy_drafts: bool,
     origins: OriginPolicy,
+    deflate: Option<DeflateOptions>,
 }
 
 impl Default for WebSocketOptions {
@@ -213,6 +217,7 @@ impl Default for WebSocketOptions {
         WebSocketOptions {
             legacy_drafts: true,
             origins: OriginPolicy::SameOrigin,
+            deflate: None,
         }
     }
 }
@@ -239,6 +244,18 @@ impl WebSocketOptions {
     /// The origin policy of the route.
     pub fn origin_policy(&self) -> &OriginPolicy {
         &self.origins
+    }
+
+    /// Accepts permessage-deflate offers (RFC 7692) with `options` (off by default);
+    /// see [`DeflateOptions`] for the modes and their memory.
+    pub fn deflate(mut self, options: DeflateOptions) -> WebSocketOptions {
+        self.deflate = Some(options);
+        self
+    }
+
+    /// The route's permessage-deflate settings, when it accepts the extension.
+    pub fn deflate_options(&self) -> Option<&DeflateOptions> {
+        self.deflate.as_ref()
     }
 }
 

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use ringws::handshake::OriginPolicy;
+use ringws::WebSocketOptions;
 use ringws::{RunningServer, Server};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -25,7 +25,7 @@ type Client =
 fn chat_server() -> RunningServer {
     // The default of `ringws serve --allowed-origins`; the clients here send no Origin.
     let builder = Server::builder().bind("127.0.0.1:0").shards(4);
-    chat::add_chat(builder, OriginPolicy::SameOrigin)
+    chat::add_chat(builder, WebSocketOptions::default())
         .build()
         .expect("build")
         .start()

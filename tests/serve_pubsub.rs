@@ -15,12 +15,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{raw_upgrade, send_frame, Received};
-use ringws::handshake::OriginPolicy;
 use ringws::proto::{Decoder, Event, Limits, OpCode, Role};
 use ringws::RunningServer;
+use ringws::WebSocketOptions;
 
 fn pubsub_server() -> RunningServer {
-    routes::add_pubsub_routes(common::builder(), OriginPolicy::SameOrigin)
+    routes::add_pubsub_routes(common::builder(), WebSocketOptions::default())
         .build()
         .expect("build")
         .start()
@@ -73,7 +73,13 @@ impl Client {
                         Received::Close(Some(f.code.0), f.reason.to_owned())
                     }))
                 }
-                Some(Event::Ping(_) | Event::Pong(_)) | None => {}
+                Some(
+                    Event::Ping(_)
+                    | Event::Pong(_)
+                    | Event::Deflated { .. }
+                    | Event::DeflatedPart { .. },
+                )
+                | None => {}
             }
             if consumed > 0 {
                 continue;

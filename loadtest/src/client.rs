@@ -435,6 +435,10 @@ impl WsConn {
                         Some(Event::Pong(p)) => Got::Msg(Incoming::Pong(p)),
                         Some(Event::Ping(p)) => Got::Ping(p),
                         Some(Event::Close(frame)) => Got::Close(frame.map(|f| f.code.0)),
+                        // The decoder accepts RSV1 only once deflate is agreed.
+                        Some(Event::Deflated { .. } | Event::DeflatedPart { .. }) => {
+                            return Err(ConnError::Protocol("unexpected compressed message".into()))
+                        }
                         None => Got::Nothing,
                     };
                     (n, got)

@@ -163,6 +163,16 @@ struct ServeArgs {
     /// with 1008 "slow subscriber".
     #[arg(long, value_enum, default_value_t = SlowArg::Drop)]
     slow_subscribers: SlowArg,
+    /// Accept permessage-deflate (RFC 7692) on every WebSocket route and SockJS's
+    /// websocket transport, with context takeover and 15-bit windows; idle connections'
+    /// zlib streams hibernate after 10 s (off by default, as compression costs CPU).
+    #[arg(long)]
+    deflate: bool,
+    /// Which permessage-deflate mode to use (implies --deflate): `context-takeover`
+    /// (best ratio, zlib streams per active connection) or `no-context-takeover`
+    /// (every message on its own, nothing kept per connection).
+    #[arg(long, value_enum)]
+    deflate_mode: Option<DeflateModeArg>,
     /// Share pub/sub (the chat's rooms, /broadcast, /pubsub) with every `ringws serve`
     /// linked to the Redis server at this URL (`redis://[user:password@]HOST[:PORT][/DB]`).
     /// An unreachable Redis is retried with backoff; a URL that is not a Redis URL is
@@ -192,6 +202,12 @@ fn parse_redis_url(text: &str) -> Result<String, String> {
         .map_err(|error| {
             format!("not a Redis URL ({error}); expected redis://[user:password@]HOST[:PORT][/DB]")
         })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeflateModeArg {
+    ContextTakeover,
+    NoContextTakeover,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -340,9 +356,22 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(dir) = &args.static_dir {
         builder = builder.static_files("/static/", dir);
     }
-    let origins = ringws::WebSocketOptions::default().allowed_origins(args.allowed_origins);
-    let builder = chat::add_chat(builder, origins.origin_policy().clone());
-    let builder = routes::add_pubsub_routes(builder, origins.origin_policy().clone());
+    let mut origins = ringws::WebSocketOptions::default().allowed_origins(args.allowed_origins);
+    let deflate = match (args.deflate, args.deflate_mode) {
+        (_, Some(DeflateModeArg::NoContextTakeover)) => {
+            Some(ringws::DeflateOptions::no_context_takeover())
+        }
+        (true, _) | (_, Some(DeflateModeArg::ContextTakeover)) => {
+            Some(ringws::DeflateOptions::context_takeover())
+        }
+        (false, None) => None,
+    };
+    if let Some(deflate) = deflate {
+        origins = origins.deflate(deflate);
+        options = options.deflate(deflate);
+    }
+    let builder = chat::add_chat(builder, origins.clone());
+    let builder = routes::add_pubsub_routes(builder, origins.clone());
     #[cfg(feature = "redis")]
     let builder = match &args.redis {
         Some(url) => {

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::SendStatus;
+use crate::connection::{Compression, ShardCodecs};
 use crate::handle::Outgoing;
 use crate::proto::encode::{encode_close, encode_frame};
 use crate::proto::{encode_hixie_close, encode_hixie_text, CloseCode, OpCode};
@@ -161,6 +162,9 @@ pub(crate) struct Outbox {
     /// Output that goes out before `queued`: published frames shared with other
     /// subscribers (boxed: only while a large published message waits).
     ahead: Option<Box<Ahead>>,
+    /// permessage-deflate, when negotiated (RFC 6455 framing only): data messages of
+    /// its threshold or more go out compressed.
+    pub(crate) compression: Option<Box<Compression>>,
 }
 
 impl Outbox {
@@ -180,6 +184,7 @@ impl Outbox {
             abandon: false,
             partial: false,
             ahead: None,
+            compression: None,
         }
     }
 
@@ -279,6 +284,7 @@ impl Outbox {
         publication: &Publication,
         share: bool,
         close_slow: bool,
+        codecs: &ShardCodecs,
     ) -> SendStatus {
         let on_limit = (close_slow, SLOW_SUBSCRIBER);
         if self.framing != Framing::Rfc6455 {
@@ -290,10 +296,24 @@ impl Outbox {
         if self.closed {
             return SendStatus::Dropped;
         }
-        let frame = publication.frame();
-        if self.buffered() + publication.payload().len() > self.limits.max_buffered {
+        let payload = publication.payload();
+        if self.buffered() + payload.len() > self.limits.max_buffered {
             return self.over_limit(on_limit);
         }
+        let opcode = publication.opcode();
+        let compressed = match self.compression.as_deref_mut() {
+            Some(compression) if compression.compresses(payload.len()) => {
+                if !compression.shares_compressed() {
+                    // Context takeover: this connection's own compressor must see
+                    // every message it sends, so it compresses its own copy.
+                    compression.compress_frame(opcode, payload, codecs, &mut self.queued);
+                    return self.status_after_queue();
+                }
+                Some(codecs.published_frame(publication.seq(), opcode, payload, compression))
+            }
+            _ => None,
+        };
+        let frame = compressed.as_ref().unwrap_or(publication.frame());
         if share && frame.len() >= self.limits.shared_send_min {
             let ahead = self.ahead.get_or_insert_with(Box::default);
             if !self.queued.is_empty() {
@@ -358,8 +378,39 @@ impl Outbox {
         self.queue_close(Some(code), reason);
     }
 
-    /// Queues one unmasked (server role) data or control frame; for a hixie connection,
-    /// text only (anything else is [`SendStatus::Unsupported`]).
+    /// Queues a data message from the handler (or a handle, or the bridge): compressed
+    /// when permessage-deflate is on and it is at least the threshold, else as
+    /// [`send_frame`](Self::send_frame) does. Its uncompressed size is what counts
+    /// against `max_buffered` (checked before compressing: a message that is dropped must
+    /// not have gone through a context-takeover compressor the peer will not follow).
+    pub(crate) fn send_message(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        codecs: &ShardCodecs,
+    ) -> SendStatus {
+        let compresses = self.framing == Framing::Rfc6455
+            && self
+                .compression
+                .as_ref()
+                .is_some_and(|compression| compression.compresses(payload.len()));
+        if !compresses {
+            return self.send_frame(opcode, payload);
+        }
+        if self.closed {
+            return SendStatus::Dropped;
+        }
+        if self.buffered() + payload.len() > self.limits.max_buffered {
+            return self.over_limit((self.limits.close_on_limit, BACKPRESSURE_LIMIT));
+        }
+        if let Some(compression) = self.compression.as_deref_mut() {
+            compression.compress_frame(opcode, payload, codecs, &mut self.queued);
+        }
+        self.status_after_queue()
+    }
+
+    /// Queues one unmasked (server role) data or control frame, uncompressed; for a
+    /// hixie connection, text only (anything else is [`SendStatus::Unsupported`]).
     pub(crate) fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
         let on_limit = (self.limits.close_on_limit, BACKPRESSURE_LIMIT);
         self.send_frame_with(opcode, payload, on_limit)
@@ -393,9 +444,13 @@ impl Outbox {
     /// Queues a message a [`ConnHandle`] posted, encoded for this outbox's framing like
     /// the handler's own sends ([`Outbox::send_frame`]: same limits, same answers);
     /// `None` for the commands that are not messages (close, pause, resume).
-    pub(crate) fn send_posted(&mut self, message: &Outgoing) -> Option<SendStatus> {
+    pub(crate) fn send_posted(
+        &mut self,
+        message: &Outgoing,
+        codecs: &ShardCodecs,
+    ) -> Option<SendStatus> {
         let (opcode, payload) = message.data()?;
-        Some(self.send_frame(opcode, payload))
+        Some(self.send_message(opcode, payload, codecs))
     }
 
     fn send_sockjs(&mut self, opcode: OpCode, payload: &[u8], on_limit: OnLimit) -> SendStatus {
@@ -447,6 +502,7 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
+    use crate::connection::ShardCodecs;
     use std::sync::Arc;
 
     use crate::pubsub::SHARED_SEND_MIN;
@@ -535,7 +591,7 @@ mod tests {
         out.limits.max_buffered = 1000;
         out.limits.backpressure_threshold = 1000;
         out.framing = framing;
-        let status = out.send_posted(&message);
+        let status = out.send_posted(&message, &ShardCodecs::default());
         (status, out.queued)
     }
 
@@ -606,12 +662,21 @@ mod tests {
     fn a_posted_message_is_held_to_the_limits_of_the_handlers_sends() {
         let mut out = outbox(false);
         let message = Outgoing::Binary(Arc::from(&[1u8; 60][..]));
-        assert_eq!(out.send_posted(&message), Some(SendStatus::Backpressure));
+        assert_eq!(
+            out.send_posted(&message, &ShardCodecs::default()),
+            Some(SendStatus::Backpressure)
+        );
         assert!(out.drain_owed);
-        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
+        assert_eq!(
+            out.send_posted(&message, &ShardCodecs::default()),
+            Some(SendStatus::Dropped)
+        );
         out.queue_close(Some(CloseCode::NORMAL), "");
         let message = Outgoing::Text(Arc::from("late"));
-        assert_eq!(out.send_posted(&message), Some(SendStatus::Dropped));
+        assert_eq!(
+            out.send_posted(&message, &ShardCodecs::default()),
+            Some(SendStatus::Dropped)
+        );
     }
 
     #[test]
@@ -675,7 +740,7 @@ mod tests {
         out.send_frame(OpCode::Text, b"own");
         let publication = text("hello");
         assert_eq!(
-            out.send_published(&publication, true, false),
+            out.send_published(&publication, true, false, &ShardCodecs::default()),
             SendStatus::Queued
         );
         let mut expected = vec![0x81, 3, b'o', b'w', b'n'];
@@ -694,7 +759,7 @@ mod tests {
         out.send_frame(OpCode::Text, b"before");
         let before = out.queued.clone();
         assert_eq!(
-            out.send_published(&publication, true, false),
+            out.send_published(&publication, true, false, &ShardCodecs::default()),
             SendStatus::Queued
         );
         out.send_frame(OpCode::Text, b"after");
@@ -732,7 +797,10 @@ mod tests {
     fn a_large_publication_without_share_or_below_the_line_is_copied() {
         let big = binary(&vec![4u8; SHARED_SEND_MIN]);
         let mut out = roomy(Framing::Rfc6455);
-        assert_eq!(out.send_published(&big, false, false), SendStatus::Queued);
+        assert_eq!(
+            out.send_published(&big, false, false, &ShardCodecs::default()),
+            SendStatus::Queued
+        );
         assert!(out.ahead.is_none());
         assert_eq!(out.queued, big.frame()[..]);
         assert_ne!(out.queued.as_ptr(), big.frame().as_ptr());
@@ -741,7 +809,7 @@ mod tests {
         let short = binary(&vec![5u8; SHARED_SEND_MIN - header - 1]);
         assert_eq!(short.frame().len(), SHARED_SEND_MIN - 1);
         let mut out = roomy(Framing::Rfc6455);
-        out.send_published(&short, true, false);
+        out.send_published(&short, true, false, &ShardCodecs::default());
         assert!(out.ahead.is_none());
         assert_eq!(out.queued, short.frame()[..]);
     }
@@ -751,23 +819,28 @@ mod tests {
         for framing in [Framing::Hixie76, Framing::Hixie75] {
             let mut out = roomy(framing);
             assert_eq!(
-                out.send_published(&text("hé"), true, false),
+                out.send_published(&text("hé"), true, false, &ShardCodecs::default()),
                 SendStatus::Queued
             );
             assert_eq!(out.queued, [0x00, b'h', 0xc3, 0xa9, 0xff]);
             let big = "x".repeat(SHARED_SEND_MIN * 2);
             assert_eq!(
-                out.send_published(&text(&big), true, false),
+                out.send_published(&text(&big), true, false, &ShardCodecs::default()),
                 SendStatus::Queued
             );
             assert!(out.ahead.is_none(), "hixie never shares the RFC 6455 frame");
             assert_eq!(out.queued.len(), 5 + big.len() + 2);
             assert_eq!(
-                out.send_published(&binary(b"b"), true, false),
+                out.send_published(&binary(b"b"), true, false, &ShardCodecs::default()),
                 SendStatus::Unsupported
             );
             assert_eq!(
-                out.send_published(&binary(&vec![0; SHARED_SEND_MIN]), true, false),
+                out.send_published(
+                    &binary(&vec![0; SHARED_SEND_MIN]),
+                    true,
+                    false,
+                    &ShardCodecs::default()
+                ),
                 SendStatus::Unsupported
             );
             assert_eq!(out.queued.len(), 5 + big.len() + 2);
@@ -778,13 +851,13 @@ mod tests {
     fn sockjs_subscribers_collect_the_text() {
         let mut out = Outbox::sockjs(roomy(Framing::Rfc6455).limits);
         assert_eq!(
-            out.send_published(&text("a\"b"), true, false),
+            out.send_published(&text("a\"b"), true, false, &ShardCodecs::default()),
             SendStatus::Queued
         );
         assert_eq!(out.messages, ["a\"b"]);
         assert!(out.queued.is_empty() && out.ahead.is_none());
         assert_eq!(
-            out.send_published(&binary(b"b"), true, false),
+            out.send_published(&binary(b"b"), true, false, &ShardCodecs::default()),
             SendStatus::Unsupported
         );
         assert_eq!(out.messages.len(), 1);
@@ -795,16 +868,22 @@ mod tests {
         let small = binary(&[1; 60]);
         let mut out = outbox(false);
         assert_eq!(
-            out.send_published(&small, true, false),
+            out.send_published(&small, true, false, &ShardCodecs::default()),
             SendStatus::Backpressure
         );
-        assert_eq!(out.send_published(&small, true, false), SendStatus::Dropped);
+        assert_eq!(
+            out.send_published(&small, true, false, &ShardCodecs::default()),
+            SendStatus::Dropped
+        );
         assert!(!out.closed && out.overflowed.is_none());
         assert_eq!(out.queued, small.frame()[..]);
 
         let mut out = outbox(false);
-        out.send_published(&small, true, true);
-        assert_eq!(out.send_published(&small, true, true), SendStatus::Dropped);
+        out.send_published(&small, true, true, &ShardCodecs::default());
+        assert_eq!(
+            out.send_published(&small, true, true, &ShardCodecs::default()),
+            SendStatus::Dropped
+        );
         assert!(out.closed && !out.abandon);
         assert_eq!(out.overflowed, Some((CloseCode(1008), "slow subscriber")));
         let mut expected = Vec::new();
@@ -818,28 +897,34 @@ mod tests {
             out.queued, expected,
             "the unsent messages give way to the close"
         );
-        assert_eq!(out.send_published(&small, true, true), SendStatus::Dropped);
+        assert_eq!(
+            out.send_published(&small, true, true, &ShardCodecs::default()),
+            SendStatus::Dropped
+        );
 
         // A shared frame half-written: no clean place for a close frame, abandon.
         let big = binary(&vec![2; SHARED_SEND_MIN]);
         let mut out = roomy(Framing::Rfc6455);
         out.limits.max_buffered = SHARED_SEND_MIN + 100;
-        out.send_published(&big, true, true);
+        out.send_published(&big, true, true, &ShardCodecs::default());
         let mut chunk = out.take_output().unwrap();
         chunk.advance(10);
         out.unsent(chunk);
-        assert_eq!(out.send_published(&big, true, true), SendStatus::Dropped);
+        assert_eq!(
+            out.send_published(&big, true, true, &ShardCodecs::default()),
+            SendStatus::Dropped
+        );
         assert!(out.closed && out.abandon);
 
         // A SockJS session closes through its own close frame.
         let mut out = Outbox::sockjs(outbox(false).limits);
         assert_eq!(
-            out.send_published(&text(&"a".repeat(60)), true, true),
+            out.send_published(&text(&"a".repeat(60)), true, true, &ShardCodecs::default()),
             SendStatus::Queued
         );
         out.in_flight = 60;
         assert_eq!(
-            out.send_published(&text(&"b".repeat(60)), true, true),
+            out.send_published(&text(&"b".repeat(60)), true, true, &ShardCodecs::default()),
             SendStatus::Dropped
         );
         assert_eq!(
@@ -853,15 +938,15 @@ mod tests {
         let big = binary(&(0..SHARED_SEND_MIN).map(|i| i as u8).collect::<Vec<_>>());
         let mut out = roomy(Framing::Rfc6455);
         out.send_frame(OpCode::Text, b"one");
-        out.send_published(&big, true, false);
+        out.send_published(&big, true, false, &ShardCodecs::default());
         out.send_frame(OpCode::Text, b"two");
-        out.send_published(&big, true, false);
+        out.send_published(&big, true, false, &ShardCodecs::default());
         out.send_frame(OpCode::Text, b"three");
         let mut expected = roomy(Framing::Rfc6455);
         expected.send_frame(OpCode::Text, b"one");
-        expected.send_published(&big, false, false);
+        expected.send_published(&big, false, false, &ShardCodecs::default());
         expected.send_frame(OpCode::Text, b"two");
-        expected.send_published(&big, false, false);
+        expected.send_published(&big, false, false, &ShardCodecs::default());
         expected.send_frame(OpCode::Text, b"three");
         let expected = expected.queued;
         let mut total = expected.len();
@@ -911,7 +996,7 @@ mod tests {
         // A shared chunk cut short with no ahead: it goes ahead of the queue.
         let big = binary(&vec![8; SHARED_SEND_MIN]);
         let mut out = roomy(Framing::Rfc6455);
-        out.send_published(&big, true, false);
+        out.send_published(&big, true, false, &ShardCodecs::default());
         let mut chunk = out.take_output().unwrap();
         out.send_frame(OpCode::Text, b"x");
         chunk.advance(100);
@@ -938,7 +1023,7 @@ mod tests {
         let big = binary(&vec![6; SHARED_SEND_MIN]);
         let mut out = roomy(Framing::Rfc6455);
         out.send_frame(OpCode::Text, b"a");
-        out.send_published(&big, true, false);
+        out.send_published(&big, true, false, &ShardCodecs::default());
         out.send_frame(OpCode::Text, b"b");
         let expected = [&[0x81, 1, b'a'][..], big.frame(), &[0x81, 1, b'b']].concat();
         assert_eq!(out.buffered(), expected.len());
@@ -949,7 +1034,7 @@ mod tests {
         out.flatten();
         assert_eq!(out.queued, expected, "flatten twice changes nothing");
 
-        out.send_published(&big, true, false);
+        out.send_published(&big, true, false, &ShardCodecs::default());
         assert!(out.ahead.is_some());
         out.clear_output();
         assert!(!out.has_output());

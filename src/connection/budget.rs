@@ -73,8 +73,14 @@ impl Connection {
             Stage::Ended => 0,
         };
         let kept = self.rare.as_ref().map_or(0, |rare| rare.held.capacity());
+        // A compressed message arriving in pieces holds its plaintext so far.
+        let inflating = self
+            .out
+            .compression
+            .as_ref()
+            .map_or(0, |compression| compression.partial_bytes());
         Held {
-            incoming: incoming.saturating_add(kept),
+            incoming: incoming.saturating_add(kept).saturating_add(inflating),
             // A static file's chunk being read is output on its way.
             outgoing: self.out.buffered() + self.file_bytes_reading(),
         }

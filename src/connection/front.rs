@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Connection, Front, FrontPhase, Inbound, ShardContext, Stage, Timer};
+use super::{Compression, Connection, Front, FrontPhase, Inbound, ShardContext, Stage, Timer};
 use crate::handshake;
 use crate::http::{self, HttpError, Parse, Request};
 use crate::proto::{Decoder, Role};
@@ -390,14 +390,31 @@ impl Connection {
             );
             return;
         }
+        // permessage-deflate, when the route offers it and the client asked for it.
+        let deflate = options.deflate_options().and_then(|deflate| {
+            handshake::negotiate_request(request, deflate.negotiation())
+                .map(|agreement| (agreement, *deflate))
+        });
+        let mut headers = headers;
+        let answer = deflate.map(|(agreement, _)| agreement.response_value());
+        if let Some(answer) = &answer {
+            headers.push((handshake::EXTENSIONS_HEADER, answer));
+        }
         handshake::write_accept(
             &mut self.out.queued,
             &upgrade,
             accept.protocol.as_deref(),
             &headers,
         );
-        let inbound = Inbound::Rfc6455(Decoder::new(Role::Server, ctx.config.limits));
-        self.open(inbound, accept.handler, ctx, now);
+        let mut decoder = Decoder::new(Role::Server, ctx.config.limits);
+        if let Some((agreement, deflate)) = deflate {
+            // Pieces of a compressed message are inflated as they come (failing fast
+            // on bad text), not assembled compressed first.
+            decoder.stream_compressed();
+            let compression = Compression::new(agreement, deflate, &ctx.codecs);
+            self.out.compression = Some(Box::new(compression));
+        }
+        self.open(Inbound::Rfc6455(decoder), accept.handler, ctx, now);
     }
 
     pub(super) fn reject_http(&mut self, error: &HttpError) {

@@ -179,7 +179,14 @@ impl Session {
                     let shared = Arc::clone(&hook_shared);
                     Ok(Accept::new(Actor { shared }))
                 }),
-                options: WebSocketOptions::default().legacy_drafts(true),
+                // Deflate when offered: a low threshold, a budget of one live stream
+                // and a hibernation the fuzzed clock reaches.
+                options: WebSocketOptions::default().legacy_drafts(true).deflate(
+                    crate::DeflateOptions::context_takeover()
+                        .threshold(16)
+                        .max_live_streams(1)
+                        .hibernate_after(Duration::from_secs(2)),
+                ),
             },
         );
         routes.insert(

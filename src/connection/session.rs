@@ -190,6 +190,16 @@ impl Connection {
                         ended = Some(Err(error));
                     }
                 }
+                Some(Event::Deflated { text, payload }) if !conn.out.closed => {
+                    if let Err(error) = inflate_and_deliver(&mut conn, handler, text, payload) {
+                        ended = Some(Err(error));
+                    }
+                }
+                Some(Event::DeflatedPart { text, payload }) if !conn.out.closed => {
+                    if let Err(error) = inflate_piece(&mut conn, text, payload) {
+                        ended = Some(Err(error));
+                    }
+                }
                 Some(Event::Ping(payload)) if !conn.out.closed => {
                     conn.out.send_frame(OpCode::Pong, payload);
                 }
@@ -297,6 +307,7 @@ impl Connection {
     /// A handler call may have started the close handshake: remember our close frame and
     /// arm the close timer. Or it went over the backpressure limit, which closes at once.
     pub(super) fn after_callback(&mut self, ctx: &ShardContext, now: Instant) {
+        self.arm_hibernation(now);
         if self.out.overflowed.is_some() {
             self.end_if_overflowed(ctx);
             return;
@@ -338,9 +349,10 @@ impl Connection {
                 if !self.is_open() {
                     return;
                 }
-                if self.out.send_posted(&message) == Some(SendStatus::Unsupported) {
+                if self.out.send_posted(&message, &ctx.codecs) == Some(SendStatus::Unsupported) {
                     tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
                 }
+                self.arm_hibernation(now);
             }
         }
     }
@@ -393,7 +405,11 @@ impl Connection {
             };
         }
         let close_slow = ctx.config.slow_subscribers == SlowSubscribers::Close;
-        match self.out.send_published(publication, share, close_slow) {
+        let status = self
+            .out
+            .send_published(publication, share, close_slow, &ctx.codecs);
+        self.arm_hibernation(now);
+        match status {
             SendStatus::Queued | SendStatus::Backpressure => Delivery::Queued,
             SendStatus::Unsupported => Delivery::Unsupported,
             SendStatus::Dropped if self.out.overflowed.is_some() => Delivery::Closed,
@@ -431,6 +447,46 @@ impl Connection {
             self.timers.set(Timer::Heartbeat, now + heartbeat);
         }
     }
+}
+
+/// A compressed message (permessage-deflate): inflated into the shard's scratch
+/// buffer, checked as UTF-8 when it is text, handed to the handler, and the buffer
+/// given back.
+fn inflate_and_deliver(
+    conn: &mut Conn<'_>,
+    handler: &mut Box<dyn Handler>,
+    text: bool,
+    payload: &[u8],
+) -> Result<(), ProtocolError> {
+    let ctx = conn.ctx;
+    let Some(compression) = conn.out.compression.as_deref_mut() else {
+        // The decoder accepts RSV1 only where the extension was agreed.
+        return Err(ProtocolError::protocol("reserved bits set"));
+    };
+    let max_message = ctx.config.limits.max_message_size;
+    let plain = compression.inflate(payload, text, max_message, &ctx.codecs)?;
+    let id = conn.id;
+    let result = if text {
+        match simdutf8::basic::from_utf8(&plain) {
+            Ok(text) => guard(id, || handler.on_message(conn, Message::Text(text))),
+            Err(_) => Err(ProtocolError::invalid_utf8("text is not UTF-8")),
+        }
+    } else {
+        guard(id, || handler.on_message(conn, Message::Binary(&plain)))
+    };
+    ctx.codecs.give_back_scratch(plain);
+    result
+}
+
+/// A piece of a compressed message arriving in pieces: inflated into the connection's
+/// buffer for that message, its text checked as it grows.
+fn inflate_piece(conn: &mut Conn<'_>, text: bool, payload: &[u8]) -> Result<(), ProtocolError> {
+    let max_message = conn.ctx.config.limits.max_message_size;
+    let Some(compression) = conn.out.compression.as_deref_mut() else {
+        return Err(ProtocolError::protocol("reserved bits set"));
+    };
+    compression.inflate_piece(payload, text, false, max_message)?;
+    Ok(())
 }
 
 /// What a peer is told when its handler panicked.

@@ -504,8 +504,12 @@ impl Connection {
             self.rare_mut().sockjs_ws = Some(options.heartbeat_delay);
         }
         // SockJS answers every origin (its CORS rules), its WebSocket transports too.
-        let any_origin = WebSocketOptions::default().allowed_origins(handshake::OriginPolicy::Any);
-        self.upgrade(request, &hook, &any_origin, ctx, now);
+        let mut ws_options =
+            WebSocketOptions::default().allowed_origins(handshake::OriginPolicy::Any);
+        if let Some(deflate) = options.deflate_options() {
+            ws_options = ws_options.deflate(*deflate);
+        }
+        self.upgrade(request, &hook, &ws_options, ctx, now);
     }
 }
 

@@ -174,6 +174,10 @@ impl Harness {
                     Some(frame) => format!("close:{}:{}", frame.code.0, frame.reason),
                     None => "close".into(),
                 }),
+                Some(Event::Deflated { text, payload }) => {
+                    frames.push(format!("deflated:{text}:{}", payload.len()))
+                }
+                Some(Event::DeflatedPart { .. }) => unreachable!("not streaming"),
                 None if used == 0 => break,
                 None => {}
             }

@@ -22,16 +22,19 @@ pub(crate) enum Timer {
     Shutdown = 4,
     /// A static file's body: the peer must take some of it by then.
     FileStall = 5,
+    /// permessage-deflate with context takeover: streams unused since then hibernate.
+    Hibernate = 6,
 }
 
 impl Timer {
-    const ALL: [Timer; 6] = [
+    const ALL: [Timer; 7] = [
         Timer::Handshake,
         Timer::Close,
         Timer::Idle,
         Timer::Heartbeat,
         Timer::Shutdown,
         Timer::FileStall,
+        Timer::Hibernate,
     ];
 }
 

@@ -10,6 +10,9 @@ use std::fmt;
 /// Assembly buffers larger than this are freed once their message is delivered.
 const RETAIN_CAPACITY: usize = 64 * 1024;
 
+/// The RSV1 bit as [`FrameHeader::rsv`] holds it.
+const RSV1: u8 = 0b100;
+
 /// Why the peer violated the protocol, with the close code to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProtocolError {
@@ -66,6 +69,29 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// A close frame, with its parsed payload (`None` when empty).
     Close(Option<CloseFrame<'a>>),
+    /// A complete data message sent compressed (RSV1 set on its first frame, under a
+    /// negotiated permessage-deflate): `payload` is still compressed, to be inflated with
+    /// a [`MessageInflater`](super::MessageInflater) and, when `text`, checked as UTF-8
+    /// after inflating. Only a decoder told [`Decoder::accept_compressed`] returns it.
+    Deflated {
+        /// The message is text (its first frame's opcode was Text).
+        text: bool,
+        /// The compressed payload, the `00 00 ff ff` tail not included; for a decoder
+        /// told [`Decoder::stream_compressed`], only the message's last piece (the
+        /// pieces before it came as [`Event::DeflatedPart`]).
+        payload: &'a [u8],
+    },
+    /// A piece of a compressed message that is not complete yet, as it arrived (a
+    /// frame's payload or the part of it in this input, unmasked), for a decoder told
+    /// [`Decoder::stream_compressed`]: the receiver inflates as the pieces come, and
+    /// fails fast. The message ends with an [`Event::Deflated`] carrying its last piece
+    /// (maybe empty).
+    DeflatedPart {
+        /// The message is text.
+        text: bool,
+        /// This piece of the compressed payload.
+        payload: &'a [u8],
+    },
 }
 
 /// The frame currently being received, after its header.
@@ -135,6 +161,13 @@ pub struct Decoder {
     msg_len: u64,
     /// Assembly buffer for data messages not delivered zero-copy.
     buf: Vec<u8>,
+    /// RSV1 may mark a message compressed (permessage-deflate was negotiated).
+    rsv1_allowed: bool,
+    /// The message in progress is compressed: its text is checked after inflating.
+    compressed: bool,
+    /// Compressed messages are handed out piece by piece ([`Event::DeflatedPart`])
+    /// instead of assembled.
+    stream_compressed: bool,
     /// `buf` holds a delivered message, to be cleared on the next call.
     release: bool,
     /// Assembly buffer for a control frame split across calls (rare, so it is
@@ -157,11 +190,31 @@ impl Decoder {
             msg: None,
             msg_len: 0,
             buf: Vec::new(),
+            rsv1_allowed: false,
+            compressed: false,
+            stream_compressed: false,
             release: false,
             ctrl: Vec::new(),
             utf8: Utf8Validator::new(),
             finished: false,
         }
+    }
+
+    /// Lets RSV1 mark a data message's first frame as compressed (permessage-deflate,
+    /// RFC 7692 §6): such messages come out as [`Event::Deflated`], their payload
+    /// untouched. RSV1 on a continuation or control frame, and RSV2/RSV3 always, stay
+    /// protocol errors (1002).
+    pub fn accept_compressed(&mut self) {
+        self.rsv1_allowed = true;
+    }
+
+    /// As [`accept_compressed`](Self::accept_compressed), handing compressed messages
+    /// out as they arrive rather than assembled: [`Event::DeflatedPart`] for each piece
+    /// but the last, [`Event::Deflated`] for the last. Nothing of a compressed message
+    /// is then buffered by the decoder.
+    pub fn stream_compressed(&mut self) {
+        self.rsv1_allowed = true;
+        self.stream_compressed = true;
     }
 
     /// True while a data message is in progress: its first frame's header has arrived
@@ -245,6 +298,12 @@ impl Decoder {
                 self.finished = true;
             }
             let input: &'a [u8] = input;
+            if self.compressed && !fr.opcode.is_control() {
+                self.compressed = false;
+                let text = fr.opcode == OpCode::Text;
+                let payload = &input[start..end];
+                return Ok((end, Some(Event::Deflated { text, payload })));
+            }
             return match make_event(fr.opcode, &input[start..end]) {
                 Ok(ev) => Ok((end, Some(ev))),
                 Err(e) => Err(self.fail(e)),
@@ -266,8 +325,37 @@ impl Decoder {
                 self.ctrl.reserve_exact(125);
             }
             self.ctrl.extend_from_slice(chunk);
+        } else if self.compressed && self.stream_compressed {
+            // A piece of a compressed message, handed out as it is.
+            fr.remaining -= avail as u64;
+            fr.received += avail as u64;
+            let last = fr.remaining == 0 && fr.fin;
+            self.frame = (fr.remaining > 0).then_some(fr);
+            let text = self.msg == Some(OpCode::Text);
+            if last {
+                self.msg = None;
+                self.compressed = false;
+                return Ok((
+                    end,
+                    Some(Event::Deflated {
+                        text,
+                        payload: chunk,
+                    }),
+                ));
+            }
+            if avail == 0 {
+                return Ok((end, None));
+            }
+            return Ok((
+                end,
+                Some(Event::DeflatedPart {
+                    text,
+                    payload: chunk,
+                }),
+            ));
         } else {
-            if self.msg == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
+            if self.msg == Some(OpCode::Text) && !self.compressed && self.utf8.feed(chunk).is_err()
+            {
                 return Err(self.fail(ProtocolError::invalid_utf8("text is not UTF-8")));
             }
             // Size the buffer for the frame from its header, but never more than 64 KiB
@@ -305,10 +393,20 @@ impl Decoder {
             return Ok((end, None));
         }
         let kind = self.msg.take().unwrap_or(OpCode::Binary);
+        self.release = true;
+        if std::mem::take(&mut self.compressed) {
+            let text = kind == OpCode::Text;
+            return Ok((
+                end,
+                Some(Event::Deflated {
+                    text,
+                    payload: &self.buf,
+                }),
+            ));
+        }
         if kind == OpCode::Text && self.utf8.finish().is_err() {
             return Err(self.fail(ProtocolError::invalid_utf8("text ends mid-character")));
         }
-        self.release = true;
         match make_event(kind, &self.buf) {
             Ok(ev) => Ok((end, Some(ev))),
             Err(e) => {
@@ -348,10 +446,19 @@ impl Decoder {
 
     /// Validates a header against the connection state and starts its frame.
     fn start_frame(&mut self, h: FrameHeader) -> Result<FrameState, ProtocolError> {
-        if h.rsv != 0 {
-            return Err(ProtocolError::protocol("reserved bits set"));
-        }
         let opcode = OpCode::from_u8(h.opcode).ok_or(ProtocolError::protocol("reserved opcode"))?;
+        // RSV1 is permessage-deflate's "compressed" bit, on a message's first frame only.
+        let rsv1 = h.rsv == RSV1;
+        let first_data = !opcode.is_control() && opcode != OpCode::Continuation;
+        if h.rsv != 0 && !(rsv1 && self.rsv1_allowed && first_data) {
+            return Err(ProtocolError::protocol(
+                match (self.rsv1_allowed && rsv1, opcode) {
+                    (true, OpCode::Continuation) => "RSV1 set on a continuation frame",
+                    (true, _) => "RSV1 set on a control frame",
+                    _ => "reserved bits set",
+                },
+            ));
+        }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::protocol("unmasked client frame")),
             (Role::Client, true) => return Err(ProtocolError::protocol("masked server frame")),
@@ -391,6 +498,7 @@ impl Decoder {
             self.msg_len = total;
             if opcode != OpCode::Continuation {
                 self.msg = Some(opcode);
+                self.compressed = rsv1;
                 self.utf8.reset();
                 self.buf.clear();
             }
@@ -410,6 +518,7 @@ impl Decoder {
         self.finished = true;
         self.frame = None;
         self.msg = None;
+        self.compressed = false;
         self.buf = Vec::new();
         e
     }

@@ -268,6 +268,8 @@ pub struct MessageInflater {
     message_len: usize,
     /// A message has started (a chunk without `fin` was fed).
     in_message: bool,
+    /// Compressed bytes fed so far for the current message.
+    message_input: usize,
     /// The current message's stream ended (BFINAL): the rest of it, the appended
     /// `00 00 ff ff` included, is ignored.
     stream_ended: bool,
@@ -293,6 +295,7 @@ impl MessageInflater {
             }),
             message_len: 0,
             in_message: false,
+            message_input: 0,
             stream_ended: false,
         }
     }
@@ -324,8 +327,13 @@ impl MessageInflater {
         out: &mut Vec<u8>,
     ) -> Result<(), InflateError> {
         self.in_message = true;
+        self.message_input += chunk.len();
+        // A message with no compressed bytes at all (not even the `00` of an empty
+        // block) is taken as empty: the tail alone would leave the stream inside a
+        // block header and corrupt the next message.
+        let empty = fin && self.message_input == 0;
         let result = self.feed(chunk, max_message, out).and_then(|()| {
-            if fin {
+            if fin && !empty {
                 self.feed(&DEFLATE_TAIL, max_message, out)
             } else {
                 Ok(())
@@ -341,6 +349,7 @@ impl MessageInflater {
                 self.stream = None;
                 self.history.clear();
                 self.message_len = 0;
+                self.message_input = 0;
                 self.in_message = false;
                 self.stream_ended = false;
                 Err(e)
@@ -350,6 +359,7 @@ impl MessageInflater {
 
     fn end_message(&mut self) {
         self.message_len = 0;
+        self.message_input = 0;
         self.in_message = false;
         self.stream_ended = false;
         if self.no_context_takeover {

@@ -24,6 +24,10 @@ use crate::handler::Message;
 use crate::proto::encode::encode_frame;
 use crate::proto::OpCode;
 
+/// The next [`Publication`]'s sequence number (0 is never used: a shard's empty
+/// compression cache holds it).
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
 /// One published message, encoded once for every subscriber of every shard.
 #[derive(Debug)]
 pub(crate) struct Publication {
@@ -34,6 +38,9 @@ pub(crate) struct Publication {
     /// The frame header's length; the payload follows it.
     header: usize,
     text: bool,
+    /// Unique per publication in this process: the key under which a shard keeps the
+    /// message compressed once for its permessage-deflate subscribers.
+    seq: u64,
     /// The publishing connection, which does not get its own message
     /// ([`Conn::publish`](crate::Conn::publish)).
     skip: Option<ConnId>,
@@ -54,6 +61,7 @@ impl Publication {
             frame: Bytes::from(frame),
             header,
             text,
+            seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
             skip,
         }
     }
@@ -78,6 +86,20 @@ impl Publication {
     /// The whole RFC 6455 frame (shared: cloning it copies nothing).
     pub(crate) fn frame(&self) -> &Bytes {
         &self.frame
+    }
+
+    /// Text or Binary.
+    pub(crate) fn opcode(&self) -> OpCode {
+        if self.text {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        }
+    }
+
+    /// Its number, unique in this process.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// The message's payload.

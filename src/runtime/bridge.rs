@@ -203,11 +203,12 @@ pub(crate) fn pump(bridge: &RefCell<Bridge>, conn: &mut Connection, ctx: &ShardC
             let data = &b.to_ws[..take];
             match b.mode {
                 Mode::Binary => {
-                    conn.out.send_frame(OpCode::Binary, data);
+                    conn.out.send_message(OpCode::Binary, data, &ctx.codecs);
                 }
                 Mode::Base64 => {
                     let text = base64::engine::general_purpose::STANDARD.encode(data);
-                    conn.out.send_frame(OpCode::Text, text.as_bytes());
+                    conn.out
+                        .send_message(OpCode::Text, text.as_bytes(), &ctx.codecs);
                 }
             }
             b.to_ws.drain(..take);

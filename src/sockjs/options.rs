@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::DeflateOptions;
+
 /// sockjs-node's default `sockjs_url` (v0.3.24), loaded by the iframe page.
 pub const DEFAULT_SOCKJS_URL: &str =
     "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
@@ -121,6 +123,7 @@ pub struct SockJsOptions {
     pub(crate) transports: Transports,
     pub(crate) flavour: Flavour,
     pub(crate) max_body_bytes: usize,
+    pub(crate) deflate: Option<DeflateOptions>,
 }
 
 /// The default [`SockJsOptions::max_body_bytes`]: 1 MiB, the same as the server's
@@ -140,6 +143,7 @@ impl Default for SockJsOptions {
             transports: Transports::ALL,
             flavour: Flavour::Current,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            deflate: None,
         }
     }
 }
@@ -226,6 +230,19 @@ impl SockJsOptions {
     /// The largest request body the service reads.
     pub fn get_max_body_bytes(&self) -> usize {
         self.max_body_bytes
+    }
+
+    /// Accepts permessage-deflate on the `websocket` transport and the raw
+    /// `/websocket` endpoint (off by default; see [`DeflateOptions`]). The HTTP
+    /// transports are not compressed by the server.
+    pub fn deflate(mut self, options: DeflateOptions) -> Self {
+        self.deflate = Some(options);
+        self
+    }
+
+    /// The permessage-deflate settings of the service's WebSocket transports.
+    pub fn deflate_options(&self) -> Option<&DeflateOptions> {
+        self.deflate.as_ref()
     }
 
     /// Whether WebSocket is on.

@@ -3,6 +3,7 @@
 
 pub mod redis;
 pub mod seccomp;
+pub mod serve;
 pub mod skip;
 
 use std::io::{self, Read, Write};
@@ -200,6 +201,10 @@ pub struct FrameReader {
     start: usize,
     /// Report pings as `Received::Ping` instead of skipping them.
     pings: bool,
+    /// permessage-deflate was agreed: compressed messages are inflated with this.
+    inflater: Option<ringws::proto::MessageInflater>,
+    /// How many messages arrived compressed.
+    pub compressed: usize,
 }
 
 impl Default for FrameReader {
@@ -209,6 +214,8 @@ impl Default for FrameReader {
             buffer: Vec::new(),
             start: 0,
             pings: false,
+            inflater: None,
+            compressed: 0,
         }
     }
 }
@@ -220,6 +227,19 @@ impl FrameReader {
             pings: true,
             ..FrameReader::default()
         }
+    }
+
+    /// A reader for a connection with permessage-deflate agreed: RSV1 messages are
+    /// inflated with a `window_bits` inflater (context takeover unless
+    /// `no_context_takeover`) and counted in [`FrameReader::compressed`].
+    pub fn with_deflate(window_bits: u8, no_context_takeover: bool) -> FrameReader {
+        let mut reader = FrameReader::default();
+        reader.decoder.accept_compressed();
+        reader.inflater = Some(ringws::proto::MessageInflater::new(
+            window_bits,
+            no_context_takeover,
+        ));
+        reader
     }
 
     /// Reads until the next message, pong, close (or ping, `with_pings`). Panics when the
@@ -238,6 +258,21 @@ impl FrameReader {
                 Some(Event::Pong(bytes)) => Some(Received::Pong(bytes.to_vec())),
                 Some(Event::Ping(bytes)) if self.pings => Some(Received::Ping(bytes.to_vec())),
                 Some(Event::Ping(_)) => None,
+                // Only a decoder told `stream_compressed` hands out pieces.
+                Some(Event::DeflatedPart { .. }) => unreachable!("whole messages only"),
+                Some(Event::Deflated { text, payload }) => {
+                    self.compressed += 1;
+                    let inflater = self.inflater.as_mut().expect("deflate agreed");
+                    let mut plain = Vec::new();
+                    inflater
+                        .decompress(payload, true, usize::MAX / 2, &mut plain)
+                        .expect("the server's compressed message inflates");
+                    Some(if text {
+                        Received::Text(String::from_utf8(plain).expect("UTF-8 text"))
+                    } else {
+                        Received::Binary(plain)
+                    })
+                }
                 Some(Event::Close(frame)) => {
                     Some(frame.map_or(Received::Close(None, String::new()), |f| {
                         Received::Close(Some(f.code.0), f.reason.to_owned())
@@ -283,3 +318,6 @@ pub fn refusal(status: &str, headers: &[&str], reason: &str) -> String {
     ));
     answer
 }
+
+/// permessage-deflate helpers (tests/deflate*.rs).
+pub mod deflate;

@@ -28,6 +28,14 @@ Origin: http://x\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n\
 Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n^n:ds[4U",
 ];
 
+/// The RFC 6455 request offering permessage-deflate (setup bits: front, 3 set,
+/// prelude 1): the route accepts it, so compressed frames, the threshold, hibernation
+/// and the live-stream budget are reachable.
+const DEFLATE_PRELUDE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; \
+client_max_window_bits\r\n\r\n";
+
 /// A masked client frame.
 fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
@@ -68,7 +76,11 @@ pub fn run(data: &[u8]) {
         // Built already open: no request at all (RFC 6455, or hixie-76 with bit 3).
         _ => Session::open(limits, setup & 8 != 0),
     };
-    session.receive(PRELUDES[usize::from(setup & 3)]);
+    let prelude = match setup & 15 {
+        9 => DEFLATE_PRELUDE,
+        _ => PRELUDES[usize::from(setup & 3)],
+    };
+    session.receive(prelude);
     let mut finished = false;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;

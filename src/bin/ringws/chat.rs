@@ -29,7 +29,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ringws::handshake::OriginPolicy;
 use ringws::{Accept, Builder, Conn, Handler, HttpResponse, Message, WebSocketOptions};
 
 const INDEX: &str = include_str!("../../../assets/chat/index.html");
@@ -51,10 +50,9 @@ pub const ROOM_TOPIC_PREFIX: &str = "chat/";
 /// Adds the chat page (`/`, `/chat.js`, `/chat.css`, the icon `/favicon.svg`, and an
 /// empty `204` for `/favicon.ico`, which browsers ask for on every page; any other
 /// path not taken by a longer route gets 404) and the rooms (`/chat`, accepting the
-/// browser origins `origins` allows) to `builder`.
-pub fn add_chat(builder: Builder, origins: OriginPolicy) -> Builder {
+/// browser origins and the compression `options` allow) to `builder`.
+pub fn add_chat(builder: Builder, options: WebSocketOptions) -> Builder {
     let guests = Arc::new(AtomicU64::new(0));
-    let options = WebSocketOptions::default().allowed_origins(origins);
     builder
         .http("/", |request| match request.path() {
             "/" | "/index.html" => HttpResponse::new(200, "text/html; charset=utf-8", INDEX),

@@ -22,7 +22,6 @@
 //!
 //! (tests/serve_pubsub.rs includes this file, so it uses the public API only.)
 
-use ringws::handshake::OriginPolicy;
 use ringws::{Accept, Builder, Conn, Handler, Message, WebSocketOptions};
 use serde_json::Value;
 
@@ -54,10 +53,9 @@ pub mod reason {
     pub const TOO_MANY: &str = "too many topics: 1024 per connection";
 }
 
-/// Adds `/broadcast` and `/pubsub` (accepting the browser origins `origins` allows) to
-/// `builder`.
-pub fn add_pubsub_routes(builder: Builder, origins: OriginPolicy) -> Builder {
-    let options = WebSocketOptions::default().allowed_origins(origins);
+/// Adds `/broadcast` and `/pubsub` (with the route `options`: browser origins,
+/// compression) to `builder`.
+pub fn add_pubsub_routes(builder: Builder, options: WebSocketOptions) -> Builder {
     builder
         .websocket_with_options("/broadcast", options.clone(), |_| {
             Ok(Accept::new(Broadcast))

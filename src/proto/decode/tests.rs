@@ -9,6 +9,8 @@ enum Ev {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Deflated(bool, Vec<u8>),
+    Part(bool, Vec<u8>),
 }
 
 fn own(ev: Event<'_>) -> Ev {
@@ -18,6 +20,8 @@ fn own(ev: Event<'_>) -> Ev {
         Event::Ping(b) => Ev::Ping(b.to_vec()),
         Event::Pong(b) => Ev::Pong(b.to_vec()),
         Event::Close(c) => Ev::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+        Event::Deflated { text, payload } => Ev::Deflated(text, payload.to_vec()),
+        Event::DeflatedPart { text, payload } => Ev::Part(text, payload.to_vec()),
     }
 }
 
@@ -460,4 +464,123 @@ fn utf8_error_across_fragment_boundary() {
         CloseCode::INVALID_PAYLOAD
     );
     assert!(dec.is_finished());
+}
+
+/// A masked client frame with RSV1 set when `rsv1`.
+fn rsv_frame(op: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame(Role::Client, op, fin, payload);
+    if rsv1 {
+        out[0] |= 0x40;
+    }
+    out
+}
+
+/// Feeds `wire` in `step`-byte chunks (0 = one piece) to a server decoder set up by
+/// `setup`.
+fn run_with(
+    setup: fn(&mut Decoder),
+    wire: &[u8],
+    step: usize,
+) -> (Vec<Ev>, Result<(), ProtocolError>) {
+    let mut dec = Decoder::new(Role::Server, Limits::default());
+    setup(&mut dec);
+    let mut out = Vec::new();
+    let step = if step == 0 { wire.len().max(1) } else { step };
+    for chunk in wire.chunks(step) {
+        let mut chunk = chunk.to_vec();
+        if let Err(e) = feed(&mut dec, &mut chunk, &mut out) {
+            return (out, Err(e));
+        }
+    }
+    (out, Ok(()))
+}
+
+#[test]
+fn rsv1_marks_a_compressed_message_only_when_accepted_and_only_on_its_first_frame() {
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let wire = rsv_frame(OpCode::Text, true, true, &hello);
+    // Not negotiated: RSV1 is a reserved bit.
+    let (_, result) = run(Role::Server, Limits::default(), &wire, 0);
+    assert_eq!(result.unwrap_err().code.0, 1002);
+    for step in [1, 3, wire.len()] {
+        let (events, result) = run_with(Decoder::accept_compressed, &wire, step);
+        result.unwrap();
+        assert_eq!(events, [Ev::Deflated(true, hello.to_vec())], "step {step}");
+    }
+    // Fragmented: RSV1 on the first frame; a control frame between; the payload comes
+    // whole, not validated as UTF-8 (it is compressed).
+    let mut wire = rsv_frame(OpCode::Binary, false, true, &hello[..3]);
+    wire.extend(frame(Role::Client, OpCode::Ping, true, b"p"));
+    wire.extend(frame(Role::Client, OpCode::Continuation, true, &hello[3..]));
+    let (events, result) = run_with(Decoder::accept_compressed, &wire, 0);
+    result.unwrap();
+    assert_eq!(
+        events,
+        [Ev::Ping(b"p".to_vec()), Ev::Deflated(false, hello.to_vec())]
+    );
+    // RSV1 on a continuation, on a control frame, RSV2: 1002.
+    for bad in [
+        {
+            let mut w = rsv_frame(OpCode::Text, false, true, &hello[..3]);
+            w.extend(rsv_frame(OpCode::Continuation, true, true, &hello[3..]));
+            w
+        },
+        rsv_frame(OpCode::Ping, true, true, b"p"),
+        {
+            let mut w = frame(Role::Client, OpCode::Text, true, b"x");
+            w[0] |= 0x20;
+            w
+        },
+    ] {
+        let (_, result) = run_with(Decoder::accept_compressed, &bad, 0);
+        assert_eq!(result.unwrap_err().code.0, 1002);
+    }
+    // An uncompressed message next to compressed ones is still checked as UTF-8.
+    let wire = rsv_frame(OpCode::Text, true, false, &[0xff]);
+    let (_, result) = run_with(Decoder::accept_compressed, &wire, 0);
+    assert_eq!(result.unwrap_err().code.0, 1007);
+}
+
+#[test]
+fn streaming_hands_out_compressed_pieces_as_they_arrive() {
+    let body: Vec<u8> = (0..40u8).collect();
+    let mut wire = rsv_frame(OpCode::Text, false, true, &body[..25]);
+    wire.extend(frame(Role::Client, OpCode::Ping, true, b"p"));
+    wire.extend(frame(Role::Client, OpCode::Continuation, true, &body[25..]));
+    for step in [1, 7, wire.len()] {
+        let (events, result) = run_with(Decoder::stream_compressed, &wire, step);
+        result.unwrap();
+        // Whatever the cuts, the pieces put together are the payload, the last piece
+        // comes as `Deflated`, the ping in its place.
+        let mut joined = Vec::new();
+        let mut saw_ping = false;
+        for (i, event) in events.iter().enumerate() {
+            match event {
+                Ev::Part(true, piece) => joined.extend_from_slice(piece),
+                Ev::Deflated(true, piece) => {
+                    assert_eq!(i, events.len() - 1, "the last piece ends it");
+                    joined.extend_from_slice(piece);
+                }
+                Ev::Ping(_) => saw_ping = true,
+                other => panic!("step {step}: {other:?}"),
+            }
+        }
+        assert!(saw_ping);
+        assert_eq!(joined, body, "step {step}");
+    }
+    // A whole message in one input is one `Deflated`.
+    let wire = rsv_frame(OpCode::Binary, true, true, &body);
+    let (events, _) = run_with(Decoder::stream_compressed, &wire, 0);
+    assert_eq!(events, [Ev::Deflated(false, body.clone())]);
+    // An empty final continuation still ends the message.
+    let mut wire = rsv_frame(OpCode::Binary, false, true, &body);
+    wire.extend(frame(Role::Client, OpCode::Continuation, true, b""));
+    let (events, _) = run_with(Decoder::stream_compressed, &wire, 0);
+    assert_eq!(
+        events,
+        [
+            Ev::Part(false, body.clone()),
+            Ev::Deflated(false, Vec::new())
+        ]
+    );
 }

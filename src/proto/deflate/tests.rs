@@ -375,3 +375,25 @@ fn an_unbounded_cap_does_not_overflow() {
     rx.decompress(&HELLO, true, usize::MAX, &mut out).unwrap();
     assert_eq!(out, b"Hello");
 }
+
+#[test]
+fn a_message_without_compressed_bytes_is_empty_and_keeps_the_context() {
+    let mut tx = MessageDeflater::new(15, 1, false);
+    let mut rx = MessageInflater::new(15, false);
+    let first = b"the same words, and the same words again".to_vec();
+    assert_eq!(
+        inflate_all(&mut rx, &deflate(&mut tx, &first)).unwrap(),
+        first
+    );
+    // Zero bytes with RSV1 (not even the `00` of an empty block), in one piece and in
+    // two: an empty message, and the next one still refers back correctly.
+    assert_eq!(inflate_all(&mut rx, &[]).unwrap(), b"");
+    let mut out = Vec::new();
+    rx.decompress(&[], false, LIMIT, &mut out).unwrap();
+    rx.decompress(&[], true, LIMIT, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(
+        inflate_all(&mut rx, &deflate(&mut tx, &first)).unwrap(),
+        first
+    );
+}
