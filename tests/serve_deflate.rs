@@ -88,36 +88,44 @@ fn deflate_flag_compresses_the_echo_with_context_takeover() {
 
 #[test]
 fn deflate_mode_no_context_takeover_answers_so_and_compresses_each_message_alone() {
-    with_serve(&["--deflate-mode", "no-context-takeover"], |addr| {
-        for path in ["/echo", "/broadcast", "/echo/000/abcdefgh/websocket"] {
-            let (mut stream, head) = upgrade_offering(addr, path);
-            assert!(
+    with_serve(
+        &[
+            "--deflate-mode",
+            "no-context-takeover",
+            "--deflate-level",
+            "9",
+        ],
+        |addr| {
+            for path in ["/echo", "/broadcast", "/echo/000/abcdefgh/websocket"] {
+                let (mut stream, head) = upgrade_offering(addr, path);
+                assert!(
                 head.contains(
                     "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
                      client_no_context_takeover\r\n"
                 ),
                 "{path}: {head}"
             );
-            let mut deflater = MessageDeflater::new(15, 1, true);
-            let mut reader = FrameReader::with_deflate(15, true);
-            let sockjs = path.ends_with("/websocket");
-            if sockjs {
-                assert_eq!(reader.next(&mut stream), Received::Text("o".into()));
+                let mut deflater = MessageDeflater::new(15, 1, true);
+                let mut reader = FrameReader::with_deflate(15, true);
+                let sockjs = path.ends_with("/websocket");
+                if sockjs {
+                    assert_eq!(reader.next(&mut stream), Received::Text("o".into()));
+                }
+                for n in 0..2 {
+                    let text = json(n);
+                    let (sent, echoed) = if sockjs {
+                        let quoted = serde_json::to_string(&text).expect("JSON");
+                        (format!("[{quoted}]"), format!("a[{quoted}]"))
+                    } else {
+                        (text.clone(), text)
+                    };
+                    send_compressed(&mut stream, &mut deflater, &sent);
+                    assert_eq!(reader.next(&mut stream), Received::Text(echoed), "{path}");
+                }
+                assert_eq!(reader.compressed, 2, "{path}");
             }
-            for n in 0..2 {
-                let text = json(n);
-                let (sent, echoed) = if sockjs {
-                    let quoted = serde_json::to_string(&text).expect("JSON");
-                    (format!("[{quoted}]"), format!("a[{quoted}]"))
-                } else {
-                    (text.clone(), text)
-                };
-                send_compressed(&mut stream, &mut deflater, &sent);
-                assert_eq!(reader.next(&mut stream), Received::Text(echoed), "{path}");
-            }
-            assert_eq!(reader.compressed, 2, "{path}");
-        }
-    });
+        },
+    );
 }
 
 #[test]

@@ -3,9 +3,13 @@
 //! role) or the legacy hixie-76 draft ([`Hixie76Client`], `0x00 … 0xFF` text frames,
 //! [`HixieDecoder`] in), chosen per connection by [`Protocol`].
 
+use crate::deflate::{extensions_header, parse_deflate_answer, DeflateCodec, DeflateCounts};
+use crate::deflate::{DeflateAnswer, DEFLATE_OFFER};
 use crate::target::Target;
 use ringws::handshake::client::{Hixie76Client, HixieKey};
-use ringws::handshake::{client_key, read_server_response, write_client_request};
+use ringws::handshake::{
+    client_key, read_server_response, write_client_request, EXTENSIONS_HEADER,
+};
 use ringws::proto::{
     encode_close, encode_frame, encode_hixie_close, encode_hixie_text, CloseCode, Decoder, Event,
     HixieDecoder, HixieEvent, Limits, OpCode, Role,
@@ -189,6 +193,15 @@ pub struct WsConn {
     wpos: usize,
     rng: XorShift,
     close_sent: bool,
+    /// permessage-deflate, when asked for and agreed.
+    deflate: Option<Box<DeflateCodec>>,
+}
+
+/// permessage-deflate as the client asks for it (`--deflate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateRequest {
+    /// zlib level of what the client sends (0..=9).
+    pub level: u32,
 }
 
 impl WsConn {
@@ -202,6 +215,20 @@ impl WsConn {
         protocol: Protocol,
         rng: XorShift,
         timeout: Duration,
+    ) -> Result<WsConn, ConnError> {
+        WsConn::connect_with(target, protocol, rng, timeout, None).await
+    }
+
+    /// [`connect`](WsConn::connect), offering permessage-deflate ([`DEFLATE_OFFER`])
+    /// when `deflate` is given (RFC 6455 only): the server must agree, or the handshake
+    /// fails; then every data message is sent compressed and compressed echoes are
+    /// inflated.
+    pub async fn connect_with(
+        target: &Target,
+        protocol: Protocol,
+        rng: XorShift,
+        timeout: Duration,
+        deflate: Option<DeflateRequest>,
     ) -> Result<WsConn, ConnError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(target.addr())).await {
             Err(_) => return Err(ConnError::Timeout("tcp connect")),
@@ -222,12 +249,15 @@ impl WsConn {
             wpos: 0,
             rng,
             close_sent: false,
+            deflate: None,
         };
         let (host, resource) = (&target.host_header, &target.path_and_query);
         let done = match protocol {
             Protocol::Rfc6455 => {
                 let key = client_key(conn.rng.nonce());
-                write_client_request(&mut conn.wbuf, host, resource, &key, &[], &[]);
+                let offer = [(EXTENSIONS_HEADER, DEFLATE_OFFER)];
+                let extra: &[(&str, &str)] = if deflate.is_some() { &offer } else { &[] };
+                write_client_request(&mut conn.wbuf, host, resource, &key, &[], extra);
                 let check =
                     |head: &[u8]| read_server_response(head, &key).map_err(|e| e.to_string());
                 tokio::time::timeout(timeout, conn.handshake(check)).await
@@ -243,10 +273,25 @@ impl WsConn {
                 tokio::time::timeout(timeout, conn.handshake(check)).await
             }
         };
-        match done {
-            Err(_) => Err(ConnError::Timeout("handshake")),
-            Ok(r) => r.map(|()| conn),
+        let head = match done {
+            Err(_) => return Err(ConnError::Timeout("handshake")),
+            Ok(r) => r?,
+        };
+        if let (Some(req), Protocol::Rfc6455) = (deflate, protocol) {
+            let answer = deflate_answer(&head)?;
+            if let Dec::Rfc6455(d) = &mut conn.dec {
+                d.accept_compressed();
+            }
+            let max = Limits::default().max_message_size;
+            conn.deflate = Some(Box::new(DeflateCodec::new(&answer, req.level, max)));
         }
+        Ok(conn)
+    }
+
+    /// What the server agreed to and what went through permessage-deflate so far
+    /// (`None` without it).
+    pub fn deflate_state(&self) -> Option<(DeflateAnswer, DeflateCounts)> {
+        self.deflate.as_ref().map(|d| (d.answer, d.counts))
     }
 
     /// The protocol this connection speaks.
@@ -255,11 +300,12 @@ impl WsConn {
     }
 
     /// Sends the request, then reads until `check` (the protocol's response check:
-    /// `Ok(None)` = read more, `Ok(Some(len))` = handshake of `len` bytes accepted).
+    /// `Ok(None)` = read more, `Ok(Some(len))` = handshake of `len` bytes accepted);
+    /// returns the accepted response head.
     async fn handshake(
         &mut self,
         check: impl Fn(&[u8]) -> Result<Option<usize>, String>,
-    ) -> Result<(), ConnError> {
+    ) -> Result<Vec<u8>, ConnError> {
         self.flush().await?;
         let mut head = Vec::with_capacity(512);
         let mut chunk = [0u8; 2048];
@@ -281,7 +327,8 @@ impl WsConn {
                     let rest = &head[head_len..];
                     self.rbuf[..rest.len()].copy_from_slice(rest);
                     self.rlen = rest.len();
-                    return Ok(());
+                    head.truncate(head_len);
+                    return Ok(head);
                 }
                 Err(e) => return Err(ConnError::Handshake(e)),
             }
@@ -304,7 +351,10 @@ impl WsConn {
         match self.protocol {
             Protocol::Rfc6455 => {
                 let mask = self.rng.mask();
-                encode_frame(&mut self.wbuf, opcode, true, payload, Some(mask));
+                match &mut self.deflate {
+                    None => encode_frame(&mut self.wbuf, opcode, true, payload, Some(mask)),
+                    Some(z) => z.queue(&mut self.wbuf, opcode, payload, mask),
+                }
             }
             Protocol::Hixie76 => {
                 if opcode != OpCode::Text {
@@ -418,6 +468,7 @@ impl WsConn {
             wbuf,
             rng,
             close_sent,
+            deflate,
             ..
         } = self;
         let len = std::mem::take(rlen);
@@ -430,14 +481,50 @@ impl WsConn {
                 Dec::Rfc6455(d) => {
                     let (n, ev) = d.decode(input).map_err(protocol_error)?;
                     let got = match ev {
-                        Some(Event::Text(t)) => Got::Msg(Incoming::Text(t)),
-                        Some(Event::Binary(b)) => Got::Msg(Incoming::Binary(b)),
+                        Some(Event::Text(t)) => {
+                            if let Some(z) = deflate {
+                                z.count_plain(t.len());
+                            }
+                            Got::Msg(Incoming::Text(t))
+                        }
+                        Some(Event::Binary(b)) => {
+                            if let Some(z) = deflate {
+                                z.count_plain(b.len());
+                            }
+                            Got::Msg(Incoming::Binary(b))
+                        }
                         Some(Event::Pong(p)) => Got::Msg(Incoming::Pong(p)),
                         Some(Event::Ping(p)) => Got::Ping(p),
                         Some(Event::Close(frame)) => Got::Close(frame.map(|f| f.code.0)),
                         // The decoder accepts RSV1 only once deflate is agreed.
-                        Some(Event::Deflated { .. } | Event::DeflatedPart { .. }) => {
-                            return Err(ConnError::Protocol("unexpected compressed message".into()))
+                        Some(Event::Deflated { text, payload }) => {
+                            let Some(z) = deflate else {
+                                return Err(ConnError::Protocol(
+                                    "unexpected compressed message".into(),
+                                ));
+                            };
+                            let plain = z.inflate(payload).map_err(|e| {
+                                ConnError::Protocol(format!("compressed message: {e}"))
+                            })?;
+                            if text {
+                                Got::Msg(Incoming::Text(std::str::from_utf8(plain).map_err(
+                                    |_| ConnError::Protocol("inflated text is not UTF-8".into()),
+                                )?))
+                            } else {
+                                Got::Msg(Incoming::Binary(plain))
+                            }
+                        }
+                        // Only with `Decoder::stream_compressed` (not asked for here).
+                        Some(Event::DeflatedPart { payload, .. }) => {
+                            let Some(z) = deflate else {
+                                return Err(ConnError::Protocol(
+                                    "unexpected compressed message".into(),
+                                ));
+                            };
+                            z.inflate_part(payload).map_err(|e| {
+                                ConnError::Protocol(format!("compressed message: {e}"))
+                            })?;
+                            Got::Nothing
                         }
                         None => Got::Nothing,
                     };
@@ -493,6 +580,41 @@ impl WsConn {
         };
         tokio::time::timeout(timeout, done).await.unwrap_or(false)
     }
+}
+
+/// The agreed permessage-deflate parameters from the 101 `head`, or why there are none.
+fn deflate_answer(head: &[u8]) -> Result<DeflateAnswer, ConnError> {
+    let value = extensions_header(head).unwrap_or_default();
+    match parse_deflate_answer(&value) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(ConnError::Handshake(
+            "permessage-deflate offered (--deflate) but the server did not agree \
+             (no Sec-WebSocket-Extensions in its 101)"
+                .into(),
+        )),
+        Err(e) => Err(ConnError::Handshake(format!(
+            "bad Sec-WebSocket-Extensions answer {value:?}: {e}"
+        ))),
+    }
+}
+
+/// Connects once with [`DEFLATE_OFFER`] and returns what the server agreed to (or
+/// why not), then closes: for a clear error before a run that needs deflate.
+pub fn probe_deflate(target: &Target, level: u32) -> Result<DeflateAnswer, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let timeout = Duration::from_secs(10);
+        let req = Some(DeflateRequest { level });
+        let conn = WsConn::connect_with(target, Protocol::Rfc6455, XorShift::new(1), timeout, req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = conn.deflate.as_ref().map(|d| d.answer);
+        conn.close(Duration::from_secs(1)).await;
+        answer.ok_or_else(|| "permessage-deflate not agreed".to_string())
+    })
 }
 
 /// Appends `protocol`'s close: a masked 1000 close frame, or hixie-76's `0xFF 0x00`.

@@ -2,7 +2,7 @@
 //! close frame → the server's close → drop, measuring connect latency (TCP connect
 //! started → 101 received).
 
-use crate::client::{Protocol, WsConn, XorShift};
+use crate::client::{DeflateRequest, Protocol, WsConn, XorShift};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
 use crate::{live, Spread, Workers, HARD_CAP_GRACE};
@@ -33,6 +33,9 @@ pub struct ConnectOptions {
     pub count: Option<u64>,
     /// Worker threads.
     pub threads: usize,
+    /// Offer permessage-deflate; a handshake the server does not agree to counts as a
+    /// handshake error.
+    pub deflate: Option<DeflateRequest>,
 }
 
 /// What the connect scenario measured.
@@ -63,6 +66,7 @@ impl ConnectOptions {
             "duration_s": report::secs(self.duration),
             "count": self.count,
             "threads": self.threads,
+            "deflate": self.deflate.is_some(),
         })
     }
 }
@@ -92,6 +96,7 @@ struct Shared {
     count: Option<u64>,
     taken: AtomicU64,
     live: Arc<Live>,
+    deflate: Option<DeflateRequest>,
 }
 
 /// Runs the connect scenario; `bar` shows progress.
@@ -105,6 +110,7 @@ pub fn run(opts: &ConnectOptions, bar: &indicatif::ProgressBar) -> ConnectResult
         count: opts.count,
         taken: AtomicU64::new(0),
         live: Arc::clone(&live),
+        deflate: opts.deflate,
     });
     let spread = Spread {
         threads: opts.threads,
@@ -153,11 +159,12 @@ async fn worker(shared: Arc<Shared>, stats: Rc<RefCell<Stats>>, mut rng: XorShif
         }
         let conn_rng = XorShift::new(rng.next_u64());
         let remaining = shared.deadline - t0;
-        let conn = match WsConn::connect(
+        let conn = match WsConn::connect_with(
             &shared.target,
             shared.protocol,
             conn_rng,
             CONNECT_TIMEOUT.min(remaining + Duration::from_secs(1)),
+            shared.deflate,
         )
         .await
         {

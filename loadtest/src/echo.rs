@@ -6,7 +6,8 @@
 //! `write`; they share that batch's send time. Each read (up to 16 KiB) is decoded
 //! whole, and its echoes share the clock reading taken at the first of them.
 
-use crate::client::{ConnError, Incoming, Protocol, Pumped, WsConn, XorShift};
+use crate::client::{ConnError, DeflateRequest, Incoming, Protocol, Pumped, WsConn, XorShift};
+use crate::deflate::{DeflateAnswer, DeflateCounts};
 use crate::report::{self, Errors, Latency, Live, Stats};
 use crate::target::Target;
 use crate::{live, Spread, Task, Workers, HARD_CAP_GRACE};
@@ -47,6 +48,83 @@ pub struct EchoOptions {
     pub warmup: Duration,
     /// Worker threads.
     pub threads: usize,
+    /// Offer permessage-deflate and compress every message (the server must agree).
+    pub deflate: Option<DeflateRequest>,
+    /// What the payloads look like.
+    pub payload: PayloadKind,
+    /// Distinct payloads, sent in turn on each connection (each echo is checked
+    /// against the one sent in its place).
+    pub variants: usize,
+}
+
+/// The content of the messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// `abc…z` repeated for text, random bytes for binary (the default).
+    #[default]
+    Alpha,
+    /// JSON-like text: an array of small records with varying numbers, cut at the size.
+    Json,
+}
+
+impl PayloadKind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::Alpha => "alpha",
+            PayloadKind::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for PayloadKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PayloadKind, String> {
+        match s {
+            "alpha" => Ok(PayloadKind::Alpha),
+            "json" => Ok(PayloadKind::Json),
+            _ => Err(format!("{s:?}: expected alpha or json")),
+        }
+    }
+}
+
+/// Payload number `variant` of `size` bytes for `kind` (text or binary).
+pub fn make_payload(kind: PayloadKind, text: bool, size: usize, variant: usize) -> Vec<u8> {
+    let mut rng = XorShift::new((size as u64) ^ ((variant as u64) << 32));
+    match kind {
+        PayloadKind::Alpha if text => (0..size)
+            .map(|i| b'a' + ((i + variant) % 26) as u8)
+            .collect(),
+        PayloadKind::Alpha => (0..size).map(|_| rng.next_u64() as u8).collect(),
+        PayloadKind::Json => {
+            const EVENTS: [&str; 4] = ["trade", "quote", "cancel", "update"];
+            const SYMBOLS: [&str; 6] = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "TSLA"];
+            let mut out = String::with_capacity(size + 160);
+            out.push('[');
+            let mut id = rng.next_u64() % 1_000_000;
+            while out.len() < size {
+                let r = rng.next_u64();
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                id += 1 + r % 7;
+                out.push_str(&format!(
+                    "{{\"id\":{id},\"type\":\"{}\",\"symbol\":\"{}\",\"price\":{}.{:02},\
+                     \"qty\":{},\"user\":\"user-{:04}\",\"ts\":{}}}",
+                    EVENTS[(r % 4) as usize],
+                    SYMBOLS[((r >> 8) % 6) as usize],
+                    100 + (r >> 16) % 900,
+                    (r >> 26) % 100,
+                    1 + (r >> 33) % 500,
+                    (r >> 42) % 10_000,
+                    1_764_680_000_000u64 + (r >> 50),
+                ));
+            }
+            out.truncate(size);
+            out.into_bytes()
+        }
+    }
 }
 
 /// What the echo scenario measured.
@@ -72,6 +150,37 @@ pub struct EchoResults {
     pub error_samples: Vec<String>,
     /// A worker hit the hard cap.
     pub hard_cap_hit: bool,
+    /// With `--deflate`: what the server agreed to (one connection's answer) and the
+    /// bytes through the codecs of all connections, warmup included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deflate: Option<DeflateReport>,
+}
+
+/// The permessage-deflate part of the echo results.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeflateReport {
+    /// The server's answer, every parameter explicit (one connection's; "none" when
+    /// no connection agreed).
+    pub agreed: String,
+    /// Counts over the whole run, warmup included.
+    #[serde(flatten)]
+    pub counts: DeflateCounts,
+    /// Wire bytes / payload bytes, client → server.
+    pub ratio_sent: f64,
+    /// Wire bytes / payload bytes, server → client.
+    pub ratio_received: f64,
+}
+
+impl DeflateReport {
+    /// The report for `answer` and `counts`.
+    pub fn new(answer: Option<&DeflateAnswer>, counts: DeflateCounts) -> DeflateReport {
+        DeflateReport {
+            agreed: answer.map_or_else(|| "none".into(), DeflateAnswer::describe),
+            ratio_sent: counts.ratio_sent(),
+            ratio_received: counts.ratio_received(),
+            counts,
+        }
+    }
 }
 
 impl EchoOptions {
@@ -87,6 +196,10 @@ impl EchoOptions {
             "messages": self.messages,
             "warmup_s": report::secs(self.warmup),
             "threads": self.threads,
+            "deflate": self.deflate.is_some(),
+            "deflate_level": self.deflate.map(|d| d.level),
+            "payload": self.payload.name(),
+            "variants": self.variants,
         })
     }
 }
@@ -106,6 +219,9 @@ impl EchoResults {
             self.latency.line(),
             report::errors_block(&self.errors, &self.error_samples)
         );
+        if let Some(d) = &self.deflate {
+            s.push_str(&format!("\nagreed: {}\n{}", d.agreed, d.counts.lines()));
+        }
         if self.hard_cap_hit {
             s.push_str("\nwarning: a worker was stopped by the hard cap");
         }
@@ -116,8 +232,10 @@ impl EchoResults {
 struct Shared {
     target: Target,
     protocol: Protocol,
-    payload: Vec<u8>,
+    /// The payloads, sent in turn (one unless `--variants`).
+    payloads: Vec<Vec<u8>>,
     opcode: OpCode,
+    deflate: Option<DeflateRequest>,
     inflight: usize,
     start: Instant,
     warmup_end: Instant,
@@ -160,16 +278,14 @@ pub fn run(opts: &EchoOptions, bar: &indicatif::ProgressBar) -> EchoResults {
     let start = Instant::now();
     let warmup_end = start + opts.warmup;
     let deadline = warmup_end + opts.duration;
-    let payload: Vec<u8> = if opts.text {
-        (0..opts.size).map(|i| b'a' + (i % 26) as u8).collect()
-    } else {
-        let mut rng = XorShift::new(opts.size as u64);
-        (0..opts.size).map(|_| rng.next_u64() as u8).collect()
-    };
+    let payloads: Vec<Vec<u8>> = (0..opts.variants.max(1))
+        .map(|v| make_payload(opts.payload, opts.text, opts.size, v))
+        .collect();
     let shared = Arc::new(Shared {
         target: opts.target.clone(),
         protocol: opts.protocol,
-        payload,
+        payloads,
+        deflate: opts.deflate,
         opcode: if opts.text {
             OpCode::Text
         } else {
@@ -234,6 +350,9 @@ pub fn run(opts: &EchoOptions, bar: &indicatif::ProgressBar) -> EchoResults {
         errors: stats.errors,
         error_samples: stats.samples,
         hard_cap_hit: stats.timed_out,
+        deflate: opts
+            .deflate
+            .map(|_| DeflateReport::new(stats.deflate_answer.as_ref(), stats.deflate)),
     }
 }
 
@@ -248,21 +367,32 @@ async fn one_connection(shared: Arc<Shared>, task: Task) {
     if Instant::now() >= shared.deadline {
         return;
     }
-    let mut conn =
-        match WsConn::connect(&shared.target, shared.protocol, rng, CONNECT_TIMEOUT).await {
-            Ok(c) => c,
-            Err(e) => {
-                live.failed.fetch_add(1, Relaxed);
-                stats.borrow_mut().error(&e, live);
-                return;
-            }
-        };
+    let connecting = WsConn::connect_with(
+        &shared.target,
+        shared.protocol,
+        rng,
+        CONNECT_TIMEOUT,
+        shared.deflate,
+    );
+    let mut conn = match connecting.await {
+        Ok(c) => c,
+        Err(e) => {
+            live.failed.fetch_add(1, Relaxed);
+            stats.borrow_mut().error(&e, live);
+            return;
+        }
+    };
     drop(permit);
     stats.borrow_mut().handshakes += 1;
     live.handshakes.fetch_add(1, Relaxed);
     live.open.fetch_add(1, Relaxed);
     let result = echo_loop(&shared, &stats, &mut conn).await;
     live.open.fetch_sub(1, Relaxed);
+    if let Some((answer, counts)) = conn.deflate_state() {
+        let mut s = stats.borrow_mut();
+        s.deflate.merge(&counts);
+        s.deflate_answer.get_or_insert(answer);
+    }
     match result {
         Ok(()) => {
             conn.close(Duration::from_secs(1)).await;
@@ -335,19 +465,26 @@ impl InFlight {
 }
 
 /// Writes up to `want` more messages as one batch (one `write`); returns how many.
+/// `next`: the index of the next payload to send (advanced past those sent).
 fn send_batch(
     shared: &Shared,
     conn: &mut WsConn,
     fifo: &mut InFlight,
     want: usize,
+    next: &mut usize,
 ) -> Result<usize, ConnError> {
     let now = Instant::now();
     let (n, counted) = shared.tickets(now, want);
     if n == 0 {
         return Ok(0);
     }
+    let payloads = &shared.payloads;
     for _ in 0..n {
-        conn.queue(shared.opcode, &shared.payload)?;
+        conn.queue(shared.opcode, &payloads[*next])?;
+        *next += 1;
+        if *next == payloads.len() {
+            *next = 0;
+        }
     }
     fifo.push(now, counted, n);
     conn.try_flush()?;
@@ -359,10 +496,14 @@ async fn echo_loop(
     stats: &RefCell<Stats>,
     conn: &mut WsConn,
 ) -> Result<(), ConnError> {
-    let payload = &shared.payload[..];
+    let payloads = &shared.payloads;
+    let payload_len = payloads[0].len() as u64;
+    // The payload index of the next message to send, and of the next echo expected.
+    let mut next_send = 0usize;
+    let mut next_echo = 0usize;
     // Send time of the messages in flight, and whether they are measured.
     let mut fifo = InFlight::with_capacity(shared.inflight);
-    send_batch(shared, conn, &mut fifo, shared.inflight)?;
+    send_batch(shared, conn, &mut fifo, shared.inflight, &mut next_send)?;
     let sleep = tokio::time::sleep_until(shared.deadline.into());
     tokio::pin!(sleep);
     while !fifo.is_empty() {
@@ -382,8 +523,12 @@ async fn echo_loop(
                 wrong = Some("a message nobody sent was echoed");
                 return;
             }
-            if data != payload {
+            if data != payloads[next_echo] {
                 wrong = Some("the echo differs from the message sent");
+            }
+            next_echo += 1;
+            if next_echo == payloads.len() {
+                next_echo = 0;
             }
             received += 1;
         };
@@ -404,7 +549,7 @@ async fn echo_loop(
                     }
                 });
                 s.messages += counted_now;
-                s.bytes += counted_now * payload.len() as u64;
+                s.bytes += counted_now * payload_len;
             }
             if counted_now > 0 {
                 let ns = now.duration_since(shared.start).as_nanos() as u64;
@@ -424,7 +569,7 @@ async fn echo_loop(
                 return Err(ConnError::Closed("server closed the TCP connection".into()))
             }
         }
-        send_batch(shared, conn, &mut fifo, received)?;
+        send_batch(shared, conn, &mut fifo, received, &mut next_send)?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod churn;
 pub mod client;
 pub mod connect;
+pub mod deflate;
 pub mod echo;
 pub mod fanout;
 pub mod idle;

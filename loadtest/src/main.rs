@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ringws_loadtest::client::Protocol;
+use ringws_loadtest::client::{probe_deflate, DeflateRequest, Protocol};
 use ringws_loadtest::target::Target;
 use ringws_loadtest::{churn, connect, echo, fanout, idle, report};
 use ringws_loadtest::{default_threads, ensure_nofile, parse_duration, HARD_CAP_GRACE};
@@ -100,6 +100,24 @@ struct EchoArgs {
     /// Time before measuring starts; messages sent during it are not counted.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
+    /// Offer permessage-deflate (RFC 7692, `permessage-deflate; client_max_window_bits`)
+    /// and compress every message sent; the server must agree (checked on one probe
+    /// connection first) or the run is refused. Echoes are inflated before checking;
+    /// the summary gives the wire and payload bytes each way.
+    #[arg(long)]
+    deflate: bool,
+    /// zlib level (0-9) of the generator's own compression with --deflate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: u32,
+    /// Payload content: alpha (`abc…` text, random binary) or json (JSON-like text
+    /// records with varying numbers; implies --text).
+    #[arg(long, default_value = "alpha")]
+    payload: echo::PayloadKind,
+    /// Distinct payloads each connection sends in turn (each echo checked against its
+    /// own); more than 1 keeps deflate's context takeover from seeing one message over
+    /// and over.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    variants: u64,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +133,10 @@ struct ConnectArgs {
     /// Stop after N handshakes in total (or at --duration, whichever is first).
     #[arg(long)]
     count: Option<u64>,
+    /// Offer permessage-deflate in every handshake; the server must agree (checked on
+    /// one probe connection first) or the run is refused.
+    #[arg(long)]
+    deflate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -272,23 +294,39 @@ fn run(cli: Cli) -> Result<u64, String> {
                         .into(),
                 );
             }
+            if protocol == Protocol::Hixie76 && a.deflate {
+                return Err("--deflate needs --protocol rfc6455".into());
+            }
             let (target, threads) = prepare(&a.common, a.connections)?;
             let duration = a.duration.unwrap_or(if a.messages.is_some() {
                 Duration::from_secs(300)
             } else {
                 Duration::from_secs(10)
             });
+            let deflate = a.deflate.then_some(DeflateRequest {
+                level: a.deflate_level,
+            });
+            if let Some(req) = deflate {
+                // One connection first: a server that does not do permessage-deflate
+                // gets a clear refusal, not a run of handshake errors.
+                probe_deflate(&target, req.level).map_err(|e| format!("--deflate: {e}"))?;
+            }
             let opts = echo::EchoOptions {
                 target,
                 protocol,
                 connections: a.connections,
                 size: a.size,
-                text: (a.text && !a.binary) || protocol == Protocol::Hixie76,
+                text: (a.text && !a.binary)
+                    || protocol == Protocol::Hixie76
+                    || a.payload == echo::PayloadKind::Json,
                 inflight: a.inflight.max(1),
                 duration,
                 messages: a.messages,
                 warmup: a.warmup,
                 threads,
+                deflate,
+                payload: a.payload,
+                variants: a.variants as usize,
             };
             watchdog(opts.warmup + opts.duration + HARD_CAP_GRACE + Duration::from_secs(5));
             let bar = progress_bar(a.common.json);
@@ -297,12 +335,22 @@ fn run(cli: Cli) -> Result<u64, String> {
                 report::print_json("echo", &a.common.url, &opts.settings(), &r);
             } else {
                 println!(
-                    "echo {} ({protocol}, {} connections, {} B {}, inflight {})",
+                    "echo {} ({protocol}, {} connections, {} B {}{}, inflight {}{})",
                     a.common.url,
                     opts.connections,
                     opts.size,
                     if opts.text { "text" } else { "binary" },
-                    opts.inflight
+                    if opts.payload == echo::PayloadKind::Json {
+                        " json"
+                    } else {
+                        ""
+                    },
+                    opts.inflight,
+                    if opts.deflate.is_some() {
+                        ", permessage-deflate"
+                    } else {
+                        ""
+                    }
                 );
                 println!("{}", r.summary());
             }
@@ -315,6 +363,13 @@ fn run(cli: Cli) -> Result<u64, String> {
             } else {
                 Duration::from_secs(10)
             });
+            let deflate = a.deflate.then_some(DeflateRequest { level: 1 });
+            if a.deflate {
+                if a.common.protocol == Protocol::Hixie76 {
+                    return Err("--deflate needs --protocol rfc6455".into());
+                }
+                probe_deflate(&target, 1).map_err(|e| format!("--deflate: {e}"))?;
+            }
             let opts = connect::ConnectOptions {
                 target,
                 protocol: a.common.protocol,
@@ -322,6 +377,7 @@ fn run(cli: Cli) -> Result<u64, String> {
                 duration,
                 count: a.count,
                 threads,
+                deflate,
             };
             watchdog(opts.duration + HARD_CAP_GRACE + Duration::from_secs(5));
             let bar = progress_bar(a.common.json);

@@ -1,6 +1,7 @@
 //! Counters, latency histograms, the human summary and the JSON report.
 
 use crate::client::ConnError;
+use crate::deflate::{DeflateAnswer, DeflateCounts};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -91,6 +92,10 @@ pub struct Stats {
     pub samples: Vec<String>,
     /// The thread hit the hard cap.
     pub timed_out: bool,
+    /// permessage-deflate traffic of the connections that used it (echo `--deflate`).
+    pub deflate: DeflateCounts,
+    /// What the server agreed to (the first deflate connection's answer).
+    pub deflate_answer: Option<DeflateAnswer>,
 }
 
 impl Default for Stats {
@@ -104,6 +109,8 @@ impl Default for Stats {
             errors: Errors::default(),
             samples: Vec::new(),
             timed_out: false,
+            deflate: DeflateCounts::default(),
+            deflate_answer: None,
         }
     }
 }
@@ -133,6 +140,10 @@ impl Stats {
             }
         }
         self.timed_out |= o.timed_out;
+        self.deflate.merge(&o.deflate);
+        if self.deflate_answer.is_none() {
+            self.deflate_answer = o.deflate_answer;
+        }
     }
 }
 

@@ -160,6 +160,9 @@ fn echo_scenario_with_split_echoes() {
             messages: Some(300),
             warmup: Duration::ZERO,
             threads: 1,
+            deflate: None,
+            payload: echo::PayloadKind::Alpha,
+            variants: 1,
         };
         let r = echo::run(&opts, &ProgressBar::hidden());
         assert_eq!(r.messages, 300, "{r:?}");

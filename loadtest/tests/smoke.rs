@@ -60,6 +60,9 @@ fn echo_scenario() {
             messages: None,
             warmup: Duration::from_millis(200),
             threads: 2,
+            deflate: None,
+            payload: echo::PayloadKind::Alpha,
+            variants: 1,
         };
         let r = echo::run(&opts, &ProgressBar::hidden());
         assert!(r.messages > 0, "{r:?}");
@@ -84,6 +87,9 @@ fn echo_scenario() {
         messages: Some(500),
         warmup: Duration::ZERO,
         threads: 1,
+        deflate: None,
+        payload: echo::PayloadKind::Alpha,
+        variants: 1,
     };
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert_eq!(r.messages, 500, "{r:?}");
@@ -103,6 +109,7 @@ fn connect_scenario() {
         duration: Duration::from_secs(10),
         count: Some(20),
         threads: 1,
+        deflate: None,
     };
     let r = connect::run(&opts, &ProgressBar::hidden());
     assert_eq!(r.handshakes, 20, "{r:?}");
@@ -157,6 +164,9 @@ fn unreachable_server_counts_errors() {
         messages: None,
         warmup: Duration::ZERO,
         threads: 1,
+        deflate: None,
+        payload: echo::PayloadKind::Alpha,
+        variants: 1,
     };
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert_eq!(r.messages, 0);
@@ -179,6 +189,9 @@ fn hixie76_echo_and_connect() {
         messages: None,
         warmup: Duration::ZERO,
         threads: 2,
+        deflate: None,
+        payload: echo::PayloadKind::Alpha,
+        variants: 1,
     };
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert!(r.messages > 0, "{r:?}");
@@ -193,6 +206,7 @@ fn hixie76_echo_and_connect() {
         duration: Duration::from_secs(10),
         count: Some(10),
         threads: 1,
+        deflate: None,
     };
     let r = connect::run(&opts, &ProgressBar::hidden());
     assert!(r.handshakes > 0, "{r:?}");
@@ -228,6 +242,9 @@ fn hixie76_echo_and_connect() {
         messages: None,
         warmup: Duration::ZERO,
         threads: 1,
+        deflate: None,
+        payload: echo::PayloadKind::Alpha,
+        variants: 1,
     };
     let r = echo::run(&opts, &ProgressBar::hidden());
     assert_eq!((r.messages, r.errors.protocol), (0, 2), "{r:?}");
@@ -286,5 +303,65 @@ fn churn_scenario() {
     );
     assert_eq!(u.fds_back_to_baseline, Some(true), "{u:?}");
     assert!(r.summary().contains("cycles/s"));
+    server.shutdown().expect("shutdown");
+}
+
+/// `echo --deflate` against ringws with permessage-deflate in both modes: every echo
+/// comes back compressed and verified; a server without deflate is refused.
+#[test]
+fn echo_with_deflate() {
+    use ringws::{Accept, DeflateOptions, WebSocketOptions};
+    use ringws_loadtest::client::{probe_deflate, DeflateRequest};
+    let _shared = shared();
+    for (deflate, nct) in [
+        (DeflateOptions::context_takeover(), false),
+        (DeflateOptions::no_context_takeover(), true),
+    ] {
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .shards(1)
+            .websocket_with_options(
+                "/echo",
+                WebSocketOptions::default().deflate(deflate),
+                |_req| Ok(Accept::new(Echo)),
+            )
+            .build()
+            .expect("build")
+            .start()
+            .expect("start");
+        let target = Target::parse(&format!("ws://{}/echo", server.local_addr())).unwrap();
+        let answer = probe_deflate(&target, 1).expect("agreed");
+        assert_eq!(answer.server_no_context_takeover, nct);
+        for (size, inflight) in [(125, 1), (5000, 4)] {
+            let opts = echo::EchoOptions {
+                target: target.clone(),
+                protocol: Protocol::Rfc6455,
+                connections: 3,
+                size,
+                text: true,
+                inflight,
+                duration: Duration::from_secs(20),
+                messages: Some(200),
+                warmup: Duration::ZERO,
+                threads: 1,
+                deflate: Some(DeflateRequest { level: 1 }),
+                payload: echo::PayloadKind::Json,
+                variants: 7,
+            };
+            let r = echo::run(&opts, &ProgressBar::hidden());
+            assert_eq!(r.errors.total(), 0, "{r:?}");
+            assert!(r.messages >= 200, "{r:?}");
+            let d = r.deflate.as_ref().expect("deflate report");
+            assert_eq!(d.counts.compressed_received, d.counts.messages_received);
+            assert!(d.counts.messages_received >= 200, "{d:?}");
+            assert!(d.ratio_sent > 0.0 && d.ratio_sent < 1.0, "{d:?}");
+            assert!(d.ratio_received > 0.0 && d.ratio_received < 1.0, "{d:?}");
+        }
+        server.shutdown().expect("shutdown");
+    }
+    // No deflate on the route: the probe says so.
+    let (server, target) = server();
+    let err = probe_deflate(&target, 1).unwrap_err();
+    assert!(err.contains("did not agree"), "{err}");
     server.shutdown().expect("shutdown");
 }

@@ -173,6 +173,10 @@ struct ServeArgs {
     /// (every message on its own, nothing kept per connection).
     #[arg(long, value_enum)]
     deflate_mode: Option<DeflateModeArg>,
+    /// zlib level of what the server compresses, 0..=9 (with --deflate or
+    /// --deflate-mode; default 1, the fastest that compresses).
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: Option<u32>,
     /// Share pub/sub (the chat's rooms, /broadcast, /pubsub) with every `ringws serve`
     /// linked to the Redis server at this URL (`redis://[user:password@]HOST[:PORT][/DB]`).
     /// An unreachable Redis is retried with backoff; a URL that is not a Redis URL is
@@ -366,6 +370,10 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         }
         (false, None) => None,
     };
+    let deflate = deflate.map(|deflate| match args.deflate_level {
+        Some(level) => deflate.level(level),
+        None => deflate,
+    });
     if let Some(deflate) = deflate {
         origins = origins.deflate(deflate);
         options = options.deflate(deflate);

@@ -37,9 +37,11 @@ pub(crate) struct Compression {
     agreement: DeflateAgreement,
     options: DeflateOptions,
     /// The connection's own compressor (server context takeover); `None`: the shard's.
-    deflater: Option<MessageDeflater>,
+    /// (Boxed, like the inflater: a connection without context takeover keeps only
+    /// the pointers.)
+    deflater: Option<Box<MessageDeflater>>,
     /// The connection's own decompressor (client context takeover); `None`: the shard's.
-    inflater: Option<MessageInflater>,
+    inflater: Option<Box<MessageInflater>>,
     /// A compressed message arriving in pieces, inflated as they come.
     partial: Option<Box<Partial>>,
     /// A stream of its own was used since the hibernation timer last looked.
@@ -58,14 +60,18 @@ impl Compression {
         codecs: &ShardCodecs,
     ) -> Compression {
         let deflater = (!agreement.server_no_context_takeover()).then(|| {
-            MessageDeflater::new(
+            Box::new(MessageDeflater::new(
                 agreement.compress_window_bits(),
                 options.compression_level(),
                 false,
-            )
+            ))
         });
-        let inflater = (!agreement.client_no_context_takeover())
-            .then(|| MessageInflater::new(agreement.decompress_window_bits(), false));
+        let inflater = (!agreement.client_no_context_takeover()).then(|| {
+            Box::new(MessageInflater::new(
+                agreement.decompress_window_bits(),
+                false,
+            ))
+        });
         Compression {
             agreement,
             options,
@@ -164,7 +170,8 @@ impl Compression {
         });
         let before = partial.plain.len();
         let inflater = match (&mut partial.inflater, &mut self.inflater) {
-            (Some(inflater), _) | (None, Some(inflater)) => inflater,
+            (Some(inflater), _) => inflater,
+            (None, Some(inflater)) => &mut **inflater,
             (None, None) => unreachable!("a piece always has an inflater"),
         };
         self.active = true;
