@@ -11,6 +11,10 @@
 //! applies a route's [`OriginPolicy`] (cross-site WebSocket hijacking) to an upgrade.
 //! [`deflate`] negotiates permessage-deflate (RFC 7692): [`negotiate_request`] gives a
 //! [`DeflateAgreement`] whose answer goes into the 101 as an extra header.
+//! [`validate_extended_connect`] checks a WebSocket bootstrapped over HTTP/2 (RFC 8441,
+//! an extended CONNECT) into the same [`Upgrade`], for an adapter that builds the
+//! [`Request`](crate::http::Request) from another server's parts
+//! ([`Request::from_parts`](crate::http::Request::from_parts)).
 //!
 //! ```
 //! use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
@@ -62,9 +66,10 @@ pub use hixie::{
 pub use origin::{check_origin, OriginPolicy, ParseOriginPolicyError, ERR_ORIGIN};
 pub use response::{write_accept, write_rejection};
 pub use validate::{
-    is_websocket_request, validate_upgrade, Upgrade, ERR_BAD_KEY, ERR_BAD_VERSION, ERR_HIXIE75,
-    ERR_HIXIE76, ERR_NOT_GET, ERR_NOT_HTTP11, ERR_NO_CONNECTION_UPGRADE, ERR_NO_HOST,
-    ERR_NO_UPGRADE, ERR_NO_VERSION,
+    is_websocket_request, validate_extended_connect, validate_upgrade, Upgrade, ERR_BAD_KEY,
+    ERR_BAD_VERSION, ERR_HIXIE75, ERR_HIXIE76, ERR_NOT_CONNECT, ERR_NOT_GET, ERR_NOT_HTTP11,
+    ERR_NOT_WEBSOCKET_PROTOCOL, ERR_NO_CONNECTION_UPGRADE, ERR_NO_HOST, ERR_NO_UPGRADE,
+    ERR_NO_VERSION,
 };
 
 /// The header a 426 answer carries: the versions this server speaks, preferred first.

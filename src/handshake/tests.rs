@@ -363,3 +363,75 @@ fn mutated_requests_never_panic() {
         drive(&buf, &mut out);
     }
 }
+
+/// An HTTP/2 extended CONNECT as an adapter would build it: `:authority` as `Host`.
+fn h2_headers<'a>(extra: &[(&'a str, &'a [u8])]) -> Vec<httparse::Header<'a>> {
+    let mut headers = vec![httparse::Header {
+        name: "Host",
+        value: b"server.example.com",
+    }];
+    headers.extend(
+        extra
+            .iter()
+            .map(|&(name, value)| httparse::Header { name, value }),
+    );
+    headers
+}
+
+#[test]
+fn rfc_8441_extended_connect_is_validated_like_an_rfc_6455_upgrade() {
+    let version: (&str, &[u8]) = ("Sec-WebSocket-Version", b"13");
+    let headers = h2_headers(&[
+        version,
+        ("Origin", b"https://server.example.com"),
+        ("Sec-WebSocket-Protocol", b"chat, superchat"),
+        (
+            "Sec-WebSocket-Extensions",
+            b"permessage-deflate; client_max_window_bits",
+        ),
+    ]);
+    let request = Request::from_parts("CONNECT", "/chat", 1, &headers);
+    let upgrade = validate_extended_connect(&request, Some("websocket")).unwrap();
+    assert_eq!((upgrade.version, upgrade.key), (Version::V13, ""));
+    assert_eq!(upgrade.origin(), Some("https://server.example.com"));
+    assert_eq!(
+        upgrade.protocols().collect::<Vec<_>>(),
+        ["chat", "superchat"]
+    );
+    // The same origin policy and deflate negotiation as over HTTP/1.1.
+    assert!(check_origin(&OriginPolicy::SameOrigin, &request, &upgrade).is_ok());
+    let agreement = negotiate_request(&request, &DeflateConfig::default()).unwrap();
+    assert_eq!(agreement.response_value(), "permessage-deflate");
+    let foreign = h2_headers(&[version, ("Origin", b"https://evil.example")]);
+    let request = Request::from_parts("CONNECT", "/chat", 1, &foreign);
+    let upgrade = validate_extended_connect(&request, Some("WebSocket")).unwrap();
+    assert_eq!(
+        check_origin(&OriginPolicy::SameOrigin, &request, &upgrade)
+            .unwrap_err()
+            .status,
+        403
+    );
+}
+
+#[test]
+fn rfc_8441_refusals() {
+    let ok = h2_headers(&[("Sec-WebSocket-Version", b"13")]);
+    let connect = |method, headers| {
+        let request = Request::from_parts(method, "/chat", 1, headers);
+        validate_extended_connect(&request, Some("websocket")).map(|u| u.version)
+    };
+    assert_eq!(connect("GET", &ok), Err(ERR_NOT_CONNECT));
+    assert_eq!(connect("CONNECT", &ok), Ok(Version::V13));
+    let request = Request::from_parts("CONNECT", "/chat", 1, &ok);
+    for protocol in [None, Some("webtransport"), Some("")] {
+        assert_eq!(
+            validate_extended_connect(&request, protocol).map(|u| u.version),
+            Err(ERR_NOT_WEBSOCKET_PROTOCOL)
+        );
+    }
+    let none = h2_headers(&[]);
+    assert_eq!(connect("CONNECT", &none), Err(ERR_NO_VERSION));
+    let eight = h2_headers(&[("Sec-WebSocket-Version", b"8")]);
+    assert_eq!(connect("CONNECT", &eight), Err(ERR_BAD_VERSION));
+    assert_eq!(ERR_NO_VERSION.status, 426);
+}

@@ -36,6 +36,13 @@ pub const ERR_HIXIE76: HttpError = HttpError::new(
 pub const ERR_HIXIE75: HttpError =
     HttpError::new(426, "legacy WebSocket draft hixie-75 refused on this path");
 
+/// 400: a WebSocket over HTTP/2 (RFC 8441) must be an extended CONNECT.
+pub const ERR_NOT_CONNECT: HttpError =
+    HttpError::new(400, "websocket over HTTP/2 requires extended CONNECT");
+/// 400: an extended CONNECT whose `:protocol` is absent or not `websocket`.
+pub const ERR_NOT_WEBSOCKET_PROTOCOL: HttpError =
+    HttpError::new(400, "extended CONNECT :protocol is not websocket");
+
 /// A validated upgrade request, borrowing the request.
 ///
 /// ```
@@ -173,6 +180,59 @@ pub fn validate_upgrade<'b>(req: &Request<'b>) -> Result<Upgrade<'b>, HttpError>
         hixie76_keys,
         origin: origin.map(str::trim_ascii),
         protocols,
+        extensions: req.header_str("Sec-WebSocket-Extensions"),
+    })
+}
+
+/// Validates a WebSocket bootstrapped over HTTP/2 (RFC 8441 §4–5): an extended CONNECT
+/// whose `:protocol` pseudo-header (given as `protocol`, since pseudo-headers are not
+/// headers) is `websocket`, with `Sec-WebSocket-Version: 13`. There is no key and no
+/// `Upgrade`/`Connection` (HTTP/2 forbids them); origin, subprotocols and extensions
+/// are read as for RFC 6455, so [`check_origin`](super::check_origin) and
+/// permessage-deflate negotiation apply unchanged. The answer is a `200` with the
+/// chosen `Sec-WebSocket-Protocol` / `Sec-WebSocket-Extensions`, no accept key.
+///
+/// ```
+/// use ringws::handshake::{validate_extended_connect, Version, ERR_NOT_WEBSOCKET_PROTOCOL};
+/// use ringws::http::Request;
+///
+/// let headers = [
+///     httparse::Header { name: "Host", value: b"example.com" },
+///     httparse::Header { name: "Sec-WebSocket-Version", value: b"13" },
+///     httparse::Header { name: "Sec-WebSocket-Protocol", value: b"chat" },
+/// ];
+/// let request = Request::from_parts("CONNECT", "/chat", 1, &headers);
+/// let upgrade = validate_extended_connect(&request, Some("websocket")).unwrap();
+/// assert_eq!((upgrade.version, upgrade.key), (Version::V13, ""));
+/// assert_eq!(upgrade.protocols().collect::<Vec<_>>(), ["chat"]);
+/// assert_eq!(
+///     validate_extended_connect(&request, Some("webtransport")),
+///     Err(ERR_NOT_WEBSOCKET_PROTOCOL)
+/// );
+/// ```
+pub fn validate_extended_connect<'b>(
+    req: &Request<'b>,
+    protocol: Option<&str>,
+) -> Result<Upgrade<'b>, HttpError> {
+    if req.method() != "CONNECT" {
+        return Err(ERR_NOT_CONNECT);
+    }
+    // RFC 8441 §4: the token is compared as RFC 6455's `Upgrade: websocket` is.
+    if !protocol.is_some_and(|protocol| protocol.eq_ignore_ascii_case("websocket")) {
+        return Err(ERR_NOT_WEBSOCKET_PROTOCOL);
+    }
+    match req.header("Sec-WebSocket-Version").map(<[u8]>::trim_ascii) {
+        Some(b"13") => {}
+        Some(_) => return Err(ERR_BAD_VERSION),
+        None => return Err(ERR_NO_VERSION),
+    }
+    let origin = origin_header(req, Version::V13).and_then(|raw| core::str::from_utf8(raw).ok());
+    Ok(Upgrade {
+        version: Version::V13,
+        key: "",
+        hixie76_keys: None,
+        origin: origin.map(str::trim_ascii),
+        protocols: req.header_str("Sec-WebSocket-Protocol"),
         extensions: req.header_str("Sec-WebSocket-Extensions"),
     })
 }

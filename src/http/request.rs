@@ -31,6 +31,40 @@ pub struct Request<'b> {
 }
 
 impl<'b> Request<'b> {
+    /// A request whose head was read elsewhere (another HTTP server's, say): `method`,
+    /// the request `target` (path and query), the HTTP/1 minor version (HTTP/2 requests
+    /// pass 1) and the headers. An adapter for HTTP/2 gives `:authority` as a `Host`
+    /// header, so that the origin policy compares against it as it does for HTTP/1.1.
+    ///
+    /// ```
+    /// use ringws::http::Request;
+    ///
+    /// let headers = [httparse::Header { name: "Host", value: b"example.com" }];
+    /// let request = Request::from_parts("GET", "/chat?room=1", 1, &headers);
+    /// assert_eq!((request.path(), request.query()), ("/chat", Some("room=1")));
+    /// assert_eq!(request.header("host"), Some(&b"example.com"[..]));
+    /// ```
+    pub fn from_parts(
+        method: &'b str,
+        target: &'b str,
+        version_minor: u8,
+        headers: &'b [httparse::Header<'b>],
+    ) -> Request<'b> {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        Request {
+            method,
+            target,
+            path,
+            query,
+            version_minor,
+            headers,
+            body: &[],
+        }
+    }
+
     /// The request method as sent (`GET`, `POST`...), case-sensitive per HTTP.
     pub fn method(&self) -> &'b str {
         self.method

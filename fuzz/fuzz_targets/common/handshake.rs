@@ -1,9 +1,14 @@
-//! Fuzzes the sans-I/O handshake: request parsing, upgrade validation and the answers.
-//! Whatever the bytes, nothing may panic and every answer must be a well-formed head.
+//! Fuzzes the sans-I/O handshake: request parsing, upgrade validation (RFC 6455 and, with
+//! the request's `X-Protocol` header standing for HTTP/2's `:protocol`, RFC 8441's
+//! extended CONNECT) and the answers. Whatever the bytes, nothing may panic and every
+//! answer must be a well-formed head.
 //!
 //! The `handshake` target and the seed replay test (`tests/fuzz_seeds.rs`) share this body.
 
-use ringws::handshake::{is_websocket_request, validate_upgrade, write_accept, write_rejection};
+use ringws::handshake::{
+    is_websocket_request, validate_extended_connect, validate_upgrade, write_accept,
+    write_rejection, Version,
+};
 use ringws::http::{header_storage, parse_request, write_error, Parse};
 
 pub fn run(data: &[u8]) {
@@ -15,6 +20,12 @@ pub fn run(data: &[u8]) {
             let _ = is_websocket_request(&request);
             let _ = (request.path(), request.query(), request.target());
             let _ = request.headers().count();
+            let protocol = request.header_str("X-Protocol");
+            if let Ok(upgrade) = validate_extended_connect(&request, protocol) {
+                assert_eq!((upgrade.version, upgrade.key), (Version::V13, ""));
+                assert_eq!(request.method(), "CONNECT");
+                let _ = (upgrade.protocols().count(), upgrade.origin());
+            }
             match validate_upgrade(&request) {
                 Ok(upgrade) => {
                     let first = upgrade.protocols().next();
