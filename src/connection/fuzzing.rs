@@ -234,7 +234,7 @@ impl Session {
             shared: Arc::clone(&session.shared),
         });
         let id = session.conn.id;
-        session.conn = Connection::open_with(id, framing, handler, &session.ctx, session.now)
+        session.conn = Connection::open_with(id, framing, handler, None, &session.ctx, session.now)
             .expect("a wire framing");
         session
     }

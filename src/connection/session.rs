@@ -10,10 +10,12 @@
 use std::time::Instant;
 
 use super::pause::input_paused;
-use super::{Connection, Inbound, Session, ShardContext, Stage, Timer};
+use super::{Compression, Connection, Inbound, Session, ShardContext, Stage, Timer};
 use crate::conn::{Conn, ConnId, Framing, SendStatus};
+use crate::deflate_options::DeflateOptions;
 use crate::handle::Outgoing;
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
+use crate::handshake::DeflateAgreement;
 use crate::proto::{
     CloseCode, Decoder, Event, HixieDecoder, HixieEvent, OpCode, ProtocolError, Role,
 };
@@ -79,7 +81,9 @@ impl Session {
 impl Connection {
     /// A connection already open, with no request: the handshake happened elsewhere
     /// (what an adapter for another HTTP server needs). Frames in `framing` go to
-    /// `handler` from now on; its `on_open` runs here. `None` for
+    /// `handler` from now on; its `on_open` runs here. With `deflate` (the agreement
+    /// the handshake answered, and the route's options; RFC 6455 framing only), the
+    /// session compresses and inflates as one upgraded by the front does. `None` for
     /// [`Framing::SockJs`], which is not a wire framing.
     // No caller in the server yet (the fuzz target and the tests use it).
     #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
@@ -87,26 +91,43 @@ impl Connection {
         id: ConnId,
         framing: Framing,
         handler: Box<dyn Handler>,
+        deflate: Option<(DeflateAgreement, DeflateOptions)>,
         ctx: &ShardContext,
         now: Instant,
     ) -> Option<Connection> {
         let limits = ctx.config.limits;
+        let mut compression = None;
         let inbound = match framing {
-            Framing::Rfc6455 => Inbound::Rfc6455(Decoder::new(Role::Server, limits)),
+            Framing::Rfc6455 => {
+                let mut decoder = Decoder::new(Role::Server, limits);
+                if let Some((agreement, options)) = deflate {
+                    decoder.stream_compressed();
+                    compression = Some(Box::new(Compression::new(agreement, options, &ctx.codecs)));
+                }
+                Inbound::Rfc6455(decoder)
+            }
             Framing::Hixie75 | Framing::Hixie76 => Inbound::Hixie(HixieDecoder::new(limits)),
             Framing::SockJs => return None,
         };
         let session = Session::new(inbound, handler, now);
-        Some(Connection::from_session(id, framing, session, ctx, now))
+        Some(Connection::from_session(
+            id,
+            framing,
+            session,
+            compression,
+            ctx,
+            now,
+        ))
     }
 
     /// A connection whose session is `session`, already open in `framing` (not
-    /// [`Framing::SockJs`]): no HTTP front is ever built. The handler's `on_open` runs
-    /// here.
+    /// [`Framing::SockJs`]), compressing with `compression` when given (its decoder
+    /// told so): no HTTP front is ever built. The handler's `on_open` runs here.
     pub(super) fn from_session(
         id: ConnId,
         framing: Framing,
         session: Session,
+        compression: Option<Box<Compression>>,
         ctx: &ShardContext,
         now: Instant,
     ) -> Connection {
@@ -120,6 +141,7 @@ impl Connection {
             rare: None,
         };
         conn.out.framing = framing;
+        conn.out.compression = compression;
         conn.start_session(session, ctx, now);
         conn
     }

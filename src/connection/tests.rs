@@ -395,7 +395,7 @@ fn a_session_built_open_needs_no_request() {
     let handler = Box::new(Probe {
         log: Arc::clone(&h.log),
     });
-    let open = Connection::open_with(id, Framing::Rfc6455, handler, &h.ctx, h.now);
+    let open = Connection::open_with(id, Framing::Rfc6455, handler, None, &h.ctx, h.now);
     h.conn = open.expect("a wire framing");
     assert_eq!(h.log(), ["open"]);
     assert_eq!(h.conn.timers.get(Timer::Handshake), None);
@@ -412,7 +412,8 @@ fn a_session_built_open_needs_no_request() {
     let handler = Box::new(Probe {
         log: Arc::clone(&h.log),
     });
-    h.conn = Connection::open_with(id, Framing::Hixie76, handler, &h.ctx, h.now).expect("hixie");
+    h.conn =
+        Connection::open_with(id, Framing::Hixie76, handler, None, &h.ctx, h.now).expect("hixie");
     h.log();
     h.recv(b"\x00hel");
     h.recv(b"lo\xff\xff\x00");
@@ -423,6 +424,7 @@ fn a_session_built_open_needs_no_request() {
         id,
         Framing::SockJs,
         Box::new(Probe { log: h.log.clone() }),
+        None,
         &h.ctx,
         h.now
     )
@@ -441,7 +443,7 @@ fn a_session_built_directly_is_driven_without_a_front() {
         log: Arc::clone(&h.log),
     });
     let session = Session::new(inbound, handler, h.now);
-    h.conn = Connection::from_session(id, Framing::Rfc6455, session, &h.ctx, h.now);
+    h.conn = Connection::from_session(id, Framing::Rfc6455, session, None, &h.ctx, h.now);
     assert!(matches!(h.conn.stage, Stage::Open(_)));
     assert_eq!(h.log(), ["open"]);
     assert!(!h.conn.is_pending() && !h.conn.is_refused() && h.conn.wants_read());

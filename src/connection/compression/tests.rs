@@ -549,3 +549,37 @@ fn opcode(sent: usize) -> OpCode {
         OpCode::Continuation
     }
 }
+
+#[test]
+fn a_session_built_open_with_an_agreement_compresses_and_inflates() {
+    // The handshake happened elsewhere (an adapter for another HTTP server): the
+    // agreement it answered comes in with the handler.
+    let mut client = Client::connect(DeflateOptions::context_takeover(), OFFER, config());
+    let options = DeflateOptions::context_takeover();
+    let agreement = negotiate([OFFER], options.negotiation()).expect("agreed");
+    let id = ConnId {
+        shard: 0,
+        token: Token::new(2, 1),
+    };
+    client.conn = Connection::open_with(
+        id,
+        Framing::Rfc6455,
+        Box::new(Echo),
+        Some((agreement, options)),
+        &client.ctx,
+        client.now,
+    )
+    .expect("an RFC 6455 session");
+    for n in 0..3 {
+        let text = sentence(n).repeat(3);
+        let mut body = Vec::new();
+        client.deflater.compress(text.as_bytes(), &mut body);
+        // Cut in two reads: the pieces are inflated as they come.
+        let frame = masked_frame(true, 0b100, OpCode::Text, &body);
+        let (first, rest) = frame.split_at(frame.len() / 2);
+        client.recv(first);
+        client.recv(rest);
+        assert_eq!(client.frames(), [format!("text:{text}")]);
+    }
+    assert_eq!(client.compressed, 3);
+}
