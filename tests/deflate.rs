@@ -12,9 +12,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::deflate::{
-    connect, expect_close, letters, noise, python_inflate, send_compressed, send_deflated,
-    send_deflated_fragmented, send_frame_rsv, server, words, Outside, RawMessage, RawReader, HELLO,
-    HELLO_AGAIN, HELLO_BFINAL, RSV1,
+    connect, connect_to_mode, expect_close, letters, noise, python_inflate, send_compressed,
+    send_deflated, send_deflated_fragmented, send_frame_rsv, server, words, Outside, RawMessage,
+    RawReader, HELLO, HELLO_AGAIN, HELLO_BFINAL, RSV1,
 };
 use common::skip::skip;
 use common::{send_frame, FrameReader, Received};
@@ -244,13 +244,7 @@ fn server_no_context_takeover_offered_resets_the_server_context() {
 #[test]
 fn messages_under_the_threshold_go_out_uncompressed() {
     let server = server();
-    let mut ws = connect(
-        &server,
-        "/ct",
-        &["permessage-deflate"],
-        Some("permessage-deflate"),
-    );
-    let mut reader = FrameReader::with_deflate(15, false);
+    let (mut ws, mut reader) = connect_to_mode(&server, "/ct");
     for (len, compressed) in [(10, 0), (63, 0), (64, 1), (200, 2), (5, 2)] {
         let text = words(len, len as u64);
         send_frame(&mut ws, OpCode::Text, true, text.as_bytes());
@@ -294,13 +288,7 @@ fn rfc_7692_vectors_are_inflated() {
 #[test]
 fn empty_compressed_messages() {
     let server = server();
-    let mut ws = connect(
-        &server,
-        "/ct0",
-        &["permessage-deflate"],
-        Some("permessage-deflate"),
-    );
-    let mut reader = FrameReader::with_deflate(15, false);
+    let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
     // The empty message compressed: an empty stored block, its tail removed (`00`).
     send_deflated(&mut ws, OpCode::Text, &[0x00]);
     assert_eq!(reader.next(&mut ws), Received::Text(String::new()));
@@ -319,13 +307,7 @@ fn empty_compressed_messages() {
 #[test]
 fn a_fragmented_compressed_message_with_rsv1_on_its_first_frame() {
     let server = server();
-    let mut ws = connect(
-        &server,
-        "/ct0",
-        &["permessage-deflate"],
-        Some("permessage-deflate"),
-    );
-    let mut reader = FrameReader::with_deflate(15, false);
+    let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
     let mut tx = MessageDeflater::new(15, 6, false);
     // Multi-byte characters throughout: pieces of it split them anywhere.
     let text = words(3000, 11).replace(' ', " ✓ héllo wörld ✓ ");

@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::deflate::{
-    answer_for, connect, expect_close, send_compressed, send_deflated, send_deflated_fragmented,
-    send_frame_rsv, server, HELLO, HELLO_AGAIN, MAX_MESSAGE, RSV1,
+    connect, connect_to_mode, expect_close, send_compressed, send_deflated,
+    send_deflated_fragmented, send_frame_rsv, server, HELLO, HELLO_AGAIN, MAX_MESSAGE, RSV1,
 };
 use common::{raw_upgrade, send_frame, FrameReader, Received};
 use ringws::proto::{MessageDeflater, OpCode};
@@ -53,13 +53,7 @@ fn rsv1_on_a_continuation_frame_is_1002() {
 fn rsv1_on_a_control_frame_is_1002() {
     let server = server();
     for opcode in [OpCode::Ping, OpCode::Pong, OpCode::Close] {
-        let mut ws = connect(
-            &server,
-            "/ct0",
-            &["permessage-deflate"],
-            Some("permessage-deflate"),
-        );
-        let mut reader = FrameReader::with_deflate(15, false);
+        let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
         let payload: &[u8] = if opcode == OpCode::Close {
             &[0x03, 0xe8]
         } else {
@@ -74,13 +68,7 @@ fn rsv1_on_a_control_frame_is_1002() {
 fn rsv2_and_rsv3_are_1002_even_with_deflate_agreed() {
     let server = server();
     for rsv in [0b010, 0b001, 0b110, 0b111] {
-        let mut ws = connect(
-            &server,
-            "/ct0",
-            &["permessage-deflate"],
-            Some("permessage-deflate"),
-        );
-        let mut reader = FrameReader::with_deflate(15, false);
+        let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
         send_frame_rsv(&mut ws, rsv, OpCode::Text as u8, true, &HELLO);
         expect_close(&mut ws, &mut reader, 1002);
     }
@@ -118,13 +106,7 @@ fn a_deflate_bomb_is_1009_in_one_frame_or_many() {
         (OpCode::Text, 3),
     ] {
         for path in ["/ct0", "/nct0"] {
-            let mut ws = connect(
-                &server,
-                path,
-                &["permessage-deflate"],
-                Some(answer_for(path)),
-            );
-            let mut reader = FrameReader::with_deflate(15, path == "/nct0");
+            let (mut ws, mut reader) = connect_to_mode(&server, path);
             send_deflated_fragmented(&mut ws, opcode, &bomb, pieces);
             let reason = expect_close(&mut ws, &mut reader, 1009);
             assert_eq!(reason, "message too big after inflating");
@@ -144,13 +126,7 @@ fn a_bomb_is_refused_before_its_message_ends() {
     let bomb = bomb();
     // The first frame alone inflates past the cap; the message never ends.
     for path in ["/ct0", "/nct0"] {
-        let mut ws = connect(
-            &server,
-            path,
-            &["permessage-deflate"],
-            Some(answer_for(path)),
-        );
-        let mut reader = FrameReader::with_deflate(15, path == "/nct0");
+        let (mut ws, mut reader) = connect_to_mode(&server, path);
         send_frame_rsv(&mut ws, RSV1, OpCode::Binary as u8, false, &bomb);
         let reason = expect_close(&mut ws, &mut reader, 1009);
         assert_eq!(reason, "message too big after inflating");
@@ -176,13 +152,7 @@ fn a_partly_inflated_message_is_counted_in_memory_held() {
     MessageDeflater::new(15, 9, true).compress(&vec![0u8; 512 << 10], &mut half);
     MessageDeflater::new(15, 9, true).compress(&vec![0u8; 1 << 20], &mut mib);
     for path in ["/ct0", "/nct0"] {
-        let mut ws = connect(
-            &server,
-            path,
-            &["permessage-deflate"],
-            Some(answer_for(path)),
-        );
-        let mut reader = FrameReader::with_deflate(15, path == "/nct0");
+        let (mut ws, mut reader) = connect_to_mode(&server, path);
         // 512 KiB inflated and held, waiting for the rest of the message.
         let mut first = half.clone();
         first.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
@@ -200,13 +170,7 @@ fn a_partly_inflated_message_is_counted_in_memory_held() {
 #[test]
 fn the_inflated_size_cap_is_max_message_size_exactly() {
     let server = server();
-    let mut ws = connect(
-        &server,
-        "/ct",
-        &["permessage-deflate"],
-        Some("permessage-deflate"),
-    );
-    let mut reader = FrameReader::with_deflate(15, false);
+    let (mut ws, mut reader) = connect_to_mode(&server, "/ct");
     let mut tx = MessageDeflater::new(15, 1, false);
     let mut message = vec![b'a'; MAX_MESSAGE];
     send_compressed(&mut ws, &mut tx, OpCode::Binary, &message);
@@ -228,13 +192,7 @@ fn invalid_utf8_after_inflating_is_1007() {
     ];
     for bad in &bad {
         for pieces in [1, 4] {
-            let mut ws = connect(
-                &server,
-                "/ct0",
-                &["permessage-deflate"],
-                Some("permessage-deflate"),
-            );
-            let mut reader = FrameReader::with_deflate(15, false);
+            let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
             let mut tx = MessageDeflater::new(15, 1, false);
             // Valid multi-byte text first, then the invalid message.
             send_compressed(&mut ws, &mut tx, OpCode::Text, valid.as_bytes());
@@ -246,13 +204,7 @@ fn invalid_utf8_after_inflating_is_1007() {
         }
     }
     // The same bytes as binary are fine.
-    let mut ws = connect(
-        &server,
-        "/ct0",
-        &["permessage-deflate"],
-        Some("permessage-deflate"),
-    );
-    let mut reader = FrameReader::with_deflate(15, false);
+    let (mut ws, mut reader) = connect_to_mode(&server, "/ct0");
     let mut tx = MessageDeflater::new(15, 1, false);
     send_compressed(&mut ws, &mut tx, OpCode::Binary, b"abc\xff\xfedef");
     assert_eq!(
@@ -273,13 +225,7 @@ fn corrupt_compressed_data_is_1007() {
         // A stored block whose length check fails.
         ("/ct0", &[0x00, 0x05, 0x00, 0x00, 0x00, b'h']),
     ] {
-        let mut ws = connect(
-            &server,
-            path,
-            &["permessage-deflate"],
-            Some(answer_for(path)),
-        );
-        let mut reader = FrameReader::with_deflate(15, path == "/nct0");
+        let (mut ws, mut reader) = connect_to_mode(&server, path);
         send_deflated(&mut ws, OpCode::Binary, corrupt);
         let reason = expect_close(&mut ws, &mut reader, 1007);
         assert_eq!(reason, "invalid compressed data", "{corrupt:?}");

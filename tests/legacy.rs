@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::OnceLock;
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::serve::{ringws_serve, with_child};
 use common::{
     expect_silence, is_close, raw_connect, read_head, read_to_close, send_frame, Echo, FrameReader,
     Received,
@@ -527,38 +526,7 @@ fn every_version_at_once_on_one_handler() {
 
 #[test]
 fn ringws_serve_speaks_every_version() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--shards", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringws");
-    // Its log is read on a thread of its own (which also keeps the pipe drained), so
-    // that waiting for the address is bounded.
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let (lines_tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut log = String::new();
-    let mut addr = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = lines.recv_timeout(left) else {
-            break;
-        };
-        if let Some(rest) = line.split("serving ws://").nth(1) {
-            addr = rest.split("/echo").next().and_then(|a| a.parse().ok());
-        }
-        log.push_str(&line);
-        log.push('\n');
-    }
-    let outcome = std::panic::catch_unwind(|| {
-        let addr: SocketAddr = addr.unwrap_or_else(|| panic!("server did not start:\n{log}"));
+    with_child(ringws_serve(&[]), |addr| {
         // The draft's vector, body and a frame in one write.
         let mut stream = raw_connect(addr);
         let mut request = draft_head("/echo", "");
@@ -590,12 +558,6 @@ fn ringws_serve_speaks_every_version() {
         assert_eq!(h76.next(), Got::Close);
         assert_eq!(h76.next(), Got::Eof);
     });
-    // Stop only the child this test started.
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// Echoes text; closes with 1000 "bye" on "bye"; panics on "boom" (on purpose); and

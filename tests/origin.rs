@@ -9,13 +9,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::serve::{ringws_child, ringws_serve};
+use common::serve::{ringws_child, ringws_serve, with_child};
 use common::{
     raw_connect, read_head, read_to_close, refusal, send_frame, Echo, FrameReader, Received,
 };
@@ -429,21 +429,6 @@ fn serve_verdict(addr: SocketAddr, path: &str, origin: &str) -> String {
 /// Runs `check` against `ringws serve args`, then stops the child this test started.
 fn with_ringws(args: &[&str], check: impl FnOnce(SocketAddr)) {
     with_child(ringws_serve(args), check);
-}
-
-/// Runs `check` against a started child's address, then stops the child.
-fn with_child(
-    (mut child, addr): (Child, Result<SocketAddr, String>),
-    check: impl FnOnce(SocketAddr),
-) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check(addr.unwrap_or_else(|log| panic!("{log}")))
-    }));
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 #[test]

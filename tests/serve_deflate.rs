@@ -6,62 +6,28 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Child;
 
-use common::serve::ringws_serve;
-use common::{raw_connect, read_head, FrameReader, Received};
-use ringws::proto::{apply_mask, FrameHeader, MessageDeflater, OpCode};
+use common::serve::{ringws_serve, with_child};
+use common::{FrameReader, Received};
+use ringws::proto::{encode_compressed_frame, MessageDeflater, OpCode};
 
 /// Upgrades `path` at `addr` offering permessage-deflate; the stream and the head.
 fn upgrade_offering(addr: SocketAddr, path: &str) -> (TcpStream, String) {
-    let mut stream = raw_connect(addr);
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).expect("write");
-    let head = read_head(&mut stream);
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    (stream, head)
+    common::deflate::upgrade_offering(addr, path, &["permessage-deflate; client_max_window_bits"])
 }
 
 /// Sends `text` compressed by `deflater`, in one masked RSV1 frame.
 fn send_compressed(stream: &mut TcpStream, deflater: &mut MessageDeflater, text: &str) {
     let mut body = Vec::new();
     deflater.compress(text.as_bytes(), &mut body);
-    let key = [9, 8, 7, 6];
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0b100,
-        opcode: OpCode::Text as u8,
-        mask: Some(key),
-        payload_len: body.len() as u64,
-    };
-    let mut head = [0u8; FrameHeader::MAX_LEN];
-    let len = header.write(&mut head);
-    apply_mask(&mut body, key, 0);
-    let mut frame = head[..len].to_vec();
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    encode_compressed_frame(&mut frame, OpCode::Text, true, &body, Some([9, 8, 7, 6]));
     stream.write_all(&frame).expect("write frame");
 }
 
 /// Runs `check` against `ringws serve ARGS`, then stops it.
 fn with_serve(args: &[&str], check: impl FnOnce(SocketAddr)) {
-    let (mut child, addr): (Child, _) = ringws_serve(args);
-    let addr = match addr {
-        Ok(addr) => addr,
-        Err(log) => {
-            let _ = child.kill();
-            panic!("{log}");
-        }
-    };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(addr)));
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    with_child(ringws_serve(args), check);
 }
 
 fn json(n: usize) -> String {

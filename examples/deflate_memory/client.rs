@@ -5,7 +5,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ringws::proto::{
-    apply_mask, Decoder, Event, FrameHeader, Limits, MessageDeflater, MessageInflater, OpCode, Role,
+    encode_compressed_frame, encode_frame, Decoder, Event, FrameHeader, Limits, MessageDeflater,
+    MessageInflater, OpCode, Role,
 };
 
 // ---------------------------------------------------------------------------------
@@ -120,35 +121,24 @@ impl Client {
     /// Sends `text` as one masked frame, compressed when deflate was agreed; returns
     /// the payload's size on the wire.
     pub(crate) fn send(&mut self, text: &str, key: [u8; 4]) -> std::io::Result<usize> {
-        let mut body = Vec::with_capacity(text.len());
-        let rsv = match &mut self.codec {
+        let mut frame = Vec::with_capacity(text.len() + FrameHeader::MAX_LEN);
+        let sent = match &mut self.codec {
             Some((deflater, _)) => {
+                let mut body = Vec::with_capacity(text.len());
                 deflater.compress(text.as_bytes(), &mut body);
                 if !self.keep_live {
                     deflater.hibernate();
                 }
-                0b100
+                encode_compressed_frame(&mut frame, OpCode::Text, true, &body, Some(key));
+                body.len()
             }
             None => {
-                body.extend_from_slice(text.as_bytes());
-                0
+                encode_frame(&mut frame, OpCode::Text, true, text.as_bytes(), Some(key));
+                text.len()
             }
         };
-        let header = FrameHeader {
-            fin: true,
-            rsv,
-            opcode: OpCode::Text as u8,
-            mask: Some(key),
-            payload_len: body.len() as u64,
-        };
-        let mut bytes = [0u8; FrameHeader::MAX_LEN];
-        let len = header.write(&mut bytes);
-        let mut frame = Vec::with_capacity(len + body.len());
-        frame.extend_from_slice(&bytes[..len]);
-        frame.extend_from_slice(&body);
-        apply_mask(&mut frame[len..], key, 0);
         self.stream.write_all(&frame)?;
-        Ok(body.len())
+        Ok(sent)
     }
 
     /// Reads the next data message; returns its text (inflated if compressed) and the

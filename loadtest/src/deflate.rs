@@ -2,16 +2,13 @@
 //! parser for the server's answer, and the per-connection codec state (compress what
 //! is sent, inflate what comes back) with wire and payload byte counts.
 
-use ringws::proto::{apply_mask, encode_frame, frame_len, FrameHeader, OpCode};
+use ringws::proto::{encode_compressed_frame, encode_frame, frame_len, OpCode};
 use ringws::proto::{InflateError, MessageDeflater, MessageInflater};
 use serde::Serialize;
 
 /// The offer sent with `--deflate`: permessage-deflate with context takeover both ways,
 /// and the server may limit the client's window.
 pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
-
-/// RSV1: the frame starts a compressed message.
-const RSV1: u8 = 0b100;
 
 /// What the server agreed to in its `Sec-WebSocket-Extensions` answer (RFC 7692 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,20 +280,8 @@ impl DeflateCodec {
         }
         self.zbuf.clear();
         self.deflater.compress(payload, &mut self.zbuf);
-        let header = FrameHeader {
-            fin: true,
-            rsv: RSV1,
-            opcode: opcode as u8,
-            mask: Some(mask),
-            payload_len: self.zbuf.len() as u64,
-        };
-        let mut h = [0u8; FrameHeader::MAX_LEN];
-        let n = header.write(&mut h);
         let before = out.len();
-        out.extend_from_slice(&h[..n]);
-        let start = out.len();
-        out.extend_from_slice(&self.zbuf);
-        apply_mask(&mut out[start..], mask, 0);
+        encode_compressed_frame(out, opcode, true, &self.zbuf, Some(mask));
         self.counts.messages_sent += 1;
         self.counts.payload_bytes_sent += payload.len() as u64;
         self.counts.wire_bytes_sent += (out.len() - before) as u64;

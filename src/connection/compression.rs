@@ -20,14 +20,11 @@ use bytes::Bytes;
 use crate::deflate_options::DeflateOptions;
 use crate::handshake::DeflateAgreement;
 use crate::proto::{
-    FrameHeader, InflateError, MessageDeflater, MessageInflater, OpCode, ProtocolError,
-    Utf8Validator,
+    encode_compressed_frame, FrameHeader, InflateError, MessageDeflater, MessageInflater, OpCode,
+    ProtocolError, Utf8Validator,
 };
 
 use super::{Connection, ShardContext, Timer};
-
-/// The RSV1 bit as [`FrameHeader::rsv`] holds it: "this message is compressed".
-const RSV1: u8 = 0b100;
 
 /// The scratch buffer is shrunk back to this after a larger message.
 const SCRATCH_RETAIN: usize = 256 * 1024;
@@ -111,7 +108,7 @@ impl Compression {
             }
             None => codecs.compress_shared(&self.agreement, &self.options, payload, &mut body),
         }
-        write_compressed_frame(out, opcode, &body);
+        encode_compressed_frame(out, opcode, true, &body, None);
         codecs.give_back_scratch(body);
         self.after_message();
     }
@@ -326,22 +323,6 @@ fn inflate_failure(error: InflateError) -> ProtocolError {
     }
 }
 
-/// Appends an unmasked data frame with RSV1 set and `body` as its payload.
-pub(crate) fn write_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, body: &[u8]) {
-    let header = FrameHeader {
-        fin: true,
-        rsv: RSV1,
-        opcode: opcode as u8,
-        mask: None,
-        payload_len: body.len() as u64,
-    };
-    let mut bytes = [0u8; FrameHeader::MAX_LEN];
-    let len = header.write(&mut bytes);
-    out.reserve(len + body.len());
-    out.extend_from_slice(&bytes[..len]);
-    out.extend_from_slice(body);
-}
-
 /// A publication's sequence number and its compressed frames, each with the window
 /// bits and level it was compressed with.
 type PublishedCache = (u64, Vec<(u8, u32, Bytes)>);
@@ -447,7 +428,7 @@ impl ShardCodecs {
             &mut body,
         );
         let mut frame = Vec::with_capacity(body.len() + FrameHeader::MAX_LEN);
-        write_compressed_frame(&mut frame, opcode, &body);
+        encode_compressed_frame(&mut frame, opcode, true, &body, None);
         self.give_back_scratch(body);
         let frame = Bytes::from(frame);
         let mut cache = self.published.borrow_mut();

@@ -227,21 +227,9 @@ pub fn parse_request<'b, 'h>(
             "malformed request: incomplete request line",
         ));
     };
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
     let headers: &'h [httparse::Header<'h>] = headers;
     Ok(Parse::Complete {
-        request: Request {
-            method,
-            target,
-            path,
-            query,
-            version_minor,
-            headers,
-            body: &[],
-        },
+        request: Request::from_parts(method, target, version_minor, headers),
         head_len,
     })
 }

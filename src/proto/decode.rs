@@ -1,7 +1,7 @@
 //! The receive state machine: frames in, validated events out (one per connection).
 
 use super::close::{parse_close_payload, CloseCode, CloseFrame};
-use super::frame::{FrameHeader, OpCode};
+use super::frame::{FrameHeader, OpCode, RSV1};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{Limits, Role};
@@ -9,9 +9,6 @@ use std::fmt;
 
 /// Assembly buffers larger than this are freed once their message is delivered.
 const RETAIN_CAPACITY: usize = 64 * 1024;
-
-/// The RSV1 bit as [`FrameHeader::rsv`] holds it.
-const RSV1: u8 = 0b100;
 
 /// Why the peer violated the protocol, with the close code to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

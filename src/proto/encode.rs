@@ -1,7 +1,7 @@
 //! Frames out, for both roles: the server sends unmasked frames, the client masked ones.
 
 use super::close::CloseCode;
-use super::frame::{FrameHeader, OpCode};
+use super::frame::{FrameHeader, OpCode, RSV1};
 use super::mask::apply_mask;
 
 /// The encoded size of a frame with a `payload_len`-byte payload.
@@ -39,9 +39,43 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode_with_rsv(out, opcode, fin, 0, payload, mask);
+}
+
+/// Appends the first frame of a permessage-deflate message (RFC 7692): as
+/// [`encode_frame`], with RSV1 set, `payload` being the compressed bytes (see
+/// [`MessageDeflater`](super::MessageDeflater)). Its continuations, if any, are plain
+/// [`encode_frame`]s.
+///
+/// ```
+/// use ringws::proto::{encode_compressed_frame, OpCode};
+///
+/// let mut out = Vec::new();
+/// // RFC 7692 §7.2.3.1: "Hello" compressed.
+/// encode_compressed_frame(&mut out, OpCode::Text, true, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], None);
+/// assert_eq!(out[..2], [0xc1, 0x07]);
+/// ```
+pub fn encode_compressed_frame(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    fin: bool,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    encode_with_rsv(out, opcode, fin, RSV1, payload, mask);
+}
+
+fn encode_with_rsv(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let h = FrameHeader {
         fin,
-        rsv: 0,
+        rsv,
         opcode: opcode as u8,
         mask,
         payload_len: payload.len() as u64,

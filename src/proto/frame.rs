@@ -42,6 +42,10 @@ impl OpCode {
     }
 }
 
+/// The RSV1 bit as [`FrameHeader::rsv`] holds it: permessage-deflate's "this message
+/// is compressed" (RFC 7692 §6).
+pub(super) const RSV1: u8 = 0b100;
+
 /// A parsed frame header. Fields are raw: validation against the connection state
 /// (reserved bits, opcodes, masking, sizes) is the [`Decoder`](super::Decoder)'s job.
 ///

@@ -33,7 +33,7 @@ pub mod utf8;
 pub use close::{parse_close_payload, CloseCode, CloseFrame};
 pub use decode::{Decoder, Event, ProtocolError};
 pub use deflate::{InflateError, MessageDeflater, MessageInflater};
-pub use encode::{encode_close, encode_frame, frame_len};
+pub use encode::{encode_close, encode_compressed_frame, encode_frame, frame_len};
 pub use frame::{FrameHeader, OpCode};
 pub use hixie::{encode_hixie_close, encode_hixie_text, HixieDecoder, HixieEvent};
 pub use mask::apply_mask;

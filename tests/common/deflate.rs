@@ -97,10 +97,22 @@ pub fn connect(
 /// The answer to a plain `permessage-deflate` offer on `/ct0` or `/nct0`.
 pub fn answer_for(path: &str) -> &'static str {
     match path {
-        "/ct0" => "permessage-deflate",
+        "/ct" | "/ct0" => "permessage-deflate",
         "/nct0" => "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
         _ => unreachable!("{path}"),
     }
+}
+
+/// Connects to `/ct`, `/ct0` or `/nct0` with a plain offer, its answer checked, and a reader
+/// inflating in that mode.
+pub fn connect_to_mode(server: &RunningServer, path: &str) -> (TcpStream, FrameReader) {
+    let ws = connect(
+        server,
+        path,
+        &["permessage-deflate"],
+        Some(answer_for(path)),
+    );
+    (ws, FrameReader::with_deflate(15, path == "/nct0"))
 }
 
 /// Reads the server's close and asserts its code.

@@ -55,3 +55,19 @@ pub fn ringws_child(
         log.push('\n');
     }
 }
+
+/// Runs `check` against a started child's address, then stops the child (only it: the
+/// one the test started), failing with its log when it reported no address.
+pub fn with_child(
+    (mut child, addr): (Child, Result<SocketAddr, String>),
+    check: impl FnOnce(SocketAddr),
+) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check(addr.unwrap_or_else(|log| panic!("{log}")))
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
