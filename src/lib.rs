@@ -44,6 +44,16 @@
 //! ```
 #![warn(missing_docs)]
 
+/// The same [`Handler`] inside hyper and axum (feature `hyper`; the axum extractor with
+/// feature `axum`): WebSocket upgrades over HTTP/1.1 and HTTP/2 (RFC 8441), sessions on
+/// the adapter's threads, pub/sub shared with a [`Server`], and the hand-off of plain
+/// TCP upgrades to its shards. See [`adapter::Adapter`].
+#[cfg(feature = "hyper")]
+pub mod adapter {
+    pub use crate::runtime::adapter::{
+        Adapter, AdapterBuilder, UpgradeRejection, WebSocketUpgrade,
+    };
+}
 pub mod handshake;
 pub mod http;
 pub mod proto;

@@ -140,8 +140,9 @@ impl Default for Builder {
     }
 }
 
-/// The default server-wide settings (for unit tests of the shard, and `fuzzing`).
-#[cfg(any(test, feature = "fuzzing"))]
+/// The default server-wide settings (for unit tests of the shard, `fuzzing`, and the
+/// hyper adapter's defaults).
+#[cfg(any(test, feature = "fuzzing", feature = "hyper"))]
 pub(crate) fn default_config() -> Config {
     Builder::default().config
 }
@@ -923,9 +924,9 @@ impl Server {
 /// connections with 1001 (going away) and stops.
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
-    registry: Arc<Registry>,
-    config: Arc<Config>,
-    hub: Arc<Hub>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) hub: Arc<Hub>,
 }
 
 impl ServerHandle {

@@ -130,6 +130,16 @@ impl Publication {
     }
 }
 
+/// Makes `counts` long enough to hold member `member` (a member that joined after the
+/// topic's counts were made).
+fn grow_to(counts: &mut Box<[u32]>, member: usize) {
+    if counts.len() <= member {
+        let mut grown = counts.to_vec();
+        grown.resize(member + 1, 0);
+        *counts = grown.into_boxed_slice();
+    }
+}
+
 /// Counters of the whole server's pub/sub, kept where they are cheap to keep: publishes
 /// and broker events here (per publish, not per delivery); deliveries, drops and skips
 /// on each shard, summed on read.
@@ -141,9 +151,15 @@ pub(crate) struct HubCounters {
     pub(crate) broker_publish_failures: AtomicU64,
 }
 
-/// The server-wide pub/sub state (one per `Server`).
+/// The server-wide pub/sub state (one per `Server`, or per adapter without one).
+///
+/// Its members are the server's shards (`0..shards`, posted through `post`) and any
+/// threads that joined later ([`Hub::join`]: the hyper adapter's workers), numbered
+/// after the shards and posted through their own [`Post`].
 pub(crate) struct Hub {
     shards: usize,
+    /// Members that joined after the shards (index `i` is member `shards + i`).
+    joined: std::sync::RwLock<Vec<Arc<dyn Post>>>,
     /// Per topic, the subscribers each shard has (index = shard). A topic is here while
     /// any shard has a subscriber.
     interest: DashMap<Arc<str>, Box<[u32]>>,
@@ -166,11 +182,30 @@ impl Hub {
     pub(crate) fn new(shards: usize, post: Arc<dyn Post>) -> Hub {
         Hub {
             shards,
+            joined: std::sync::RwLock::new(Vec::new()),
             interest: DashMap::new(),
             post,
             broker: OnceLock::new(),
             counters: HubCounters::default(),
         }
+    }
+
+    /// Adds a member that is not one of the server's shards (an adapter worker thread),
+    /// whose publications go through `post`: returns its number, which it uses as its
+    /// shard number in [`Hub::changed`] and in its connections' ids.
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))] // the hyper adapter's only
+    pub(crate) fn join(&self, post: Arc<dyn Post>) -> u32 {
+        let mut joined = self
+            .joined
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        joined.push(post);
+        (self.shards + joined.len() - 1) as u32
+    }
+
+    /// How many members the hub has: shards and joined threads.
+    fn members(&self) -> usize {
+        self.shards + self.joined.read().map_or(0, |joined| joined.len())
     }
 
     /// Connects the hub to a broker (once, before the server starts).
@@ -189,6 +224,7 @@ impl Hub {
             Change::None => {}
             Change::Added { .. } => {
                 if let Some(mut counts) = self.interest.get_mut(topic) {
+                    grow_to(&mut counts, shard);
                     if let Some(count) = counts.get_mut(shard) {
                         *count += 1;
                     }
@@ -197,12 +233,14 @@ impl Hub {
                 let name: Arc<str> = Arc::from(topic);
                 match self.interest.entry(Arc::clone(&name)) {
                     Entry::Occupied(mut entry) => {
+                        grow_to(entry.get_mut(), shard);
                         if let Some(count) = entry.get_mut().get_mut(shard) {
                             *count += 1;
                         }
                     }
                     Entry::Vacant(entry) => {
-                        let mut counts = vec![0u32; self.shards].into_boxed_slice();
+                        let members = self.members().max(shard + 1);
+                        let mut counts = vec![0u32; members].into_boxed_slice();
                         if let Some(count) = counts.get_mut(shard) {
                             *count = 1;
                         }
@@ -284,11 +322,20 @@ impl Hub {
                 .map(move |bit| word * 64 + bit)
         });
         for shard in small.chain(many) {
-            if self
-                .post
-                .post_publication(shard, Arc::clone(&publication))
-                .is_err()
-            {
+            let posted = if shard < self.shards {
+                self.post.post_publication(shard, Arc::clone(&publication))
+            } else {
+                let joined = self
+                    .joined
+                    .read()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                joined
+                    .get(shard - self.shards)
+                    .map_or(Err(Stopped), |post| {
+                        post.post_publication(shard, Arc::clone(&publication))
+                    })
+            };
+            if posted.is_err() {
                 result = Err(Stopped);
             }
         }

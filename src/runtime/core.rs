@@ -142,6 +142,13 @@ pub(crate) trait ShardCore {
         let _ = out;
     }
 
+    /// Step 2, with the connects: sockets whose connections the core opened already
+    /// (handed over by another server, see `shard/adopt.rs`); the backend serves each
+    /// like an accepted one, under its token.
+    fn take_adopted(&mut self, out: &mut Vec<(Token, std::os::fd::OwnedFd)>) {
+        let _ = out;
+    }
+
     /// A read asked for with `take_file_reads` finished: the bytes read (fewer than
     /// asked near the end of the file, none past it), or the error. `token` may be
     /// closed by now; the core then drops the bytes.

@@ -60,15 +60,31 @@ impl<C: ShardCore + 'static> Shared<C> {
         let mut ready = self.ready.borrow_mut();
         let mut connects = self.connects.borrow_mut();
         let mut file_reads = self.file_reads.borrow_mut();
+        let mut adopted = Vec::new();
         let (deadline, shutting_down) = {
             let mut core = self.core.borrow_mut();
             core.take_connects(&mut connects);
+            core.take_adopted(&mut adopted);
             core.take_file_reads(&mut file_reads);
             core.drain_ready(&mut ready);
             (core.next_deadline(), core.is_shutting_down())
         };
         for (token, addr) in connects.drain(..) {
             tokio::task::spawn_local(connect(Rc::clone(self), token, addr));
+        }
+        for (token, fd) in adopted {
+            let stream = std::net::TcpStream::from(fd);
+            match TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    let notify = Rc::new(Notify::new());
+                    self.register(token, &notify);
+                    tokio::task::spawn_local(serve(Rc::clone(self), stream, token, notify));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "an adopted socket could not be registered");
+                    self.core.borrow_mut().on_closed(token);
+                }
+            }
         }
         for read in file_reads.drain(..) {
             tokio::task::spawn_local(read_file(Rc::clone(self), read));

@@ -32,6 +32,9 @@ pub(crate) enum Command {
     SockJsReply { token: Token, reply: SockJsReply },
     /// Close every connection with 1001 and stop.
     Shutdown,
+    /// A connection upgraded by a hyper server, handed to this shard.
+    #[cfg(feature = "hyper")]
+    Adopt(Box<super::shard::adopt::Adoption>),
 }
 
 /// One shard's mailbox.

@@ -5,6 +5,8 @@
 //! ([`shard::Shard`]) and its own backend loop (io_uring or epoll); shards share nothing
 //! on the hot path. Other threads reach a shard only through its mailbox.
 
+#[cfg(feature = "hyper")]
+pub(crate) mod adapter;
 pub(crate) mod bridge;
 #[cfg(test)]
 mod contract_tests;

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
+#[cfg(feature = "hyper")]
+pub(crate) mod adopt;
 pub(crate) mod budget;
 mod out_pool;
 mod sessions;
@@ -173,6 +175,9 @@ pub(crate) struct Shard {
     /// Pub/sub counters, and what was last stored for other threads (`topics.rs`).
     fanout_counts: topics::FanoutCounts,
     fanout_published: topics::FanoutCounts,
+    /// Sockets handed over with their connections, for the backend
+    /// (`ShardCore::take_adopted`; the hyper adapter's hand-off, `shard/adopt.rs`).
+    adopted: Vec<(Token, std::os::fd::OwnedFd)>,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -222,6 +227,7 @@ impl Shard {
             delivered_bytes: 0,
             fanout_counts: topics::FanoutCounts::default(),
             fanout_published: topics::FanoutCounts::default(),
+            adopted: Vec::new(),
             budget,
             sessions_held: 0,
             file_reads: Vec::new(),
@@ -341,6 +347,8 @@ impl Shard {
                 }
             }
             Command::Publish(publication) => self.deliver(publication, now),
+            #[cfg(feature = "hyper")]
+            Command::Adopt(adoption) => self.adopt(*adoption, now),
             Command::SockJs(request) => self.work.push_back(Work::Request(request)),
             Command::SockJsReply { token, reply } => self.work.push_back(Work::Reply(token, reply)),
             Command::Shutdown if self.shutting_down => self.shutdown(now),
@@ -659,6 +667,10 @@ impl ShardCore for Shard {
 
     fn take_file_reads(&mut self, out: &mut Vec<FileRead>) {
         out.append(&mut self.file_reads);
+    }
+
+    fn take_adopted(&mut self, out: &mut Vec<(Token, std::os::fd::OwnedFd)>) {
+        out.append(&mut self.adopted);
     }
 
     fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, now: Instant) {

@@ -67,6 +67,13 @@ pub fn add_chat(builder: Builder, options: WebSocketOptions) -> Builder {
         })
 }
 
+/// A chat member's handler, for servers that mount the rooms themselves (the axum
+/// example): `guests` numbers the guests of the process.
+#[allow(dead_code)] // `ringws serve` mounts the rooms through `add_chat`
+pub fn member(guests: Arc<AtomicU64>) -> impl Handler {
+    Member::new(guests)
+}
+
 /// The topic of room `room`.
 fn topic(room: &str) -> String {
     format!("{ROOM_TOPIC_PREFIX}{room}")

@@ -604,6 +604,7 @@ impl<'w> Driver<'w> {
     /// wait must not block).
     fn process_ready<C: ShardCore>(&mut self, core: &mut C) -> bool {
         self.start_connects(core);
+        self.start_adopted(core);
         self.start_file_reads(core);
         for _ in 0..READY_ROUNDS {
             let mut batch = std::mem::take(&mut self.ready);

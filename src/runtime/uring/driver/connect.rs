@@ -26,6 +26,26 @@ impl Driver<'_> {
         self.connects.clear();
     }
 
+    /// Serves the sockets the core adopted (handed over with their connections open)
+    /// like accepted ones; while the shard stops they are closed at once.
+    pub(super) fn start_adopted<C: ShardCore>(&mut self, core: &mut C) {
+        let mut adopted = Vec::new();
+        core.take_adopted(&mut adopted);
+        for (token, fd) in adopted {
+            if self.finishing {
+                drop(fd);
+                core.on_closed(token);
+                continue;
+            }
+            let idx = self.install(ConnIo::new(token, fd));
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                conn.paused = !core.wants_read(token);
+            }
+            self.arm_recv(idx);
+            self.again.push(token);
+        }
+    }
+
     fn start_connect(&mut self, token: Token, addr: SocketAddr) -> io::Result<()> {
         if self.finishing {
             return Err(io::Error::other("the shard is stopping"));
