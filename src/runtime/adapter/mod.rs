@@ -17,6 +17,8 @@
 mod axum;
 mod hand_off;
 mod session;
+#[cfg(test)]
+mod tests;
 mod upgrade;
 
 pub use upgrade::{UpgradeRejection, WebSocketUpgrade};
@@ -58,6 +60,8 @@ enum WorkerMessage {
     Publish(Arc<Publication>),
     /// Close every session with 1001, waiting up to the grace for the peers' replies.
     Shutdown(Duration),
+    /// The adapter is gone: shut down, and end the thread once its sessions ended.
+    Stop,
 }
 
 struct OpenSession {
@@ -125,7 +129,7 @@ struct AdapterInner {
 impl Drop for AdapterInner {
     fn drop(&mut self) {
         for worker in &self.workers {
-            let _ = worker.send(WorkerMessage::Shutdown(Duration::ZERO));
+            let _ = worker.send(WorkerMessage::Stop);
         }
     }
 }
@@ -361,6 +365,8 @@ pub(crate) struct Worker {
     next_generation: Cell<u32>,
     /// Set by a shutdown: the deadline for the peers' replies (`None`: no wait).
     shutdown: Cell<Option<Option<Instant>>>,
+    /// The adapter was dropped: the thread ends with its last session.
+    stopped: Cell<bool>,
     /// Told when the last session ended.
     emptied: Notify,
 }
@@ -408,6 +414,7 @@ fn run_worker(ctx: ShardContext, rx: mpsc::UnboundedReceiver<WorkerMessage>) {
         sessions: RefCell::new(Slab::new()),
         next_generation: Cell::new(0),
         shutdown: Cell::new(None),
+        stopped: Cell::new(false),
         emptied: Notify::new(),
     });
     let local = tokio::task::LocalSet::new();
@@ -443,21 +450,28 @@ async fn serve(worker: Rc<Worker>, mut rx: mpsc::UnboundedReceiver<WorkerMessage
                 }
             }
             WorkerMessage::Publish(publication) => deliver(&worker, &publication, now),
-            WorkerMessage::Shutdown(grace) => {
-                let deadline = (!grace.is_zero()).then(|| now + grace);
-                worker.shutdown.set(Some(deadline));
-                let cells: Vec<Rc<SessionCell>> = worker
-                    .sessions
-                    .borrow()
-                    .iter()
-                    .map(|(_, cell)| Rc::clone(cell))
-                    .collect();
-                for cell in cells {
-                    cell.conn.borrow_mut().shutdown(&worker.ctx, deadline, now);
-                    cell.wake.notify_one();
-                }
+            WorkerMessage::Shutdown(grace) => shut_down(&worker, grace, now),
+            WorkerMessage::Stop => {
+                worker.stopped.set(true);
+                shut_down(&worker, Duration::ZERO, now);
             }
         }
+    }
+}
+
+/// Closes every session of the thread with 1001 (and those that open later).
+fn shut_down(worker: &Worker, grace: Duration, now: Instant) {
+    let deadline = (!grace.is_zero()).then(|| now + grace);
+    worker.shutdown.set(Some(deadline));
+    let cells: Vec<Rc<SessionCell>> = worker
+        .sessions
+        .borrow()
+        .iter()
+        .map(|(_, cell)| Rc::clone(cell))
+        .collect();
+    for cell in cells {
+        cell.conn.borrow_mut().shutdown(&worker.ctx, deadline, now);
+        cell.wake.notify_one();
     }
 }
 

@@ -33,6 +33,9 @@ pub(super) async fn run(
     // Bytes taken from the outbox and not yet written (counted as in flight there).
     let mut sending: Option<SendBuf> = None;
     let mut reading = true;
+    // Set once the connection wants to close with output still unwritten: a peer that
+    // does not read gets until then (the close timeout), then the stream is dropped.
+    let mut flush_deadline: Option<Instant> = None;
     loop {
         let (deadline, wants_read) = {
             let mut conn = cell.conn.borrow_mut();
@@ -44,10 +47,21 @@ pub(super) async fn run(
             if sending.is_none() {
                 sending = conn.out.take_output();
             }
-            if sending.is_none() && conn.wants_close() {
-                break;
+            if conn.wants_close() {
+                if sending.is_none() {
+                    break;
+                }
+                let now = Instant::now();
+                let limit = *flush_deadline.get_or_insert(now + ctx.config.close_timeout);
+                if now >= limit {
+                    break;
+                }
             }
-            (conn.deadline(), reading && conn.wants_read())
+            let deadline = match (conn.deadline(), flush_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (deadline, reading && conn.wants_read())
         };
         let sleep = deadline.map(|deadline| tokio::time::sleep_until(deadline.into()));
         tokio::select! {
