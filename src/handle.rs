@@ -55,6 +55,14 @@ pub(crate) trait Post: Send + Sync {
     /// Hands a published message to `shard`, which delivers it to its subscribers of
     /// the topic; in order with this thread's other posts to that shard.
     fn post_publication(&self, shard: usize, publication: Arc<Publication>) -> Result<(), Stopped>;
+
+    /// The server is shutting down: a poster whose connections are not the shards'
+    /// (the hyper adapter's threads, members of the server's hub) closes them with
+    /// 1001, waiting up to `grace` for the peers' replies. The shards hear it through
+    /// their own command.
+    fn shut_down(&self, grace: std::time::Duration) {
+        let _ = grace;
+    }
 }
 
 /// Posting failed: the connection's owner (its shard) has stopped.

@@ -973,7 +973,9 @@ impl ServerHandle {
     /// connection whose peer has not answered when `grace` has passed is closed
     /// anyway. A shard stops once all its connections are closed, so the server stops
     /// within about `grace` (or the close timeout, if a peer is slow to take output
-    /// queued before then and that is longer).
+    /// queued before then and that is longer). The sessions of a hyper adapter built
+    /// with this server (`AdapterBuilder::server`, feature `hyper`) are closed the same
+    /// way.
     pub fn shutdown_within(&self, grace: Duration) {
         let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
         self.config
@@ -983,6 +985,8 @@ impl ServerHandle {
             // A shard that already stopped has nothing left to shut down.
             let _ = self.registry.post(shard, Command::Shutdown);
         }
+        // Threads that joined the server's pub/sub (the hyper adapter's) close theirs.
+        self.hub.shut_down_joined(grace);
     }
 }
 

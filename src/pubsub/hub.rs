@@ -203,6 +203,18 @@ impl Hub {
         (self.shards + joined.len() - 1) as u32
     }
 
+    /// The server shuts down: so do the members that joined it (their sessions get
+    /// 1001 like the shards' connections).
+    pub(crate) fn shut_down_joined(&self, grace: std::time::Duration) {
+        let joined = self
+            .joined
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for member in joined.iter() {
+            member.shut_down(grace);
+        }
+    }
+
     /// How many members the hub has: shards and joined threads.
     fn members(&self) -> usize {
         self.shards + self.joined.read().map_or(0, |joined| joined.len())

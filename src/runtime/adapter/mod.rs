@@ -85,6 +85,10 @@ impl Post for WorkerPost {
             .send(WorkerMessage::Publish(publication))
             .map_err(|_| Stopped)
     }
+
+    fn shut_down(&self, grace: Duration) {
+        let _ = self.0.send(WorkerMessage::Shutdown(grace));
+    }
 }
 
 /// Runs ringws sessions for WebSocket upgrades a hyper or axum server accepted.
@@ -292,7 +296,8 @@ impl AdapterBuilder {
 
     /// Shares pub/sub with `server` (one world: adapter sessions and the server's
     /// connections subscribe and publish to the same topics, and the server's broker
-    /// carries both) and takes its limits and timeouts.
+    /// carries both) and takes its limits and timeouts. The server's shutdown then
+    /// closes the adapter's sessions too (1001, with the same grace).
     pub fn server(mut self, server: &ServerHandle) -> AdapterBuilder {
         self.config = (*server.config).clone();
         self.server = Some(server.clone());
