@@ -426,11 +426,13 @@ fn run_worker(ctx: ShardContext, rx: mpsc::UnboundedReceiver<WorkerMessage>) {
     local.block_on(&runtime, serve(worker, rx));
 }
 
-/// Takes the thread's messages until a shutdown has ended every session.
+/// Takes the thread's messages until a stop (the adapter dropped) has ended every session.
 async fn serve(worker: Rc<Worker>, mut rx: mpsc::UnboundedReceiver<WorkerMessage>) {
     loop {
-        let message = if worker.shutdown.get().is_some() && worker.sessions.borrow().is_empty() {
-            // Shut down and empty: stop unless something arrives right away.
+        // Only a stop (the adapter dropped) ends the thread: after a shutdown it stays
+        // to close the sessions that open later with 1001.
+        let message = if worker.stopped.get() && worker.sessions.borrow().is_empty() {
+            // Stopped and empty: end unless something arrives right away.
             match rx.try_recv() {
                 Ok(message) => message,
                 Err(_) => return,
@@ -442,7 +444,7 @@ async fn serve(worker: Rc<Worker>, mut rx: mpsc::UnboundedReceiver<WorkerMessage
                     Some(message) => message,
                     None => return,
                 },
-                () = emptied, if worker.shutdown.get().is_some() => continue,
+                () = emptied, if worker.stopped.get() => continue,
             }
         };
         let now = Instant::now();
