@@ -33,6 +33,9 @@ pub(super) async fn run(
     // Bytes taken from the outbox and not yet written (counted as in flight there).
     let mut sending: Option<SendBuf> = None;
     let mut reading = true;
+    // Written bytes the stream may still hold (TLS records rustls took but could not
+    // send to a full socket): they leave only on a flush, which follows the writes.
+    let mut unflushed = false;
     // Set once the connection wants to close with output still unwritten: a peer that
     // does not read gets until then (the close timeout), then the stream is dropped.
     let mut flush_deadline: Option<Instant> = None;
@@ -65,10 +68,18 @@ pub(super) async fn run(
         };
         let sleep = deadline.map(|deadline| tokio::time::sleep_until(deadline.into()));
         tokio::select! {
-            written = writer.write(sending.as_deref().unwrap_or_default()), if sending.is_some() => {
+            // Writes what was taken, else flushes what was written (both cancel-safe).
+            written = async {
+                match sending.as_deref() {
+                    Some(bytes) => writer.write(bytes).await.map(Some),
+                    None => writer.flush().await.map(|()| None),
+                }
+            }, if sending.is_some() || unflushed => {
                 let mut conn = cell.conn.borrow_mut();
                 match (written, sending.as_mut()) {
-                    (Ok(n), Some(rest)) if n > 0 => {
+                    (Ok(None), _) => unflushed = false,
+                    (Ok(Some(n)), Some(rest)) if n > 0 => {
+                        unflushed = true;
                         rest.advance(n);
                         if rest.is_empty() {
                             sending = None;
@@ -117,3 +128,4 @@ pub(super) async fn run(
     cell.conn.borrow_mut().transport_ended(ctx);
     worker.remove(key, id);
 }
+
