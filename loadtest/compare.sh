@@ -7,7 +7,8 @@
 #
 # Usage: loadtest/compare.sh [options]
 #   --servers LIST      comma list from: ringws-uring,ringws-epoll,floor-uring,floor-epoll,
-#                       tungstenite,fastwebsockets,uws-js,uws   (default: all available)
+#                       tungstenite,fastwebsockets,adapter,uws-js,uws
+#                       (default: all available but adapter; loadtest/adapter.sh runs it)
 #   --scenarios LIST    comma list of SIZExINFLIGHT (default 20x1,16384x1,20x16,65536x4)
 #   --connections N     connections per run (default 100)
 #   --duration S        measured seconds per run (default 5)

@@ -28,6 +28,9 @@ start_server() {
     floor-epoll) exec env RINGWS_BACKEND=epoll taskset -c "$SERVER_CPUS" $BIN/peer-floor --bind "$addr" --threads "$SHARDS" ;;
     tungstenite) exec taskset -c "$SERVER_CPUS" $BIN/peer-tungstenite --bind "$addr" --threads "$SHARDS" ;;
     fastwebsockets) exec taskset -c "$SERVER_CPUS" $BIN/peer-fastwebsockets --bind "$addr" --threads "$SHARDS" ;;
+    # ringws's Handler inside a hyper 1 server (ringws::adapter): hyper on the same tokio
+    # runtime as the two peers above, sessions on SHARDS adapter thread(s).
+    adapter) exec taskset -c "$SERVER_CPUS" $BIN/peer-adapter --bind "$addr" --threads "$SHARDS" ;;
     uws-js) exec env PORT=$port taskset -c "$SERVER_CPUS" node "$UWSJS_DIR/echo.js" ;;
     uws) exec taskset -c "$SERVER_CPUS" "$UWS_ECHO_SERVER" ;;
     *) echo "compare: unknown server $name" >&2; return 1 ;;

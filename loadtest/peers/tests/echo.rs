@@ -86,3 +86,8 @@ async fn tungstenite_echoes() {
 async fn fastwebsockets_echoes() {
     check_echo(env!("CARGO_BIN_EXE_peer-fastwebsockets")).await;
 }
+
+#[tokio::test]
+async fn adapter_echoes() {
+    check_echo(env!("CARGO_BIN_EXE_peer-adapter")).await;
+}
