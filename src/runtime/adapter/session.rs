@@ -128,4 +128,3 @@ pub(super) async fn run(
     cell.conn.borrow_mut().transport_ended(ctx);
     worker.remove(key, id);
 }
-
