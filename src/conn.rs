@@ -120,15 +120,25 @@ impl Conn<'_> {
 
     /// Sends a text message (to a client of any version).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.out
-            .send_message(OpCode::Text, text.as_bytes(), &self.ctx.codecs)
+        let status = self
+            .out
+            .send_message(OpCode::Text, text.as_bytes(), &self.ctx.codecs);
+        self.counted(status, text.len())
     }
 
     /// Sends a binary message. A hixie-75/76 client cannot receive one:
     /// [`SendStatus::Unsupported`].
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
-        self.out
-            .send_message(OpCode::Binary, bytes, &self.ctx.codecs)
+        let status = self
+            .out
+            .send_message(OpCode::Binary, bytes, &self.ctx.codecs);
+        self.counted(status, bytes.len())
+    }
+
+    /// Counts a send of `bytes` in the shard's metrics; returns its status.
+    fn counted(&self, status: SendStatus, bytes: usize) -> SendStatus {
+        self.ctx.metrics.send_status(status, bytes);
+        status
     }
 
     /// True when the client speaks a hixie draft: text messages only, no ping, no close
@@ -208,6 +218,9 @@ impl Conn<'_> {
     /// }
     /// ```
     pub fn pause_reading(&mut self) {
+        if !self.out.read_paused {
+            self.ctx.metrics.read_paused();
+        }
         self.out.read_paused = true;
     }
 
@@ -290,7 +303,12 @@ impl Conn<'_> {
     /// skipped there (and counted).
     pub fn publish(&mut self, topic: &str, message: Message<'_>) {
         // Fails only when the server has stopped, which ends this connection too.
-        let _ = self.ctx.topics.hub.publish(topic, message, Some(self.id));
+        let at = Some(self.ctx.now.get());
+        let _ = self
+            .ctx
+            .topics
+            .hub
+            .publish(topic, message, Some(self.id), at);
     }
 
     /// Publishes `message` to every subscriber of `topic`, this connection included
@@ -306,6 +324,11 @@ impl Conn<'_> {
             };
             self.out.send_message(opcode, payload, &self.ctx.codecs);
         }
-        let _ = self.ctx.topics.hub.publish(topic, message, Some(self.id));
+        let at = Some(self.ctx.now.get());
+        let _ = self
+            .ctx
+            .topics
+            .hub
+            .publish(topic, message, Some(self.id), at);
     }
 }

@@ -42,7 +42,7 @@ pub(crate) use session::guard;
 pub(crate) use timers::{Timer, Timers};
 
 pub(crate) use budget::{budget_close_for, Held};
-pub(crate) use compression::{Compression, ShardCodecs};
+pub(crate) use compression::{Compression, DeflateTraffic, ShardCodecs};
 #[cfg(feature = "test-hooks")]
 pub(crate) use sockjs::owner_shard;
 pub(crate) use sockjs::{
@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{ConnId, OutLimits, Outbox};
 use crate::handle::Post;
 use crate::handler::{CloseInitiator, Handler};
+use crate::metrics::ShardMetrics;
 use crate::proto::{CloseCode, Decoder, HixieDecoder, Limits};
 use crate::pubsub::hub::Hub;
 use crate::pubsub::{ShardTopics, SlowSubscribers};
@@ -95,9 +96,15 @@ pub(crate) struct Config {
     /// How long a shutdown waits for the peers' close replies, in nanoseconds (0: it
     /// does not wait). Set by `ServerHandle::shutdown_within` before it asks the shards.
     pub(crate) shutdown_grace: Arc<AtomicU64>,
+    /// Set by `ServerHandle::restart_within`: the shards stop accepting (a successor
+    /// holds the listeners) and the shutdown that follows says "server restarting".
+    pub(crate) restarting: Arc<std::sync::atomic::AtomicBool>,
     /// What a subscriber that cannot keep up with its topics gets
     /// (`Builder::slow_subscribers`).
     pub(crate) slow_subscribers: SlowSubscribers,
+    /// The reverse proxies whose forwarded client address the upgrade hook sees
+    /// (`Builder::trusted_proxies`; empty: none).
+    pub(crate) trusted_proxies: crate::http::TrustedProxies,
 }
 
 /// What every connection of a shard shares.
@@ -119,11 +126,16 @@ pub(crate) struct ShardContext {
     pub(crate) topics: ShardTopics,
     /// What the shard's permessage-deflate connections share (`compression.rs`).
     pub(crate) codecs: ShardCodecs,
+    /// The shard's counters (`crate::metrics`).
+    pub(crate) metrics: ShardMetrics,
+    /// The time of the event being handled, as the runtime read it (the connection
+    /// layer reads no clock; a handler's `Conn::publish` stamps its publication with it).
+    pub(crate) now: std::cell::Cell<Instant>,
 }
 
 impl ShardContext {
     /// Shard `shard` of `shards`, whose handles post to `poster` (the runtime's mailbox
-    /// registry; a fake in tests).
+    /// registry; a fake in tests), started at `now`.
     pub(crate) fn new(
         shard: u32,
         shards: usize,
@@ -131,6 +143,7 @@ impl ShardContext {
         routes: Arc<Routes>,
         config: Arc<Config>,
         hub: Arc<Hub>,
+        now: Instant,
     ) -> ShardContext {
         ShardContext {
             shard,
@@ -141,6 +154,8 @@ impl ShardContext {
             wall: WallClock::default(),
             topics: ShardTopics::new(hub),
             codecs: ShardCodecs::default(),
+            metrics: ShardMetrics::default(),
+            now: std::cell::Cell::new(now),
         }
     }
 }
@@ -155,7 +170,9 @@ impl ShardContext {
         poster: Arc<dyn Post>,
     ) -> ShardContext {
         let hub = Arc::new(Hub::new(1, Arc::clone(&poster)));
-        ShardContext::new(0, 1, poster, Arc::new(routes), Arc::new(config), hub)
+        // A test's clock reading: the fakes have no runtime to read it.
+        let now = Instant::now();
+        ShardContext::new(0, 1, poster, Arc::new(routes), Arc::new(config), hub, now)
     }
 }
 
@@ -176,6 +193,8 @@ enum Stage {
 /// The HTTP front of a connection: what only the phase before the upgrade needs.
 struct Front {
     phase: FrontPhase,
+    /// When the connection was accepted (the handshake latency's start).
+    accepted: Instant,
     /// At least one HTTP request was answered on this (kept-alive) connection.
     requests_served: bool,
     /// The state of the `/info` entropy generator (seeded by the shard).
@@ -262,6 +281,7 @@ impl Connection {
                     head: Vec::new(),
                     peer,
                 },
+                accepted: now,
                 requests_served: false,
                 seed: 0,
                 draining: false,
@@ -386,7 +406,7 @@ impl Connection {
             Timer::Idle => self.idle_timer(ctx, now),
             Timer::Heartbeat => self.heartbeat(ctx, now),
             Timer::Hibernate => self.hibernation_timer(ctx, now),
-            Timer::Handshake | Timer::Shutdown => self.finish_http_timeout(),
+            Timer::Handshake | Timer::Shutdown => self.finish_http_timeout(ctx),
             Timer::Close | Timer::FileStall => {}
         }
     }

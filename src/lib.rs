@@ -65,6 +65,7 @@ mod connection;
 mod deflate_options;
 mod handle;
 mod handler;
+pub mod metrics;
 mod protocol;
 mod route;
 pub(crate) mod runtime;
@@ -83,8 +84,12 @@ pub use deflate_options::{
 };
 pub use handle::{ConnHandle, SendError};
 pub use handler::{CloseInitiator, CloseReason, Handler, Message};
+pub use metrics::ServerStats;
 pub use protocol::{Protocol, Transport};
 pub use route::{Accept, HttpResponse, Reject, UpgradeRequest, WebSocketOptions};
+/// Restarts that drop nobody: systemd socket activation and the hand-over of listening
+/// sockets to a successor process.
+pub use server::handover;
 pub use server::{
     Backend, Builder, RunningServer, Server, ServerHandle, DEFAULT_MAX_PENDING_HANDSHAKES,
 };

@@ -16,7 +16,10 @@ use crate::sockjs::SockJsOptions;
 pub struct UpgradeRequest<'r, 'b> {
     pub(crate) request: &'r Request<'b>,
     pub(crate) upgrade: &'r Upgrade<'b>,
+    /// The client's address: `tcp_peer`, or what a trusted proxy forwarded.
     pub(crate) peer: Option<SocketAddr>,
+    /// The TCP connection's peer.
+    pub(crate) tcp_peer: Option<SocketAddr>,
 }
 
 impl<'b> UpgradeRequest<'_, 'b> {
@@ -54,9 +57,19 @@ impl<'b> UpgradeRequest<'_, 'b> {
         self.upgrade.version
     }
 
-    /// The peer's address, when the backend knows it.
+    /// The client's address, when the backend knows it: the TCP connection's peer
+    /// ([`UpgradeRequest::tcp_peer_addr`]), unless that peer is one of the
+    /// [`Builder::trusted_proxies`](crate::Builder::trusted_proxies): then the address
+    /// the proxy forwarded in `X-Forwarded-For` (or `Forwarded`), port 0 unless it gave
+    /// one (the rule: [`TrustedProxies`](crate::http::TrustedProxies)).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The TCP connection's peer (a proxy's address, behind one), whatever the headers
+    /// say.
+    pub fn tcp_peer_addr(&self) -> Option<SocketAddr> {
+        self.tcp_peer
     }
 
     /// The whole parsed request.

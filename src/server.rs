@@ -43,6 +43,8 @@ pub enum Backend {
 /// [`Builder::backend`], so an operator can switch backends without a rebuild.
 pub struct Builder {
     addr: io::Result<SocketAddr>,
+    /// [`Builder::listeners`]: sockets to serve instead of binding `addr`.
+    listeners: Option<Vec<TcpListener>>,
     shards: Option<usize>,
     backend: Backend,
     pin_cores: bool,
@@ -69,6 +71,8 @@ pub struct Builder {
     /// [`Builder::redis`] and [`Builder::on_broker_event`].
     #[cfg(feature = "redis")]
     broker: broker::BrokerConfig,
+    /// The handles the [`Builder::metrics`] routes read, filled by `build`.
+    metrics_handles: Vec<Arc<std::sync::OnceLock<ServerHandle>>>,
 }
 
 /// The default [`Builder::max_pending_handshakes`], per shard: 1024 connections that
@@ -100,6 +104,7 @@ impl Default for Builder {
     fn default() -> Builder {
         Builder {
             addr: Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listeners: None,
             shards: None,
             backend: Backend::Auto,
             pin_cores: false,
@@ -131,11 +136,14 @@ impl Default for Builder {
                 max_pending: Some(DEFAULT_MAX_PENDING_HANDSHAKES),
                 memory_budget: usize::MAX,
                 shutdown_grace: Arc::default(),
+                restarting: Arc::default(),
                 slow_subscribers: SlowSubscribers::Drop,
+                trusted_proxies: crate::http::TrustedProxies::new(),
             },
             tls: None,
             #[cfg(feature = "redis")]
             broker: broker::BrokerConfig::default(),
+            metrics_handles: Vec::new(),
         }
     }
 }
@@ -155,6 +163,35 @@ impl Builder {
                 io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
             })
         });
+        self
+    }
+
+    /// Serves these listening sockets instead of binding [`Builder::bind`]'s address:
+    /// sockets from systemd ([`handover::listen_fds`](crate::handover::listen_fds)) or
+    /// from a predecessor ([`handover::take_listeners`](crate::handover::take_listeners)),
+    /// or bound by the application. Each must be a listening TCP socket. With at least as
+    /// many sockets as shards, shard `j` accepts from every socket `i` with
+    /// `i % shards == j`; with fewer, shard `j` accepts from socket `j % sockets`
+    /// (through a duplicated descriptor), so every socket is served whatever the shard
+    /// count. [`Server::local_addr`] is the first socket's address. The raw TCP doors
+    /// ([`Builder::tcp`]) still bind their own addresses.
+    ///
+    /// ```
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = socket.local_addr()?;
+    /// struct Quiet;
+    /// impl ringws::Handler for Quiet {
+    ///     fn on_message(&mut self, _: &mut ringws::Conn<'_>, _: ringws::Message<'_>) {}
+    /// }
+    /// let server = ringws::Server::builder()
+    ///     .listeners(vec![socket])
+    ///     .websocket("/", || Quiet)
+    ///     .build()?;
+    /// assert_eq!(server.local_addr(), addr);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listeners(mut self, listeners: Vec<TcpListener>) -> Builder {
+        self.listeners = Some(listeners);
         self
     }
 
@@ -365,6 +402,28 @@ impl Builder {
     /// ```
     pub fn memory_budget(mut self, bytes: usize) -> Builder {
         self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// The reverse proxies in front of the server (addresses and CIDR networks; none by
+    /// default). When a connection comes from one of them, the client address an
+    /// upgrade hook sees ([`UpgradeRequest::peer_addr`]) is the one the proxy forwarded
+    /// in `X-Forwarded-For` (or RFC 7239 `Forwarded`, with
+    /// [`TrustedProxies::header`](crate::http::TrustedProxies::header)): the right-most
+    /// address that is not itself a trusted proxy, port 0 unless the header gave one.
+    /// From any other peer the headers are ignored, and a header that cannot be read
+    /// leaves the TCP peer ([`UpgradeRequest::tcp_peer_addr`] is always that). The rule
+    /// in full: [`TrustedProxies`](crate::http::TrustedProxies).
+    ///
+    /// ```
+    /// use ringws::http::TrustedProxies;
+    ///
+    /// let proxies: TrustedProxies = "127.0.0.1, 10.0.0.0/8".parse().expect("addresses");
+    /// let builder = ringws::Server::builder().trusted_proxies(proxies);
+    /// # drop(builder);
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: crate::http::TrustedProxies) -> Builder {
+        self.config.trusted_proxies = proxies;
         self
     }
 
@@ -726,9 +785,11 @@ impl Builder {
         self
     }
 
-    /// Chooses the backend and binds the listeners (one per shard).
+    /// Chooses the backend and binds the listeners (one per shard), or takes those of
+    /// [`Builder::listeners`].
     pub fn build(mut self) -> io::Result<Server> {
-        let addr = self.addr?;
+        let addr = self.addr;
+        let given = self.listeners.take();
         if let Some(error) = self.route_error.take() {
             return Err(error);
         }
@@ -757,7 +818,10 @@ impl Builder {
             total => (total / shards).max(1),
         };
         let backend = runtime::choose_backend(self.backend)?;
-        let listeners = runtime::bind_listeners(addr, shards)?;
+        let listeners = match given {
+            Some(listeners) => runtime::listen::adopt(listeners)?,
+            None => runtime::bind_listeners(addr?, shards)?,
+        };
         let local_addr = listeners[0].local_addr()?;
         let mut doors = Vec::with_capacity(self.tcp.len());
         let mut protocols = Vec::with_capacity(self.tcp.len());
@@ -780,6 +844,7 @@ impl Builder {
             tcp_addrs,
             protocols: Arc::new(protocols),
             listeners,
+            shards,
             local_addr,
             backend,
             pin_cores: self.pin_cores,
@@ -788,6 +853,12 @@ impl Builder {
             registry,
             routes: Arc::new(self.routes),
             config: Arc::new(self.config),
+        })
+        .inspect(|server| {
+            // The metrics routes read the server they belong to.
+            for slot in &self.metrics_handles {
+                let _ = slot.set(server.handle());
+            }
         })
     }
 }
@@ -812,7 +883,10 @@ impl Builder {
 /// }
 /// ```
 pub struct Server {
+    /// The HTTP listening sockets (one per shard when bound here; any number when
+    /// given, spread over the shards at start by `runtime::listen::spread`).
     listeners: Vec<TcpListener>,
+    shards: usize,
     /// Per raw TCP door, one listener per shard.
     doors: Vec<Vec<TcpListener>>,
     tcp_addrs: Vec<SocketAddr>,
@@ -876,20 +950,22 @@ impl Server {
             Vec::new()
         };
         let handle = self.handle();
+        let per_shard = runtime::listen::spread(self.listeners, self.shards)?;
         // The broker link is in place before any shard can subscribe or publish.
         #[cfg(feature = "redis")]
         let broker = match self.broker {
             Some(settings) => Some(runtime::redis::start(settings, &self.hub)?),
             None => None,
         };
-        let mut threads = Vec::with_capacity(self.listeners.len());
+        let mut threads = Vec::with_capacity(per_shard.len());
         let mut doors: Vec<_> = self.doors.into_iter().map(Vec::into_iter).collect();
-        for (index, listener) in self.listeners.into_iter().enumerate() {
-            let mut listeners = vec![listener];
+        for (index, mut listeners) in per_shard.into_iter().enumerate() {
+            let http_listeners = listeners.len();
             listeners.extend(doors.iter_mut().filter_map(Iterator::next));
             let spec = ShardSpec {
                 index,
                 listeners,
+                http_listeners,
                 protocols: Arc::clone(&self.protocols),
                 backend: self.backend,
                 core_id: (!core_ids.is_empty()).then(|| core_ids[index % core_ids.len()]),
@@ -988,6 +1064,42 @@ impl ServerHandle {
         // Threads that joined the server's pub/sub (the hyper adapter's) close theirs.
         self.hub.shut_down_joined(grace);
     }
+
+    /// Hands the server's work to a successor that accepts from the same listening
+    /// sockets ([`handover`](crate::handover)); returns at once. Every shard stops
+    /// accepting now without closing its listeners' queues: connections still queued
+    /// are the successor's to accept (a connection the kernel handed this server
+    /// while the stop took effect is served). The open connections are served on for
+    /// `grace`; then the server shuts down as [`ServerHandle::shutdown_within`]`(grace)`
+    /// does, with the reason "server restarting": close 1001 "server restarting" to every
+    /// WebSocket, `c[1001,"Server restarting"]` to every SockJS session, and at most
+    /// `grace` more for the peers' close replies. Without a successor holding the
+    /// sockets, queued connections are lost when the server's listeners close.
+    /// `grace` zero shuts down at once.
+    pub fn restart_within(&self, grace: Duration) {
+        self.config
+            .restarting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for shard in 0..self.registry.shards() {
+            // An empty wake-up: the shard's backend looks at `ShardCore::accepting`.
+            self.registry.mailbox(shard).wake.signal();
+        }
+        if grace.is_zero() {
+            self.shutdown_within(grace);
+            return;
+        }
+        let handle = self.clone();
+        let later = std::thread::Builder::new()
+            .name("ringws-restart".into())
+            .spawn(move || {
+                std::thread::sleep(grace);
+                handle.shutdown_within(grace);
+            });
+        if let Err(error) = later {
+            tracing::warn!(%error, "no thread for the restart's grace; shutting down now");
+            self.shutdown_within(grace);
+        }
+    }
 }
 
 /// A server running on background threads. Dropping it shuts it down and waits.
@@ -1080,4 +1192,6 @@ mod defaults_tests;
 
 #[cfg(feature = "redis")]
 mod broker;
+pub mod handover;
+mod metrics;
 mod pubsub;

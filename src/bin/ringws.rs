@@ -124,6 +124,14 @@ struct ServeArgs {
     /// connections are closed anyway (`5s`, `500ms`, `1m`; `0` closes at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Restarts that drop nobody: if a `ringws serve` answers on the Unix socket PATH,
+    /// take its listening sockets (--bind is then unused), serve them, and let it go:
+    /// it stops accepting, serves its connections for --shutdown-timeout, closes them
+    /// with 1001 "server restarting" (peers have --shutdown-timeout more to answer)
+    /// and exits. Then listen on PATH for this process's own successor. Start every
+    /// generation with the same flags.
+    #[arg(long, value_name = "PATH")]
+    handover: Option<PathBuf>,
     /// Stop reading a connection while its queued output is over the backpressure
     /// threshold (256 KiB), until it drains (`false` keeps reading).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -158,6 +166,22 @@ struct ServeArgs {
         value_name = "any|same|ORIGIN[,ORIGIN...]"
     )]
     allowed_origins: ringws::handshake::OriginPolicy,
+    /// A reverse proxy in front of the server: an address or CIDR network
+    /// (`127.0.0.1`, `10.0.0.0/8`, `fd00::/8`); repeat the flag for several. From such
+    /// a peer the client's address is the right-most address in X-Forwarded-For that is
+    /// not a trusted proxy (or the `for=` of Forwarded, with --proxy-header forwarded);
+    /// from any other peer those headers are ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<ringws::http::Cidr>,
+    /// The header the trusted proxies write the client's address into (only that one is
+    /// read).
+    #[arg(
+        long,
+        default_value = "x-forwarded-for",
+        value_name = "x-forwarded-for|forwarded",
+        requires = "trusted_proxies"
+    )]
+    proxy_header: ringws::http::ForwardedHeader,
     /// What happens to a pub/sub subscriber (chat, /broadcast, /pubsub) whose queued
     /// output would go over 16 MiB: `drop` skips the message for it, `close` closes it
     /// with 1008 "slow subscriber".
@@ -189,6 +213,10 @@ struct ServeArgs {
     #[cfg(feature = "redis")]
     #[arg(long, value_enum, default_value_t = RedisModeArg::Pubsub, requires = "redis")]
     redis_mode: RedisModeArg,
+    /// Serve the server's metrics at this path, in the Prometheus (OpenMetrics) text
+    /// format (e.g. `--metrics /metrics`; off by default).
+    #[arg(long, value_name = "PATH")]
+    metrics: Option<String>,
 }
 
 #[cfg(feature = "redis")]
@@ -319,10 +347,23 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     // Block SIGINT/SIGTERM before any shard thread starts, so they all inherit the mask
     // and this thread alone receives the signals, with sigwait below.
     let signals = shutdown_signals();
+    // Sockets from systemd (socket activation: LISTEN_FDS), taken before any thread
+    // starts as they change the environment; then a running predecessor's (--handover),
+    // which come first when there are both.
+    let activated = ringws::handover::listen_fds()?;
+    let mut predecessor = match &args.handover {
+        Some(path) => ringws::handover::take_listeners(path)?,
+        None => None,
+    };
     let mut builder = Server::builder()
         .bind(args.bind.as_str())
         .backend(backend)
         .pin_cores(args.pin_cores);
+    if let Some(old) = predecessor.as_mut() {
+        builder = builder.listeners(old.take_listeners());
+    } else if !activated.is_empty() {
+        builder = builder.listeners(activated);
+    }
     if let Some(shards) = args.shards {
         builder = builder.shards(shards);
     }
@@ -338,7 +379,18 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     if let Some(bytes) = args.memory_budget {
         builder = builder.memory_budget(bytes);
     }
+    if !args.trusted_proxies.is_empty() {
+        let proxies = ringws::http::TrustedProxies::new().header(args.proxy_header);
+        let proxies = args
+            .trusted_proxies
+            .iter()
+            .fold(proxies, |p, &net| p.with(net));
+        builder = builder.trusted_proxies(proxies);
+    }
     builder = builder.recv_buffers(args.recv_buffers, args.recv_buffer_size);
+    if let Some(path) = &args.metrics {
+        builder = builder.metrics(path);
+    }
     builder = builder
         .idle_timeout(args.idle_timeout)
         .pause_reading_on_backpressure(args.pause_on_backpressure)
@@ -438,7 +490,22 @@ fn serve(args: ServeArgs) -> io::Result<()> {
         })
         .build()?;
     let backend = server.backend();
+    let successors = match &args.handover {
+        Some(path) => Some(ringws::handover::Handover::bind(path, &server)?),
+        None => None,
+    };
     let running = server.start()?;
+    let answering = match successors {
+        Some(successors) => Some(successors.spawn(running.handle(), args.shutdown_timeout)?),
+        None => None,
+    };
+    if let Some(old) = predecessor {
+        let pid = old.pid();
+        match old.release() {
+            Ok(()) => eprintln!("ringws: took over from process {pid}, which now drains"),
+            Err(error) => tracing::warn!(pid, %error, "the previous server did not confirm"),
+        }
+    }
     eprintln!(
         "ringws: chat at http://{0}/, help at http://{0}/help; serving ws://{0}/echo, ws://{0}/broadcast, ws://{0}/pubsub and SockJS /echo, /close, /disabled_websocket_echo, /cookie_needed_echo ({backend:?} backend); Ctrl-C stops",
         running.local_addr()
@@ -463,7 +530,16 @@ fn serve(args: ServeArgs) -> io::Result<()> {
     let handle = running.handle();
     let grace = args.shutdown_timeout;
     std::thread::spawn(move || shut_down_on_signals(&signals, &handle, grace));
-    running.join()
+    let result = running.join();
+    // The hand-over thread sees the stop within a fraction of a second and removes its
+    // socket file (unless a successor's replaced it).
+    if let Some(thread) = answering {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    result
 }
 
 /// Parses a duration: a number with `ms`, `s`, `m` or `h` (a bare number is seconds).

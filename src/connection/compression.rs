@@ -109,6 +109,10 @@ impl Compression {
             None => codecs.compress_shared(&self.agreement, &self.options, payload, &mut body),
         }
         encode_compressed_frame(out, opcode, true, &body, None);
+        codecs.count(|t| {
+            t.out_plain += payload.len() as u64;
+            t.out_wire += body.len() as u64;
+        });
         codecs.give_back_scratch(body);
         self.after_message();
     }
@@ -338,12 +342,35 @@ pub(crate) struct ShardCodecs {
     scratch: RefCell<Vec<u8>>,
     /// Per-connection streams alive on this shard.
     live: Rc<Cell<usize>>,
+    /// Bytes through the codecs, for the shard's metrics.
+    traffic: Cell<DeflateTraffic>,
     /// The last publication compressed without context takeover: its sequence number
     /// and one frame per (window bits, level) its subscribers asked for.
     published: RefCell<PublishedCache>,
 }
 
+/// Bytes a shard's codecs compressed and inflated (`crate::metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DeflateTraffic {
+    pub(crate) in_wire: u64,
+    pub(crate) in_plain: u64,
+    pub(crate) out_plain: u64,
+    pub(crate) out_wire: u64,
+}
+
 impl ShardCodecs {
+    /// Counts traffic through the codecs.
+    pub(crate) fn count(&self, f: impl FnOnce(&mut DeflateTraffic)) {
+        let mut traffic = self.traffic.get();
+        f(&mut traffic);
+        self.traffic.set(traffic);
+    }
+
+    /// The traffic counted so far.
+    pub(crate) fn traffic(&self) -> DeflateTraffic {
+        self.traffic.get()
+    }
+
     /// Takes the scratch buffer (empty); a nested call gets a new one.
     pub(crate) fn take_scratch(&self) -> Vec<u8> {
         std::mem::take(&mut *self.scratch.borrow_mut())

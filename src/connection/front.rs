@@ -161,12 +161,12 @@ impl Connection {
             match http::parse_request(input, &mut headers, ctx.config.max_head_bytes) {
                 Ok(Parse::Partial) => return None,
                 Ok(Parse::Complete { .. }) if self.refused => {
-                    self.reject_http(&HttpError::new(503, "too many connections"));
+                    self.reject_http(&HttpError::new(503, "too many connections"), ctx);
                     return Some(input.len());
                 }
                 Ok(Parse::Complete { request, head_len }) => (request, head_len),
                 Err(error) => {
-                    self.reject_http(&error);
+                    self.reject_http(&error, ctx);
                     return Some(input.len());
                 }
             };
@@ -184,7 +184,7 @@ impl Connection {
             false => None,
         };
         if self.draining() && (sockjs.is_some() || handshake::is_websocket_request(&request)) {
-            self.reject_http(&HttpError::new(503, "server shutting down"));
+            self.reject_http(&HttpError::new(503, "server shutting down"), ctx);
             return Some(input.len());
         }
         let max_body = sockjs.map_or(ctx.config.max_body_bytes, |(service, _)| {
@@ -201,13 +201,13 @@ impl Connection {
                     return Some(head_len + sent.min(len));
                 }
                 None => {
-                    self.reject_http(&HttpError::new(413, "request body too large"));
+                    self.reject_http(&HttpError::new(413, "request body too large"), ctx);
                     return Some(input.len());
                 }
             },
             Ok(len) => len,
             Err(error) => {
-                self.reject_http(&error);
+                self.reject_http(&error, ctx);
                 return Some(input.len());
             }
         };
@@ -272,6 +272,12 @@ impl Connection {
         ctx: &ShardContext,
         now: Instant,
     ) {
+        ctx.metrics.http_request();
+        // A route's (or the static files', or the missing route's) 4xx/5xx answer counts
+        // as a refusal too.
+        if response.status >= 400 {
+            ctx.metrics.refused(response.status);
+        }
         let keep_alive = self.write_http_head(request, response, length);
         if request.method() != "HEAD" && response.status != 304 {
             self.out.queued.extend_from_slice(&response.body);
@@ -320,6 +326,7 @@ impl Connection {
                 status: 426,
                 reason: "this path serves WebSocket connections only",
             };
+            ctx.metrics.refused(error.status);
             handshake::write_rejection(&mut self.out.queued, &error);
             self.close_after_response();
             return;
@@ -328,6 +335,7 @@ impl Connection {
             Ok(upgrade) => upgrade,
             Err(error) => {
                 tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "upgrade refused");
+                ctx.metrics.refused(error.status);
                 handshake::write_rejection(&mut self.out.queued, &error);
                 self.close_after_response();
                 return;
@@ -339,6 +347,7 @@ impl Connection {
                 _ => handshake::ERR_HIXIE76,
             };
             tracing::debug!(conn = %self.id, reason = error.reason, "upgrade refused");
+            ctx.metrics.refused(error.status);
             handshake::write_rejection(&mut self.out.queued, &error);
             self.close_after_response();
             return;
@@ -347,18 +356,24 @@ impl Connection {
         // reaches the hook (403).
         if let Err(error) = handshake::check_origin(options.origin_policy(), request, &upgrade) {
             tracing::debug!(conn = %self.id, origin = ?upgrade.origin(), "upgrade refused: origin");
+            ctx.metrics.refused(error.status);
             handshake::write_rejection(&mut self.out.queued, &error);
             self.close_after_response();
             return;
         }
+        // Behind a trusted proxy the hook sees the client it forwarded (`http/forwarded.rs`).
+        let tcp_peer = self.peer();
+        let proxies = &ctx.config.trusted_proxies;
         let hook_input = UpgradeRequest {
             request,
             upgrade: &upgrade,
-            peer: self.peer(),
+            peer: tcp_peer.map(|peer| proxies.client_addr(peer, request)),
+            tcp_peer,
         };
         let accept = match upgrade_fn(&hook_input) {
             Ok(accept) => accept,
             Err(reject) => {
+                ctx.metrics.refused(reject.status);
                 let body = format!("{}\n", reject.reason);
                 http::write_response(
                     &mut self.out.queued,
@@ -406,6 +421,7 @@ impl Connection {
             accept.protocol.as_deref(),
             &headers,
         );
+        self.count_upgrade(ctx, now);
         let mut decoder = Decoder::new(Role::Server, ctx.config.limits);
         if let Some((agreement, deflate)) = deflate {
             // Pieces of a compressed message are inflated as they come (failing fast
@@ -417,7 +433,17 @@ impl Connection {
         self.open(Inbound::Rfc6455(decoder), accept.handler, ctx, now);
     }
 
-    pub(super) fn reject_http(&mut self, error: &HttpError) {
+    /// Counts an upgrade in the shard's metrics, with the time since the connection
+    /// was accepted (call it before the front gives way to the session).
+    pub(super) fn count_upgrade(&self, ctx: &ShardContext, now: Instant) {
+        if let Some(front) = self.front() {
+            ctx.metrics
+                .upgraded(now.saturating_duration_since(front.accepted));
+        }
+    }
+
+    pub(super) fn reject_http(&mut self, error: &HttpError, ctx: &ShardContext) {
+        ctx.metrics.refused(error.status);
         tracing::debug!(conn = %self.id, status = error.status, reason = error.reason, "bad request");
         http::write_error(&mut self.out.queued, error, &[]);
         self.close_after_response();
@@ -451,7 +477,7 @@ impl Connection {
         self.timers.clear_all();
     }
 
-    pub(super) fn finish_http_timeout(&mut self) {
+    pub(super) fn finish_http_timeout(&mut self, ctx: &ShardContext) {
         let Some(front) = self.front() else {
             return;
         };
@@ -470,6 +496,7 @@ impl Connection {
                 status: 408,
                 reason: "request head not received in time",
             };
+            ctx.metrics.refused(error.status);
             http::write_error(&mut self.out.queued, &error, &[]);
             self.close_after_response();
         } else if let FrontPhase::SockJsWaiting { .. } = front.phase {

@@ -38,6 +38,7 @@ impl Connection {
             resource: request.target(),
             protocol,
         };
+        self.count_upgrade(ctx, now);
         let out = &mut self.out.queued;
         match (upgrade.version, upgrade.hixie76_keys()) {
             (Version::Hixie76, Some(keys)) => {

@@ -91,7 +91,15 @@ impl Connection {
             self.drain(ctx, deadline, now);
             return;
         }
-        let reason = "server shutting down";
+        let reason = if ctx
+            .config
+            .restarting
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "server restarting"
+        } else {
+            "server shutting down"
+        };
         if let Some(deadline) = deadline {
             if self.has_local_close() {
                 // Already closing: the peer has until its close timer or the deadline.

@@ -68,6 +68,9 @@ impl Connection {
             return;
         }
         if self.is_open() {
+            if paused && !self.out.read_paused {
+                ctx.metrics.read_paused();
+            }
             self.out.read_paused = paused;
             self.pump_held(ctx, now);
         }

@@ -16,6 +16,7 @@ use crate::deflate_options::DeflateOptions;
 use crate::handle::Outgoing;
 use crate::handler::{CloseInitiator, CloseReason, Handler, Message, Remote};
 use crate::handshake::DeflateAgreement;
+use crate::metrics::Received;
 use crate::proto::{
     CloseCode, Decoder, Event, HixieDecoder, HixieEvent, OpCode, ProtocolError, Role,
 };
@@ -161,6 +162,7 @@ impl Connection {
     /// `on_open`.
     fn start_session(&mut self, session: Session, ctx: &ShardContext, now: Instant) {
         self.stage = Stage::Open(session);
+        ctx.metrics.websocket_open(true);
         self.timers.clear(Timer::Handshake);
         match self.sockjs_ws() {
             Some(heartbeat) => self.timers.set(Timer::Heartbeat, now + heartbeat),
@@ -201,12 +203,14 @@ impl Connection {
             match event {
                 // After our close frame, the peer's data is discarded (RFC 6455 5.5.1).
                 Some(Event::Text(text)) if !conn.out.closed => {
+                    ctx.metrics.received(Received::Text, text.len());
                     let message = Message::Text(text);
                     if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
                         ended = Some(Err(error));
                     }
                 }
                 Some(Event::Binary(bytes)) if !conn.out.closed => {
+                    ctx.metrics.received(Received::Binary, bytes.len());
                     let message = Message::Binary(bytes);
                     if let Err(error) = guard(id, || handler.on_message(&mut conn, message)) {
                         ended = Some(Err(error));
@@ -223,15 +227,18 @@ impl Connection {
                     }
                 }
                 Some(Event::Ping(payload)) if !conn.out.closed => {
+                    ctx.metrics.received(Received::Ping, payload.len());
                     conn.out.send_frame(OpCode::Pong, payload);
                 }
                 Some(Event::Pong(payload)) => {
+                    ctx.metrics.received(Received::Pong, payload.len());
                     if let Err(error) = guard(id, || handler.on_pong(&mut conn, payload)) {
                         ended = Some(Err(error));
                     }
                 }
                 // A hixie close carries no code: reported as 1005 (no status).
                 Some(Event::Close(frame)) => {
+                    ctx.metrics.received(Received::Close, 0);
                     ended = Some(Ok(frame.map(|f| (f.code, f.reason.to_owned()))));
                 }
                 Some(_) => {}
@@ -291,6 +298,8 @@ impl Connection {
         if let Stage::Open(Session { mut handler, .. }) =
             std::mem::replace(&mut self.stage, Stage::Ended)
         {
+            ctx.metrics.websocket_open(false);
+            ctx.metrics.closed(reason.code.0);
             self.out.closed = true;
             let mut conn = Conn {
                 id: self.id,
@@ -371,8 +380,15 @@ impl Connection {
                 if !self.is_open() {
                     return;
                 }
-                if self.out.send_posted(&message, &ctx.codecs) == Some(SendStatus::Unsupported) {
-                    tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
+                match self.out.send_posted(&message, &ctx.codecs) {
+                    Some(SendStatus::Unsupported) => {
+                        tracing::debug!(conn = %self.id, "dropping a non-text message for a hixie client");
+                    }
+                    Some(status) if matches!(message, Outgoing::Text(_) | Outgoing::Binary(_)) => {
+                        let bytes = message.data().map_or(0, |(_, payload)| payload.len());
+                        ctx.metrics.send_status(status, bytes);
+                    }
+                    _ => {}
                 }
                 self.arm_hibernation(now);
             }
@@ -431,6 +447,7 @@ impl Connection {
             .out
             .send_published(publication, share, close_slow, &ctx.codecs);
         self.arm_hibernation(now);
+        ctx.metrics.send_status(status, publication.payload().len());
         match status {
             SendStatus::Queued | SendStatus::Backpressure => Delivery::Queued,
             SendStatus::Unsupported => Delivery::Unsupported,
@@ -487,6 +504,17 @@ fn inflate_and_deliver(
     };
     let max_message = ctx.config.limits.max_message_size;
     let plain = compression.inflate(payload, text, max_message, &ctx.codecs)?;
+    // (The pieces before the last counted their wire bytes as they came.)
+    ctx.codecs.count(|t| {
+        t.in_wire += payload.len() as u64;
+        t.in_plain += plain.len() as u64;
+    });
+    let kind = if text {
+        Received::Text
+    } else {
+        Received::Binary
+    };
+    ctx.metrics.received(kind, plain.len());
     let id = conn.id;
     let result = if text {
         match simdutf8::basic::from_utf8(&plain) {
@@ -508,6 +536,7 @@ fn inflate_piece(conn: &mut Conn<'_>, text: bool, payload: &[u8]) -> Result<(), 
         return Err(ProtocolError::protocol("reserved bits set"));
     };
     compression.inflate_piece(payload, text, false, max_message)?;
+    conn.ctx.codecs.count(|t| t.in_wire += payload.len() as u64);
     Ok(())
 }
 

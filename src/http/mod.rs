@@ -22,10 +22,12 @@
 //! ```
 
 pub(crate) mod conditional;
+mod forwarded;
 mod request;
 mod response;
 pub(crate) mod static_path;
 
+pub use forwarded::{Cidr, ForwardedHeader, InvalidCidr, TrustedProxies};
 pub use request::{parse_request, Parse, Request};
 pub use response::{write_error, write_response};
 pub(crate) use response::{

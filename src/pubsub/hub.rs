@@ -44,6 +44,9 @@ pub(crate) struct Publication {
     /// The publishing connection, which does not get its own message
     /// ([`Conn::publish`](crate::Conn::publish)).
     skip: Option<ConnId>,
+    /// When it was published, as the publisher's thread read the clock (for the
+    /// publish-to-deliver latency; `None` for messages from other nodes).
+    published_at: Option<std::time::Instant>,
 }
 
 impl Publication {
@@ -63,6 +66,7 @@ impl Publication {
             text,
             seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
             skip,
+            published_at: None,
         }
     }
 
@@ -122,6 +126,11 @@ impl Publication {
         self.text
             .then(|| std::str::from_utf8(self.payload()).ok())
             .flatten()
+    }
+
+    /// When it was published (`None` for a message from another node).
+    pub(crate) fn published_at(&self) -> Option<std::time::Instant> {
+        self.published_at
     }
 
     /// The connection that published it and does not receive it, if any.
@@ -288,12 +297,14 @@ impl Hub {
     }
 
     /// Publishes `message` to `topic`'s subscribers on every shard (but `skip`), and to
-    /// the broker for the other nodes. Fails only when the server has stopped.
+    /// the broker for the other nodes; `at` is when (the publisher's clock reading,
+    /// for the publish-to-deliver latency). Fails only when the server has stopped.
     pub(crate) fn publish(
         &self,
         topic: &str,
         message: Message<'_>,
         skip: Option<ConnId>,
+        at: Option<std::time::Instant>,
     ) -> Result<(), Stopped> {
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         let broker = self.broker.get();
@@ -301,7 +312,9 @@ impl Hub {
         if !interested && broker.is_none() {
             return Ok(());
         }
-        let publication = Arc::new(Publication::new(topic, message, skip));
+        let mut publication = Publication::new(topic, message, skip);
+        publication.published_at = at;
+        let publication = Arc::new(publication);
         if let Some(broker) = broker {
             broker.publish(&publication);
         }

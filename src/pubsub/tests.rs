@@ -118,7 +118,7 @@ fn interest_is_counted_per_shard_and_summed() {
     topics.sort();
     assert_eq!(topics, ["t", "u"]);
 
-    hub.publish("t", Message::Text("x"), None).unwrap();
+    hub.publish("t", Message::Text("x"), None, None).unwrap();
     let mut shards = post.shards();
     shards.sort();
     assert_eq!(shards, [0, 3], "posted once per interested shard");
@@ -126,7 +126,7 @@ fn interest_is_counted_per_shard_and_summed() {
     hub.changed(3, "t", REMOVED);
     hub.changed(3, "t", Change::Removed { last: true });
     assert_eq!(hub.subscriber_count("t"), 1);
-    hub.publish("t", Message::Text("y"), None).unwrap();
+    hub.publish("t", Message::Text("y"), None, None).unwrap();
     assert_eq!(post.shards(), [0]);
     // A removal for a shard with no count does not go below zero nor touch the others.
     hub.changed(2, "t", REMOVED);
@@ -134,7 +134,7 @@ fn interest_is_counted_per_shard_and_summed() {
     hub.changed(0, "t", Change::Removed { last: true });
     assert_eq!(hub.subscriber_count("t"), 0);
     assert_eq!(hub.topic_count(), 1);
-    hub.publish("t", Message::Text("z"), None).unwrap();
+    hub.publish("t", Message::Text("z"), None, None).unwrap();
     assert!(post.take().is_empty());
     // Removing from an unknown topic is harmless.
     hub.changed(0, "nothing", REMOVED);
@@ -171,12 +171,13 @@ fn the_broker_hears_of_the_nodes_first_and_last_subscriber_only() {
 #[test]
 fn a_publish_goes_to_the_broker_even_without_local_interest() {
     let (hub, post, broker) = with_broker(2);
-    hub.publish("t", Message::Binary(&[1, 2]), None).unwrap();
+    hub.publish("t", Message::Binary(&[1, 2]), None, None)
+        .unwrap();
     assert_eq!(broker.take(), [Call::Publish("t".into(), vec![1, 2])]);
     assert!(post.take().is_empty());
     hub.changed(1, "t", Change::Added { first: true });
     broker.take();
-    hub.publish("t", Message::Text("a"), None).unwrap();
+    hub.publish("t", Message::Text("a"), None, None).unwrap();
     assert_eq!(broker.take(), [Call::Publish("t".into(), b"a".to_vec())]);
     assert_eq!(post.take(), [(1, "t".to_owned(), b"a".to_vec())]);
     // From another node: delivered here, never handed back to the broker.
@@ -276,8 +277,10 @@ fn a_publish_nobody_wants_allocates_nothing_and_posts_nothing() {
     let payload = vec![5u8; 4096];
     let made = counting::allocations(|| {
         for _ in 0..10 {
-            hub.publish("t", Message::Binary(&payload), None).unwrap();
-            hub.publish("t", Message::Text("hello"), None).unwrap();
+            hub.publish("t", Message::Binary(&payload), None, None)
+                .unwrap();
+            hub.publish("t", Message::Text("hello"), None, None)
+                .unwrap();
         }
     });
     assert_eq!(made, 0, "no interest and no broker: nothing allocated");
@@ -295,7 +298,8 @@ fn a_publish_nobody_wants_allocates_nothing_and_posts_nothing() {
     }
     let one = |hub: &Hub| {
         counting::allocations(|| {
-            hub.publish("t", Message::Binary(&payload), None).unwrap();
+            hub.publish("t", Message::Binary(&payload), None, None)
+                .unwrap();
         })
     };
     let to_three = one(&quiet_hub);

@@ -223,7 +223,18 @@ pub(crate) trait ShardCore {
     fn drain_ready(&mut self, out: &mut Vec<Token>);
 
     /// True once the backend should stop accepting new connections (shutdown started).
+    /// A connection accepted while the stop takes effect is dropped.
     fn is_shutting_down(&self) -> bool;
+
+    /// False once the backend should stop accepting: at a shutdown, and at a restart
+    /// (`ServerHandle::restart_within`), where a successor accepts from the same
+    /// listening sockets. The backend stops asking for connections without closing its
+    /// listeners' queues; a connection the kernel hands over while the stop takes effect
+    /// (an io_uring accept completing before its cancel) is still reported with
+    /// `on_accept` unless the core is shutting down.
+    fn accepting(&self) -> bool {
+        !self.is_shutting_down()
+    }
 
     /// True once the shard has shut down and every connection was reported closed.
     fn is_finished(&self) -> bool;

@@ -48,7 +48,8 @@ struct Shared<C> {
     /// The deadline the timer task sleeps towards.
     timer_target: Cell<Option<Instant>>,
     timer_changed: Notify,
-    /// Signalled when shutdown starts and when the shard has finished.
+    /// Signalled when accepting stops (a shutdown or a restart) and when the shard
+    /// has finished.
     state_changed: Notify,
 }
 
@@ -61,13 +62,13 @@ impl<C: ShardCore + 'static> Shared<C> {
         let mut connects = self.connects.borrow_mut();
         let mut file_reads = self.file_reads.borrow_mut();
         let mut adopted = Vec::new();
-        let (deadline, shutting_down) = {
+        let (deadline, stop_accepting) = {
             let mut core = self.core.borrow_mut();
             core.take_connects(&mut connects);
             core.take_adopted(&mut adopted);
             core.take_file_reads(&mut file_reads);
             core.drain_ready(&mut ready);
-            (core.next_deadline(), core.is_shutting_down())
+            (core.next_deadline(), !core.accepting())
         };
         for (token, addr) in connects.drain(..) {
             tokio::task::spawn_local(connect(Rc::clone(self), token, addr));
@@ -100,7 +101,7 @@ impl<C: ShardCore + 'static> Shared<C> {
         if deadline != self.timer_target.get() {
             self.timer_changed.notify_one();
         }
-        if shutting_down {
+        if stop_accepting {
             self.state_changed.notify_waiters();
         }
     }
@@ -211,15 +212,18 @@ async fn accept_loop<C: ShardCore + 'static>(
     listener: TcpListener,
 ) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shared.state_changed.notified() => {
-                if shared.core.borrow().is_shutting_down() { return } else { continue }
-            }
-        };
-        if shared.core.borrow().is_shutting_down() {
+        // Checked before every accept(2), and the stop is polled ahead of the listener
+        // (`biased`): once the core stops accepting, this task takes no connection
+        // from the queue. The listener is closed when the task ends; at a restart the
+        // successor holds the same socket, so its queue lives on there.
+        if !shared.core.borrow().accepting() {
             return;
         }
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.state_changed.notified() => continue,
+            accepted = listener.accept() => accepted,
+        };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {

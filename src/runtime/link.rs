@@ -106,6 +106,11 @@ enum Call<'d> {
 }
 
 impl Streams {
+    /// The raw TCP streams and bridge links open now.
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
     pub(crate) fn new(shard: u32, limits: OutLimits) -> Streams {
         Streams {
             shard,

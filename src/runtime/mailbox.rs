@@ -55,6 +55,8 @@ pub(crate) struct Mailbox {
     held: AtomicUsize,
     /// The shard's pub/sub counters (`ServerHandle::pubsub_stats`).
     pub(crate) fanout: super::shard::topics::FanoutFigures,
+    /// The shard's metrics as it last stored them (`ServerHandle::stats`).
+    pub(crate) metrics: std::sync::Mutex<crate::metrics::Counts>,
 }
 
 /// The posting failed because the shard has stopped.
@@ -70,6 +72,7 @@ impl Mailbox {
             signaled: AtomicBool::new(false),
             held: AtomicUsize::new(0),
             fanout: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -92,6 +95,11 @@ impl Mailbox {
     /// clear and wakes the shard again.)
     pub(crate) fn take_wake(&self) {
         self.signaled.swap(false, Ordering::AcqRel);
+    }
+
+    /// True once the shard has stopped (`ringws::handover` watches for the server's end).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// Marks the shard stopped; later posts fail.

@@ -15,6 +15,7 @@ pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod files;
 pub(crate) mod link;
+pub(crate) mod listen;
 pub(crate) mod mailbox;
 mod paged;
 #[cfg(feature = "redis")]
@@ -123,9 +124,12 @@ pub(crate) fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<
 /// Everything a shard thread needs.
 pub(crate) struct ShardSpec {
     pub(crate) index: usize,
-    /// Listener 0 serves HTTP/WebSocket/SockJS; the others are the raw TCP doors, in
-    /// the order they were added.
+    /// Listeners `0..http_listeners` serve HTTP/WebSocket/SockJS; the others are the
+    /// raw TCP doors, in the order they were added.
     pub(crate) listeners: Vec<TcpListener>,
+    /// How many of `listeners` serve HTTP: one bound by the shard's server, or the
+    /// shard's share of handed-over or socket-activated sockets (`listen::plan`).
+    pub(crate) http_listeners: usize,
     pub(crate) backend: Backend,
     pub(crate) core_id: Option<core_affinity::CoreId>,
     pub(crate) registry: Arc<Registry>,
@@ -168,6 +172,7 @@ fn run_shard(spec: ShardSpec) -> io::Result<()> {
         let mut shard =
             shard::Shard::with_registry(index, registry, spec.routes, spec.config, spec.hub);
         shard.set_protocols(spec.protocols);
+        shard.set_http_listeners(spec.http_listeners);
         run_core(shard, spec.backend, spec.listeners, wake, &spec.uring)
     };
     if let Err(error) = &result {

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 #[cfg(feature = "hyper")]
 pub(crate) mod adopt;
 pub(crate) mod budget;
+mod metrics;
 mod out_pool;
 mod sessions;
 #[cfg(test)]
@@ -149,6 +150,9 @@ pub(crate) struct Shard {
     admitted: usize,
     /// The grace deadline of the shutdown in progress, if it has one.
     shutdown_deadline: Option<Instant>,
+    /// How many of the backend's first listeners serve HTTP (more than one when a shard
+    /// serves several handed-over or socket-activated sockets); the raw TCP doors follow.
+    http_listeners: usize,
     /// The clock as read for the event being handled: the backend's reading for its
     /// loop turn where it passes one, read once on entry where it does not
     /// (`on_sent`, `on_closed`). Connection-level decisions use this, not the clock.
@@ -178,6 +182,11 @@ pub(crate) struct Shard {
     /// Sockets handed over with their connections, for the backend
     /// (`ShardCore::take_adopted`; the hyper adapter's hand-off, `shard/adopt.rs`).
     adopted: Vec<(Token, std::os::fd::OwnedFd)>,
+    /// What `publish_metrics` last stored (`shard/metrics.rs`): the gauges, the codecs'
+    /// traffic, and whether a store is still owed.
+    metrics_gauges: (u64, u64, u64),
+    metrics_traffic: crate::connection::DeflateTraffic,
+    metrics_unpublished: bool,
 }
 
 /// SockJS work for this shard: a request for a session it owns, or a reply for one of
@@ -197,7 +206,8 @@ impl Shard {
         hub: Arc<Hub>,
     ) -> Shard {
         let poster: Arc<dyn Post> = registry.clone();
-        let ctx = ShardContext::new(shard, registry.shards(), poster, routes, config, hub);
+        let now = Instant::now();
+        let ctx = ShardContext::new(shard, registry.shards(), poster, routes, config, hub, now);
         Shard::new(ctx, registry)
     }
 
@@ -228,6 +238,9 @@ impl Shard {
             fanout_counts: topics::FanoutCounts::default(),
             fanout_published: topics::FanoutCounts::default(),
             adopted: Vec::new(),
+            metrics_gauges: (0, 0, 0),
+            metrics_traffic: crate::connection::DeflateTraffic::default(),
+            metrics_unpublished: false,
             budget,
             sessions_held: 0,
             file_reads: Vec::new(),
@@ -246,6 +259,7 @@ impl Shard {
             shutting_down: false,
             admitted: 0,
             shutdown_deadline: None,
+            http_listeners: 1,
             now,
             pending: 0,
             pending_order: VecDeque::new(),
@@ -253,6 +267,11 @@ impl Shard {
     }
 
     /// The protocols of the shard's raw TCP listeners (listener `i + 1` serves `[i]`).
+    /// The backend's listeners `0..n` serve HTTP; the doors follow (`runtime/listen.rs`).
+    pub(crate) fn set_http_listeners(&mut self, n: usize) {
+        self.http_listeners = n.max(1);
+    }
+
     pub(crate) fn set_protocols(&mut self, protocols: std::sync::Arc<Vec<ProtocolFactory>>) {
         self.streams.set_protocols(protocols);
     }
@@ -607,9 +626,10 @@ impl Shard {
 
 impl ShardCore for Shard {
     fn on_accept(&mut self, listener: usize, peer: Option<SocketAddr>, now: Instant) -> Token {
-        self.now = now;
-        if listener > 0 {
-            return self.streams.on_accept(listener - 1);
+        self.set_now(now);
+        self.ctx.metrics.accepted();
+        if listener >= self.http_listeners {
+            return self.streams.on_accept(listener - self.http_listeners);
         }
         self.make_pending_room();
         let generation = self.next_generation;
@@ -674,7 +694,7 @@ impl ShardCore for Shard {
     }
 
     fn on_file_read(&mut self, token: Token, result: std::io::Result<Vec<u8>>, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         let Shard { conns, ctx, .. } = self;
         // A connection closed meanwhile: the bytes just go.
         if let Some(entry) = conns.get_mut(token) {
@@ -686,7 +706,7 @@ impl ShardCore for Shard {
     }
 
     fn on_connected(&mut self, token: Token, result: std::io::Result<()>, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         self.streams.on_connected(token, result);
         self.run_pumps();
     }
@@ -700,7 +720,7 @@ impl ShardCore for Shard {
     }
 
     fn on_recv(&mut self, token: Token, data: &mut [u8], now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if token.kind() == TokenKind::Stream {
             self.streams.on_recv(token, data);
             self.run_pumps();
@@ -743,7 +763,7 @@ impl ShardCore for Shard {
     }
 
     fn on_eof(&mut self, token: Token, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if token.kind() == TokenKind::Stream {
             self.streams.on_eof(token, None);
             self.run_pumps();
@@ -784,7 +804,7 @@ impl ShardCore for Shard {
     }
 
     fn on_sent(&mut self, token: Token, buf: SendBuf, written: std::io::Result<usize>) {
-        self.now = Instant::now();
+        self.set_now(Instant::now());
         if token.kind() == TokenKind::Stream {
             self.streams.on_sent(token, buf.into_vec(), written);
             self.run_pumps();
@@ -866,7 +886,7 @@ impl ShardCore for Shard {
     }
 
     fn on_closed(&mut self, token: Token) {
-        self.now = Instant::now();
+        self.set_now(Instant::now());
         if token.kind() == TokenKind::Stream {
             self.streams.on_closed(token);
             self.run_pumps();
@@ -904,7 +924,7 @@ impl ShardCore for Shard {
     }
 
     fn on_wake(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         let registry = std::sync::Arc::clone(&self.registry);
         let mailbox = registry.mailbox(self.ctx.shard as usize);
         mailbox.take_wake();
@@ -920,7 +940,7 @@ impl ShardCore for Shard {
     }
 
     fn on_timer(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         while let Some(Reverse((deadline, token))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
@@ -971,6 +991,7 @@ impl ShardCore for Shard {
     }
 
     fn drain_ready(&mut self, out: &mut Vec<Token>) {
+        self.publish_metrics();
         self.check_budget();
         self.publish_held();
         self.publish_fanout_figures();
@@ -988,6 +1009,11 @@ impl ShardCore for Shard {
 
     fn is_shutting_down(&self) -> bool {
         self.shutting_down
+    }
+
+    fn accepting(&self) -> bool {
+        // A restart stops accepting before it shuts down (`ServerHandle::restart_within`).
+        !self.shutting_down && !self.ctx.config.restarting.load(Ordering::Relaxed)
     }
 
     fn is_finished(&self) -> bool {

@@ -41,7 +41,7 @@ impl ServerHandle {
     /// ```
     pub fn publish(&self, topic: &str, message: Message<'_>) -> Result<(), SendError> {
         self.hub
-            .publish(topic, message, None)
+            .publish(topic, message, None, Some(std::time::Instant::now()))
             .map_err(|_| SendError)
     }
 

@@ -181,7 +181,7 @@ impl Adapter {
     pub fn publish(&self, topic: &str, message: Message<'_>) -> Result<(), SendError> {
         self.inner
             .hub
-            .publish(topic, message, None)
+            .publish(topic, message, None, Some(Instant::now()))
             .map_err(|Stopped| SendError)
     }
 
@@ -332,7 +332,8 @@ impl AdapterBuilder {
             std::thread::Builder::new()
                 .name(format!("ringws-adapter-{index}"))
                 .spawn(move || {
-                    let ctx = ShardContext::new(member, 1, poster, routes, config, hub);
+                    let now = Instant::now();
+                    let ctx = ShardContext::new(member, 1, poster, routes, config, hub, now);
                     run_worker(ctx, rx);
                 })?;
             workers.push(tx);
@@ -448,6 +449,7 @@ async fn serve(worker: Rc<Worker>, mut rx: mpsc::UnboundedReceiver<WorkerMessage
             }
         };
         let now = Instant::now();
+        worker.ctx.now.set(now);
         match message {
             WorkerMessage::Open(open) => start_session(&worker, *open, now),
             WorkerMessage::Post(id, outgoing) => {

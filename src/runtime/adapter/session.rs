@@ -84,7 +84,7 @@ pub(super) async fn run(
                         if rest.is_empty() {
                             sending = None;
                             conn.out.in_flight = 0;
-                            conn.on_written(ctx, Instant::now());
+                            conn.on_written(ctx, stamp(ctx));
                         } else {
                             conn.out.in_flight = rest.len();
                         }
@@ -107,7 +107,7 @@ pub(super) async fn run(
                     }
                     Ok(n) => {
                         if let Some(data) = buf.get_mut(..n) {
-                            conn.receive(data, ctx, Instant::now());
+                            conn.receive(data, ctx, stamp(ctx));
                         }
                     }
                     Err(_) => {
@@ -117,7 +117,7 @@ pub(super) async fn run(
                 }
             }
             () = async { if let Some(sleep) = sleep { sleep.await } }, if deadline.is_some() => {
-                cell.conn.borrow_mut().on_timer(ctx, Instant::now());
+                cell.conn.borrow_mut().on_timer(ctx, stamp(ctx));
             }
             () = cell.wake.notified() => {}
         }
@@ -127,4 +127,12 @@ pub(super) async fn run(
     let _ = tokio::time::timeout(SHUTDOWN_WAIT, writer.shutdown()).await;
     cell.conn.borrow_mut().transport_ended(ctx);
     worker.remove(key, id);
+}
+
+/// Reads the clock for an event and gives it to the connection layer (which reads
+/// none: a handler's publication is stamped with it).
+fn stamp(ctx: &crate::connection::ShardContext) -> Instant {
+    let now = Instant::now();
+    ctx.now.set(now);
+    now
 }

@@ -117,8 +117,28 @@ pub(crate) struct SessionTable {
 
 /// The close frame of every session at shutdown.
 const SHUTTING_DOWN: &[u8] = br#"c[1001,"Server shutting down"]"#;
+/// The close frame of every session at the shutdown of a restart.
+const RESTARTING: &[u8] = br#"c[1001,"Server restarting"]"#;
+
+/// The close frame and reason of the shutdown under way (a restart says so).
+fn shutdown_close(ctx: &ShardContext) -> (&'static [u8], &'static str) {
+    if ctx
+        .config
+        .restarting
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        (RESTARTING, "Server restarting")
+    } else {
+        (SHUTTING_DOWN, "Server shutting down")
+    }
+}
 
 impl SessionTable {
+    /// The sessions this shard owns now.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn new(limits: OutLimits) -> SessionTable {
         SessionTable {
             slots: Slab::new(),
@@ -224,7 +244,7 @@ impl SessionTable {
                     shard: from_shard,
                     token: from,
                 };
-                answer(late, SHUTTING_DOWN, fx);
+                answer(late, shutdown_close(ctx).0, fx);
                 return;
             }
             SockJsOp::Attach { receiver, rx } => {
@@ -521,14 +541,13 @@ impl SessionTable {
     pub(crate) fn shutdown(&mut self, ctx: &ShardContext, now: Instant, fx: &mut Effects) {
         self.shut = true;
         let indices: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
+        let (frame, reason) = shutdown_close(ctx);
         for index in indices {
             // A receiving request held as a contender gets the close too.
             if let Some((contender, _)) = self.slots[index].contender.take() {
-                answer(contender, SHUTTING_DOWN, fx);
+                answer(contender, frame, fx);
             }
-            self.slots[index]
-                .session
-                .close(1001, "Server shutting down");
+            self.slots[index].session.close(1001, reason);
             self.run_and_flush(index, ctx, now, fx);
             fx.ended
                 .push(Self::token(index, self.slots[index].generation));

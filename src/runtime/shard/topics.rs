@@ -83,6 +83,11 @@ impl Shard {
     /// Delivers `publication` to this shard's subscribers of its topic (but the
     /// publisher, when it is one of them).
     pub(super) fn deliver(&mut self, publication: Arc<Publication>, now: Instant) {
+        if let Some(at) = publication.published_at() {
+            self.ctx
+                .metrics
+                .publication_delivered(now.saturating_duration_since(at));
+        }
         let mut subscribers = std::mem::take(&mut self.fanout);
         self.ctx
             .topics

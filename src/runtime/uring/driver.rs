@@ -107,6 +107,9 @@ pub(super) struct Driver<'w> {
     wake_buf: Box<u64>,
     wake_state: WakeState,
     accepting: bool,
+    /// Accepting stopped for a restart: once the accepts' cancels have completed, the
+    /// listeners' queues are checked once (`accept_stranded`).
+    check_queues: bool,
     /// Accept stopped on EMFILE/ENFILE; re-armed after a close or a wake-up.
     accept_paused: bool,
     cancels_inflight: usize,
@@ -146,6 +149,7 @@ impl<'w> Driver<'w> {
             wake_buf: Box::new(0),
             wake_state: WakeState::Idle,
             accepting: true,
+            check_queues: false,
             accept_paused: false,
             cancels_inflight: 0,
             finishing: false,
@@ -182,9 +186,17 @@ impl<'w> Driver<'w> {
             if core.next_deadline().is_some_and(|d| d <= now) {
                 core.on_timer(now);
             }
-            if core.is_shutting_down() && self.accepting {
+            if self.accepting && !core.accepting() {
+                // Cancelling a multishot accept leaves the listener's queue as it is:
+                // connections still queued go to whoever accepts next (at a restart,
+                // the successor, which holds the same sockets).
                 self.accepting = false;
+                self.check_queues = !core.is_shutting_down();
                 self.cancel_accepts();
+            }
+            if self.check_queues && !self.accept_armed.iter().any(|&armed| armed) {
+                self.check_queues = false;
+                self.accept_stranded(core, now);
             }
             let busy = self.process_ready(core);
             if core.is_finished() {
@@ -387,10 +399,63 @@ impl<'w> Driver<'w> {
         }
         // SAFETY: a successful accept returns a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(res) };
-        if !self.accepting || self.finishing {
+        if self.finishing || core.is_shutting_down() {
             drop(fd); // accepted just before the cancel took effect: close it
             return;
         }
+        // Not accepting any more but not shutting down (a restart): a connection the
+        // kernel completed before the cancel took effect is served like any other.
+        self.serve_accepted(core, listener, fd, now);
+    }
+
+    /// After a restart's cancels: takes what is left in the listeners' queues with plain
+    /// non-blocking `accept4` calls, and serves it. io_uring waits for a listener
+    /// exclusively (one waiter is woken per connection): a wake-up that reached this
+    /// ring's accept just before its cancel is gone with it, and the successor's
+    /// waiters were never woken for that connection. Taking the queue here once leaves
+    /// nothing stranded; later connections wake the successor (this ring no longer
+    /// waits).
+    fn accept_stranded<C: ShardCore>(&mut self, core: &mut C, now: Instant) {
+        for listener in 0..self.listeners.len() {
+            loop {
+                // SAFETY: accept4 on a listening descriptor the driver's caller keeps
+                // open, with no address buffer (null pointers are allowed).
+                let res = unsafe {
+                    libc::accept4(
+                        self.listeners[listener],
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    )
+                };
+                if res < 0 {
+                    let error = io::Error::last_os_error();
+                    match error.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::WouldBlock => {}
+                        _ => tracing::debug!(%error, "accepting a stranded connection failed"),
+                    }
+                    break;
+                }
+                tracing::debug!(
+                    listener,
+                    "served a connection left in the queue at a restart"
+                );
+                // SAFETY: a successful accept4 returns a fresh descriptor nothing owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                self.serve_accepted(core, listener, fd, now);
+            }
+        }
+    }
+
+    /// Serves an accepted socket: the core's token, the table, a recv.
+    fn serve_accepted<C: ShardCore>(
+        &mut self,
+        core: &mut C,
+        listener: usize,
+        fd: OwnedFd,
+        now: Instant,
+    ) {
         let sock = socket2::SockRef::from(&fd);
         if let Err(e) = sock.set_tcp_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY failed on accepted socket");
